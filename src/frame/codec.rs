@@ -1,0 +1,312 @@
+//! The incremental frame decoder (SPEC §5, §6).
+
+use bytes::{Buf, BytesMut};
+
+use super::control::{GOAWAY_MIN_PAYLOAD_LEN, PING_PAYLOAD_LEN, RESET_PAYLOAD_LEN};
+use super::credit::CREDIT_PAYLOAD_LEN;
+use super::settings::{SETTING_LEN, SETTINGS_MAX_PAYLOAD_LEN};
+use super::{
+    Blocked, Data, Frame, FrameError, FrameKind, GoAway, HEADER_LEN, Header, MaxStreams, Ping,
+    Reset, Settings, WindowUpdate,
+};
+
+/// What one decoding step produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decoded {
+    /// A frame of a known type.
+    Frame(Frame),
+    /// A frame of an unknown type, skipped whole (SPEC §15). Its payload was
+    /// discarded as it arrived, never buffered.
+    Ignored(Header),
+}
+
+#[derive(Copy, Clone, Debug)]
+enum State {
+    /// Waiting for a header.
+    Header,
+    /// Header of a known type checked; waiting for its payload.
+    Payload(Header, FrameKind),
+    /// Discarding the payload of an unknown type.
+    Skip { header: Header, remaining: u32 },
+}
+
+/// Takes frames off the front of a byte buffer.
+///
+/// The header is checked as soon as its 9 bytes are present: the length
+/// against the maximum payload, the stream id against the frame type, and
+/// fixed payload sizes. Only then does the decoder reserve room for the
+/// payload, so a hostile length never causes an allocation beyond
+/// `HEADER_LEN + max_payload`. Input may be split at any byte boundary.
+#[derive(Clone, Debug)]
+pub struct FrameDecoder {
+    max_payload: u32,
+    state: State,
+}
+
+impl FrameDecoder {
+    /// A decoder that accepts payloads up to `max_payload` bytes: this side's
+    /// advertised MAX_FRAME_PAYLOAD.
+    pub fn new(max_payload: u32) -> FrameDecoder {
+        FrameDecoder {
+            max_payload,
+            state: State::Header,
+        }
+    }
+
+    /// The largest payload accepted.
+    pub fn max_payload(&self) -> u32 {
+        self.max_payload
+    }
+
+    /// Decodes the next frame from the front of `src`.
+    ///
+    /// - `Ok(Some(decoded))`: one frame was taken off `src`.
+    /// - `Ok(None)`: `src` holds no complete frame yet; the decoder has kept
+    ///   its progress (and consumed any skipped bytes) and has reserved room
+    ///   for at most the rest of the current frame. Call again with more bytes.
+    /// - `Err(e)`: the input is not valid; `e.code()` is the connection error
+    ///   to send. The decoder must not be used afterwards.
+    pub fn decode_next(&mut self, src: &mut BytesMut) -> Result<Option<Decoded>, FrameError> {
+        loop {
+            match self.state {
+                State::Header => {
+                    let Some(bytes) = src.get(..HEADER_LEN) else {
+                        src.reserve(HEADER_LEN - src.len());
+                        return Ok(None);
+                    };
+                    let mut raw = [0u8; HEADER_LEN];
+                    raw.copy_from_slice(bytes);
+                    // SPEC §5.3 step 2 comes before step 3 (the reserved bit).
+                    let len = u32::from_be_bytes([0, raw[0], raw[1], raw[2]]);
+                    if len > self.max_payload {
+                        return Err(FrameError::TooLarge {
+                            len,
+                            max: self.max_payload,
+                        });
+                    }
+                    let header = Header::decode(&raw)?;
+                    let kind = self.check_header(&header)?;
+                    src.advance(HEADER_LEN);
+                    self.state = match kind {
+                        Some(kind) => State::Payload(header, kind),
+                        None => State::Skip {
+                            header,
+                            remaining: header.len,
+                        },
+                    };
+                }
+                State::Payload(header, kind) => {
+                    let len = header.len as usize;
+                    if src.len() < len {
+                        src.reserve(len - src.len());
+                        return Ok(None);
+                    }
+                    let payload = src.split_to(len).freeze();
+                    self.state = State::Header;
+                    return decode_payload(&header, kind, payload).map(|f| Some(Decoded::Frame(f)));
+                }
+                State::Skip { header, remaining } => {
+                    let n = (remaining as usize).min(src.len());
+                    src.advance(n);
+                    let remaining = remaining - n as u32;
+                    if remaining > 0 {
+                        self.state = State::Skip { header, remaining };
+                        return Ok(None);
+                    }
+                    self.state = State::Header;
+                    return Ok(Some(Decoded::Ignored(header)));
+                }
+            }
+        }
+    }
+
+    /// Checks steps 4 to 7 of SPEC §5.3: what the header of a known type
+    /// alone can tell.
+    /// Returns `None` for unknown types.
+    fn check_header(&self, header: &Header) -> Result<Option<FrameKind>, FrameError> {
+        let Some(kind) = FrameKind::from_u8(header.kind) else {
+            return Ok(None);
+        };
+        let on_connection = header.stream.is_connection();
+        let stream_ok = match kind {
+            FrameKind::Data | FrameKind::Reset => !on_connection,
+            FrameKind::WindowUpdate | FrameKind::Blocked => true,
+            FrameKind::MaxStreams | FrameKind::Ping | FrameKind::GoAway | FrameKind::Settings => {
+                on_connection
+            }
+        };
+        if !stream_ok {
+            return Err(if on_connection {
+                FrameError::StreamIdRequired { kind }
+            } else {
+                FrameError::StreamIdForbidden {
+                    kind,
+                    stream: header.stream,
+                }
+            });
+        }
+        if kind == FrameKind::Blocked && !on_connection && header.flags & Blocked::FLAG_STREAMS != 0
+        {
+            return Err(FrameError::InvalidFlags {
+                kind,
+                flags: header.flags,
+                stream: header.stream,
+            });
+        }
+        let len = header.len;
+        let len_ok = match kind {
+            FrameKind::Data => true,
+            FrameKind::WindowUpdate | FrameKind::MaxStreams | FrameKind::Blocked => {
+                len == CREDIT_PAYLOAD_LEN
+            }
+            FrameKind::Reset => len == RESET_PAYLOAD_LEN,
+            FrameKind::Ping => len == PING_PAYLOAD_LEN,
+            FrameKind::GoAway => len >= GOAWAY_MIN_PAYLOAD_LEN,
+            FrameKind::Settings if header.flags & Settings::FLAG_ACK != 0 => len == 0,
+            FrameKind::Settings => len % SETTING_LEN == 0 && len <= SETTINGS_MAX_PAYLOAD_LEN,
+        };
+        if !len_ok {
+            return Err(FrameError::BadLength { kind, len });
+        }
+        Ok(Some(kind))
+    }
+}
+
+fn decode_payload(
+    header: &Header,
+    kind: FrameKind,
+    payload: bytes::Bytes,
+) -> Result<Frame, FrameError> {
+    Ok(match kind {
+        FrameKind::Data => Frame::Data(Data::decode(header, payload)),
+        FrameKind::WindowUpdate => Frame::WindowUpdate(WindowUpdate::decode(header, &payload)?),
+        FrameKind::MaxStreams => Frame::MaxStreams(MaxStreams::decode(&payload)?),
+        FrameKind::Blocked => Frame::Blocked(Blocked::decode(header, &payload)?),
+        FrameKind::Reset => Frame::Reset(Reset::decode(header, &payload)),
+        FrameKind::Ping => Frame::Ping(Ping::decode(header, &payload)),
+        FrameKind::GoAway => Frame::GoAway(GoAway::decode(payload)?),
+        FrameKind::Settings => Frame::Settings(Settings::decode(header, &payload)?),
+    })
+}
+
+#[cfg(feature = "runtime")]
+impl tokio_util::codec::Decoder for FrameDecoder {
+    type Item = Frame;
+    type Error = crate::frame::CodecError;
+
+    /// Skips unknown frame types (SPEC §15) and yields known frames.
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, Self::Error> {
+        loop {
+            match self.decode_next(src)? {
+                Some(Decoded::Frame(frame)) => return Ok(Some(frame)),
+                Some(Decoded::Ignored(_)) => continue,
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+#[cfg(feature = "runtime")]
+impl tokio_util::codec::Encoder<Frame> for FrameDecoder {
+    type Error = crate::frame::CodecError;
+
+    fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> Result<(), Self::Error> {
+        frame.encode(dst);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{ErrorCode, StreamId};
+    use bytes::Bytes;
+
+    fn decode_all(bytes: &[u8], max: u32) -> Result<Vec<Decoded>, FrameError> {
+        let mut decoder = FrameDecoder::new(max);
+        let mut src = BytesMut::from(bytes);
+        let mut out = Vec::new();
+        while let Some(d) = decoder.decode_next(&mut src)? {
+            out.push(d);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn oversize_length_fails_before_any_payload_arrives() {
+        let header = Header {
+            len: 1025,
+            kind: 0,
+            flags: 0,
+            stream: StreamId::new(1).unwrap(),
+        };
+        let mut src = BytesMut::from(&header.encode()[..]);
+        let err = FrameDecoder::new(1024).decode_next(&mut src).unwrap_err();
+        assert_eq!(
+            err,
+            FrameError::TooLarge {
+                len: 1025,
+                max: 1024
+            }
+        );
+        assert_eq!(err.code(), ErrorCode::FRAME_SIZE_ERROR);
+        assert!(
+            src.capacity() < 1024,
+            "no room reserved for a refused payload"
+        );
+    }
+
+    #[test]
+    fn unknown_types_are_skipped_without_buffering() {
+        let header = Header {
+            len: 1000,
+            kind: 0x42,
+            flags: 0xff,
+            stream: StreamId::new(9).unwrap(),
+        };
+        let mut decoder = FrameDecoder::new(1024);
+        let mut src = BytesMut::from(&header.encode()[..]);
+        assert_eq!(decoder.decode_next(&mut src), Ok(None));
+        for _ in 0..999 {
+            src.extend_from_slice(&[7]);
+            assert_eq!(decoder.decode_next(&mut src), Ok(None));
+            assert!(src.is_empty(), "skipped bytes are consumed as they arrive");
+        }
+        src.extend_from_slice(&[7]);
+        assert_eq!(
+            decoder.decode_next(&mut src),
+            Ok(Some(Decoded::Ignored(header)))
+        );
+    }
+
+    #[test]
+    fn data_payload_is_split_off_not_copied() {
+        let frame = Frame::Data(Data {
+            stream: StreamId::new(3).unwrap(),
+            fin: true,
+            payload: Bytes::from_static(b"hello"),
+        });
+        let decoded = decode_all(&frame.to_bytes(), 16384).unwrap();
+        assert_eq!(decoded, vec![Decoded::Frame(frame)]);
+    }
+
+    #[test]
+    fn settings_ack_with_payload_is_a_frame_size_error() {
+        let header = Header {
+            len: 6,
+            kind: FrameKind::Settings as u8,
+            flags: Settings::FLAG_ACK,
+            stream: StreamId::CONNECTION,
+        };
+        let mut bytes = header.encode().to_vec();
+        bytes.extend_from_slice(&[0, 1, 0, 0, 4, 0]);
+        let err = decode_all(&bytes, 16384).unwrap_err();
+        assert!(matches!(
+            err,
+            FrameError::BadLength {
+                kind: FrameKind::Settings,
+                len: 6
+            }
+        ));
+    }
+}

@@ -1,0 +1,3 @@
+//! creditmux: stream multiplexing with credit-based flow control.
+
+pub mod frame;
