@@ -1,3 +1,5 @@
-//! creditmux: stream multiplexing with credit-based flow control.
-
+pub mod config;
+pub mod conn;
+pub mod error;
+pub mod flow;
 pub mod frame;

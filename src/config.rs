@@ -1,0 +1,390 @@
+//! Connection configuration: every knob with its unit, default and range.
+
+use std::time::Duration;
+
+use crate::frame::{CONNECTION_WINDOW, INITIAL_STREAM_WINDOW, MAX_FRAME_PAYLOAD, MAX_STREAMS};
+
+/// Per-connection limits on peer-triggered frames, counted per one-second
+/// window of the connection's clock (SPEC §16.1). A peer over any limit gets
+/// GOAWAY with ENHANCE_YOUR_CALM.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct FloodLimits {
+    /// PING frames received per second. Default 100.
+    pub pings: u32,
+    /// Empty DATA frames without FIN that open nothing, per second. Default 100.
+    pub empty_data: u32,
+    /// WINDOW_UPDATE / MAX_STREAMS frames that raise no limit, per second. Default 1000.
+    pub useless_updates: u32,
+    /// BLOCKED frames received per second. Default 100.
+    pub blocked: u32,
+    /// RESETs received plus RESETs this side sent because of the peer, per second. Default 200.
+    pub resets: u32,
+    /// Frames of unknown types per second. Default 100.
+    pub unknown_frames: u32,
+    /// Frames for streams already closed and forgotten, per second. Default 1000.
+    pub stray_frames: u32,
+}
+
+impl Default for FloodLimits {
+    fn default() -> Self {
+        FloodLimits {
+            pings: 100,
+            empty_data: 100,
+            useless_updates: 1000,
+            blocked: 100,
+            resets: 200,
+            unknown_frames: 100,
+            stray_frames: 1000,
+        }
+    }
+}
+
+/// Connection configuration. Build one with [`Config::builder`]; every value
+/// is checked by [`ConfigBuilder::build`].
+///
+/// Defaults, next to what the peers use: stream window 256 KiB (h2 64 KiB,
+/// yamux 256 KiB, quinn 1.25 MiB), connection window 8 MiB (h2 64 KiB, yamux
+/// none, quinn 12.5 MiB), frame payload 16 KiB (h2 16 KiB, yamux none),
+/// 100 concurrent inbound streams (h2 unlimited by default in the client,
+/// 100 typical; quinn 100).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub(crate) stream_window: u32,
+    pub(crate) connection_window: u32,
+    pub(crate) max_frame_payload: u32,
+    pub(crate) max_incoming_streams: u32,
+    pub(crate) accept_backlog: u32,
+    pub(crate) send_buffer: u32,
+    pub(crate) max_stray_control: u32,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) keepalive_interval: Option<Duration>,
+    pub(crate) keepalive_timeout: Duration,
+    pub(crate) write_timeout: Duration,
+    pub(crate) probe_interval: Duration,
+    pub(crate) probe_max: Duration,
+    pub(crate) drain_timeout: Duration,
+    pub(crate) half_close_timeout: Option<Duration>,
+    pub(crate) flood: FloodLimits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            stream_window: INITIAL_STREAM_WINDOW.default,
+            connection_window: CONNECTION_WINDOW.default,
+            max_frame_payload: MAX_FRAME_PAYLOAD.default,
+            max_incoming_streams: MAX_STREAMS.default,
+            accept_backlog: 256,
+            send_buffer: 256 * 1024,
+            max_stray_control: 1024,
+            handshake_timeout: Duration::from_secs(10),
+            keepalive_interval: Some(Duration::from_secs(15)),
+            keepalive_timeout: Duration::from_secs(15),
+            write_timeout: Duration::from_secs(30),
+            probe_interval: Duration::from_secs(1),
+            probe_max: Duration::from_secs(16),
+            drain_timeout: Duration::from_secs(5),
+            half_close_timeout: Some(Duration::from_secs(60)),
+            flood: FloodLimits::default(),
+        }
+    }
+}
+
+/// A value [`ConfigBuilder::build`] refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A value is outside its allowed range.
+    #[error("{name} = {value} is outside {min}..={max}")]
+    OutOfRange {
+        /// The knob.
+        name: &'static str,
+        /// The value given.
+        value: u64,
+        /// Smallest allowed.
+        min: u64,
+        /// Largest allowed.
+        max: u64,
+    },
+    /// The stream window is more than a quarter of the connection window,
+    /// so a few stuck streams could hold all connection credit.
+    #[error("stream window {stream} is more than a quarter of the connection window {connection}")]
+    StreamWindowTooLarge {
+        /// Stream window.
+        stream: u32,
+        /// Connection window.
+        connection: u32,
+    },
+    /// A duration that must be positive is zero, or the probe cap is below
+    /// the first interval.
+    #[error("invalid duration for {name}")]
+    InvalidDuration {
+        /// The knob.
+        name: &'static str,
+    },
+}
+
+impl Config {
+    /// A builder starting from the defaults.
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder {
+            config: Config::default(),
+        }
+    }
+
+    /// Per-stream receive window in bytes (INITIAL_STREAM_WINDOW).
+    pub fn stream_window(&self) -> u32 {
+        self.stream_window
+    }
+    /// Connection receive window in bytes (CONNECTION_WINDOW).
+    pub fn connection_window(&self) -> u32 {
+        self.connection_window
+    }
+    /// Largest frame payload this side accepts, in bytes.
+    pub fn max_frame_payload(&self) -> u32 {
+        self.max_frame_payload
+    }
+    /// Streams the peer may have open at once.
+    pub fn max_incoming_streams(&self) -> u32 {
+        self.max_incoming_streams
+    }
+    /// Incoming streams waiting for `accept()`.
+    pub fn accept_backlog(&self) -> u32 {
+        self.accept_backlog
+    }
+    /// Bytes a stream buffers for sending before writes wait.
+    pub fn send_buffer(&self) -> u32 {
+        self.send_buffer
+    }
+    /// Time allowed for a write to make progress before the session ends.
+    pub fn write_timeout(&self) -> Duration {
+        self.write_timeout
+    }
+    /// Time allowed for the handshake.
+    pub fn handshake_timeout(&self) -> Duration {
+        self.handshake_timeout
+    }
+    /// Time a graceful close waits for streams to finish.
+    pub fn drain_timeout(&self) -> Duration {
+        self.drain_timeout
+    }
+    /// Flood limits.
+    pub fn flood_limits(&self) -> FloodLimits {
+        self.flood
+    }
+
+    /// Worst-case bytes of stream data one connection buffers: every
+    /// incoming byte within the connection window, plus a full send buffer
+    /// on every stream that can be open (both directions' limits). Control
+    /// state, per-stream bookkeeping and transport buffers come on top.
+    pub fn max_buffered_bytes(&self, outgoing_streams: u64) -> u64 {
+        self.connection_window as u64
+            + (self.max_incoming_streams as u64 + outgoing_streams) * self.send_buffer as u64
+    }
+}
+
+/// Builds a validated [`Config`].
+#[derive(Clone, Debug)]
+pub struct ConfigBuilder {
+    config: Config,
+}
+
+macro_rules! setter {
+    ($(#[$doc:meta])* $name:ident: $ty:ty) => {
+        $(#[$doc])*
+        pub fn $name(mut self, value: $ty) -> Self {
+            self.config.$name = value;
+            self
+        }
+    };
+}
+
+impl ConfigBuilder {
+    setter!(
+        /// Per-stream receive window in bytes: 1 KiB ..= 1 GiB, at most a
+        /// quarter of the connection window. Default 256 KiB.
+        stream_window: u32
+    );
+    setter!(
+        /// Connection receive window in bytes: 1 KiB ..= 2 GiB. Default 8 MiB.
+        connection_window: u32
+    );
+    setter!(
+        /// Largest frame payload accepted, in bytes: 1 KiB ..= 16 MiB - 1.
+        /// Default 16 KiB.
+        max_frame_payload: u32
+    );
+    setter!(
+        /// Streams the peer may have open at once: 0 ..= 2^30. Default 100.
+        max_incoming_streams: u32
+    );
+    setter!(
+        /// Accepted streams waiting for `accept()`: 1 ..= 2^20. Streams beyond
+        /// it are refused with REFUSED_STREAM. Default 256.
+        accept_backlog: u32
+    );
+    setter!(
+        /// Bytes a stream buffers for sending before writes wait: 1 KiB ..= 1 GiB.
+        /// Default 256 KiB.
+        send_buffer: u32
+    );
+    setter!(
+        /// Control frames about already-forgotten streams that may wait for
+        /// the socket at once: 16 ..= 2^20. Default 1024.
+        max_stray_control: u32
+    );
+    setter!(
+        /// Time allowed for the handshake. Default 10 s.
+        handshake_timeout: Duration
+    );
+    setter!(
+        /// Idle time after which a PING is sent; `None` disables keepalive
+        /// and the idle timeout. Default 15 s.
+        keepalive_interval: Option<Duration>
+    );
+    setter!(
+        /// Time after a keepalive PING within which something must arrive,
+        /// or the peer is declared dead. Default 15 s.
+        keepalive_timeout: Duration
+    );
+    setter!(
+        /// Time a write may make no progress before the session ends. Default 30 s.
+        write_timeout: Duration
+    );
+    setter!(
+        /// First zero-window probe delay. Default 1 s.
+        probe_interval: Duration
+    );
+    setter!(
+        /// Cap of the probe backoff. Default 16 s.
+        probe_max: Duration
+    );
+    setter!(
+        /// Time a graceful close waits for open streams. Default 5 s.
+        drain_timeout: Duration
+    );
+    setter!(
+        /// Time a stream may stay half-closed (our FIN sent) before it is
+        /// reset with STREAM_TIMEOUT; `None` disables. Default 60 s.
+        half_close_timeout: Option<Duration>
+    );
+    setter!(
+        /// Flood limits.
+        flood: FloodLimits
+    );
+
+    /// Checks every value and returns the configuration.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        let c = self.config;
+        let range = |name, value: u64, min: u64, max: u64| {
+            if (min..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(ConfigError::OutOfRange {
+                    name,
+                    value,
+                    min,
+                    max,
+                })
+            }
+        };
+        range(
+            "stream_window",
+            c.stream_window as u64,
+            INITIAL_STREAM_WINDOW.min as u64,
+            INITIAL_STREAM_WINDOW.max as u64,
+        )?;
+        range(
+            "connection_window",
+            c.connection_window as u64,
+            CONNECTION_WINDOW.min as u64,
+            CONNECTION_WINDOW.max as u64,
+        )?;
+        range(
+            "max_frame_payload",
+            c.max_frame_payload as u64,
+            MAX_FRAME_PAYLOAD.min as u64,
+            MAX_FRAME_PAYLOAD.max as u64,
+        )?;
+        range(
+            "max_incoming_streams",
+            c.max_incoming_streams as u64,
+            MAX_STREAMS.min as u64,
+            MAX_STREAMS.max as u64,
+        )?;
+        range("accept_backlog", c.accept_backlog as u64, 1, 1 << 20)?;
+        range("send_buffer", c.send_buffer as u64, 1024, 1 << 30)?;
+        range("max_stray_control", c.max_stray_control as u64, 16, 1 << 20)?;
+        if c.stream_window as u64 * 4 > c.connection_window as u64 {
+            return Err(ConfigError::StreamWindowTooLarge {
+                stream: c.stream_window,
+                connection: c.connection_window,
+            });
+        }
+        for (name, d) in [
+            ("handshake_timeout", c.handshake_timeout),
+            ("keepalive_timeout", c.keepalive_timeout),
+            ("write_timeout", c.write_timeout),
+            ("probe_interval", c.probe_interval),
+            ("drain_timeout", c.drain_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::InvalidDuration { name });
+            }
+        }
+        if c.probe_max < c.probe_interval {
+            return Err(ConfigError::InvalidDuration { name: "probe_max" });
+        }
+        if c.keepalive_interval.is_some_and(|d| d.is_zero()) {
+            return Err(ConfigError::InvalidDuration {
+                name: "keepalive_interval",
+            });
+        }
+        if c.half_close_timeout.is_some_and(|d| d.is_zero()) {
+            return Err(ConfigError::InvalidDuration {
+                name: "half_close_timeout",
+            });
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(Config::builder().build(), Ok(Config::default()));
+    }
+
+    #[test]
+    fn a_stream_window_above_a_quarter_of_the_connection_window_is_refused() {
+        let err = Config::builder()
+            .stream_window(1 << 20)
+            .connection_window(3 << 20)
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::StreamWindowTooLarge { .. }));
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_knob() {
+        let err = Config::builder()
+            .max_frame_payload(100)
+            .build()
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::OutOfRange {
+                name: "max_frame_payload",
+                ..
+            }
+        ));
+        let err = Config::builder()
+            .probe_max(Duration::from_millis(10))
+            .build()
+            .unwrap_err();
+        assert_eq!(err, ConfigError::InvalidDuration { name: "probe_max" });
+    }
+}

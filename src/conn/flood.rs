@@ -1,0 +1,77 @@
+//! Counters of peer-triggered frames against the flood limits (SPEC §16.1).
+
+use std::time::{Duration, Instant};
+
+use crate::config::FloodLimits;
+
+/// What a counted frame was.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Flood {
+    Ping = 0,
+    EmptyData = 1,
+    UselessUpdate = 2,
+    Blocked = 3,
+    Reset = 4,
+    UnknownFrame = 5,
+    StrayFrame = 6,
+}
+
+impl Flood {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Flood::Ping => "PING",
+            Flood::EmptyData => "empty DATA",
+            Flood::UselessUpdate => "credit updates that raise nothing",
+            Flood::Blocked => "BLOCKED",
+            Flood::Reset => "stream resets",
+            Flood::UnknownFrame => "unknown frame types",
+            Flood::StrayFrame => "frames on closed streams",
+        }
+    }
+
+    fn limit(self, limits: &FloodLimits) -> u32 {
+        match self {
+            Flood::Ping => limits.pings,
+            Flood::EmptyData => limits.empty_data,
+            Flood::UselessUpdate => limits.useless_updates,
+            Flood::Blocked => limits.blocked,
+            Flood::Reset => limits.resets,
+            Flood::UnknownFrame => limits.unknown_frames,
+            Flood::StrayFrame => limits.stray_frames,
+        }
+    }
+}
+
+/// Counts per fixed one-second window of the injected clock.
+#[derive(Clone, Debug)]
+pub(crate) struct FloodCounters {
+    limits: FloodLimits,
+    window_start: Option<Instant>,
+    counts: [u32; 7],
+}
+
+impl FloodCounters {
+    pub(crate) fn new(limits: FloodLimits) -> FloodCounters {
+        FloodCounters {
+            limits,
+            window_start: None,
+            counts: [0; 7],
+        }
+    }
+
+    /// Counts one event; `Err` when the limit for this window is exceeded.
+    pub(crate) fn count(&mut self, now: Instant, what: Flood) -> Result<(), Flood> {
+        let start = *self.window_start.get_or_insert(now);
+        if now.saturating_duration_since(start) >= Duration::from_secs(1) {
+            self.window_start = Some(now);
+            self.counts = [0; 7];
+        }
+        let count = &mut self.counts[what as usize];
+        *count = count.saturating_add(1);
+        if *count > what.limit(&self.limits) {
+            Err(what)
+        } else {
+            Ok(())
+        }
+    }
+}

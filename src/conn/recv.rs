@@ -1,0 +1,596 @@
+//! Inputs of the sans-IO connection: bytes from the transport, its end,
+//! and timer expiry.
+
+use std::time::Instant;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::flood::Flood;
+use super::stream::{Probe, Queued, StreamState};
+use super::timer::Timer;
+use super::{Connection, Phase};
+use crate::error::{ConnectionError, Initiator};
+use crate::frame::{
+    Blocked, BlockedOn, Data, Decoded, ErrorCode, Frame, GoAway, MAX_STREAMS, PREFACE_LEN,
+    PrefaceError, Reset, StreamId, WindowUpdate, decode_preface,
+};
+
+/// Received payloads smaller than this are copied out of the read buffer,
+/// so a small retained chunk cannot pin a large read allocation.
+const COPY_BELOW: usize = 4096;
+
+impl Connection {
+    /// Feeds bytes read from the transport. Consumes every complete frame
+    /// from `buf`; a partial frame stays for the next call.
+    pub fn handle_input(&mut self, now: Instant, buf: &mut BytesMut) {
+        if self.phase == Phase::Closed {
+            buf.clear();
+            return;
+        }
+        self.now = now;
+        self.stats.transport_bytes_received += buf.len() as u64;
+        self.touch(now);
+        if !self.preface_received {
+            match decode_preface(buf) {
+                Ok(None) => return,
+                Ok(Some(_)) => {
+                    buf.advance(PREFACE_LEN);
+                    self.preface_received = true;
+                }
+                Err(err) => {
+                    if let PrefaceError::UnsupportedVersion { .. } = err {
+                        // SPEC §3: answer in version-1 framing, then close.
+                        self.send_goaway(ErrorCode::VERSION_MISMATCH, b"supported versions: 1");
+                    }
+                    buf.clear();
+                    self.fail(ConnectionError::Preface(err));
+                    return;
+                }
+            }
+        }
+        while self.phase != Phase::Closed {
+            match self.decoder.decode_next(buf) {
+                Ok(None) => return,
+                Ok(Some(Decoded::Frame(frame))) => {
+                    self.stats.frames_received += 1;
+                    self.on_frame(now, frame);
+                }
+                Ok(Some(Decoded::Ignored(_))) => {
+                    self.stats.frames_received += 1;
+                    self.count_flood(now, Flood::UnknownFrame);
+                }
+                Err(err) => {
+                    self.send_goaway(err.code(), err.to_string().as_bytes());
+                    self.fail(ConnectionError::Frame(err));
+                }
+            }
+        }
+        buf.clear();
+    }
+
+    /// The transport reached end of file.
+    pub fn handle_eof(&mut self, _now: Instant) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        if self.goaway_received.is_some() {
+            self.fail(ConnectionError::ClosedByPeer {
+                code: ErrorCode::NO_ERROR,
+                debug: String::new(),
+            });
+        } else {
+            self.fail(ConnectionError::TransportClosed);
+        }
+    }
+
+    /// The transport failed.
+    pub fn handle_transport_error(&mut self, err: ConnectionError) {
+        self.fail(err);
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        for timer in self.timers.expired(now) {
+            match timer {
+                Timer::Handshake => {
+                    if !self.is_established() {
+                        self.send_goaway(ErrorCode::SETTINGS_TIMEOUT, b"handshake timed out");
+                        self.fail(ConnectionError::HandshakeTimeout);
+                    }
+                }
+                Timer::KeepAlive => self.ping(),
+                Timer::Idle => {
+                    // SPEC §12.2: nothing received within interval + timeout.
+                    self.send_goaway(
+                        ErrorCode::IDLE_TIMEOUT,
+                        b"nothing received within the idle timeout",
+                    );
+                    self.fail(ConnectionError::IdleTimeout);
+                }
+                Timer::Probe => self.run_probes(now),
+                Timer::Drain => {
+                    let ids: Vec<StreamId> = self.streams.keys().copied().collect();
+                    for id in ids {
+                        self.reset(id, ErrorCode::CANCEL);
+                    }
+                    self.fail(ConnectionError::LocallyClosed {
+                        code: ErrorCode::NO_ERROR,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Something arrived: the peer is alive (SPEC §12.2).
+    fn touch(&mut self, now: Instant) {
+        if let Some(interval) = self.config.keepalive_interval {
+            self.timers.set(Timer::KeepAlive, now + interval);
+            self.timers
+                .set(Timer::Idle, now + interval + self.config.keepalive_timeout);
+        }
+    }
+
+    fn count_flood(&mut self, now: Instant, what: Flood) {
+        if let Err(what) = self.flood.count(now, what) {
+            self.protocol_error(
+                ErrorCode::ENHANCE_YOUR_CALM,
+                format!("flood limit exceeded: {}", what.name()),
+            );
+        }
+    }
+
+    /// True for ids no stream was ever opened on (SPEC §8.2).
+    fn is_idle(&self, id: StreamId) -> bool {
+        if self.side.owns(id) {
+            id.index() >= self.next_local_index
+        } else {
+            id.index() >= self.next_peer_index
+        }
+    }
+
+    fn on_frame(&mut self, now: Instant, frame: Frame) {
+        if self.peer.is_none() && !matches!(frame, Frame::Settings(ref s) if !s.ack) {
+            // SPEC §4: the first frame after the preface MUST be SETTINGS.
+            self.protocol_error(
+                ErrorCode::PROTOCOL_ERROR,
+                "the first frame after the preface must be SETTINGS",
+            );
+            return;
+        }
+        match frame {
+            Frame::Settings(settings) if settings.ack => {
+                if self.settings_acked || !self.preface_sent {
+                    self.protocol_error(
+                        ErrorCode::PROTOCOL_ERROR,
+                        "unexpected SETTINGS acknowledgement",
+                    );
+                    return;
+                }
+                self.settings_acked = true;
+                self.check_established();
+            }
+            Frame::Settings(settings) => {
+                if self.peer.is_some() {
+                    // SPEC §4: settings are fixed for the life of a connection.
+                    self.protocol_error(ErrorCode::PROTOCOL_ERROR, "second SETTINGS frame");
+                    return;
+                }
+                self.apply_peer_settings(&settings.values);
+                self.owed.settings_ack = true;
+                self.check_established();
+            }
+            Frame::Data(data) => self.on_data(now, data),
+            Frame::WindowUpdate(update) => self.on_window_update(now, update),
+            Frame::MaxStreams(max) => {
+                let limit = max.count.min(u64::from(MAX_STREAMS.max));
+                if self.open_send.raise(limit) {
+                    self.open_probe = None;
+                    self.conn_event = true;
+                } else if self.open_probe.is_none() {
+                    self.count_flood(now, Flood::UselessUpdate);
+                }
+            }
+            Frame::Blocked(blocked) => self.on_blocked(now, blocked),
+            Frame::Reset(reset) => self.on_reset(now, reset),
+            Frame::Ping(ping) if ping.ack => {
+                if let Some((payload, sent_at)) = self.ping_sent
+                    && payload == ping.payload
+                {
+                    self.ping_sent = None;
+                    self.stats.rtt = Some(now.saturating_duration_since(sent_at));
+                    self.conn_event = true;
+                }
+            }
+            Frame::Ping(ping) => {
+                self.count_flood(now, Flood::Ping);
+                // SPEC §12.1: one owed ack; the newest payload wins.
+                self.owed.ping_ack = Some(ping.payload);
+            }
+            Frame::GoAway(goaway) => self.on_goaway(goaway),
+        }
+    }
+
+    fn check_established(&mut self) {
+        if self.phase == Phase::Handshake && self.peer.is_some() && self.settings_acked {
+            self.phase = Phase::Open;
+            self.timers.stop(Timer::Handshake);
+            self.conn_event = true;
+        }
+    }
+
+    fn on_data(&mut self, now: Instant, data: Data) {
+        let id = data.stream;
+        let n = data.payload.len() as u64;
+        let mut opened = false;
+        if !self.streams.contains_key(&id) {
+            if self.is_idle(id) {
+                if self.side.owns(id) {
+                    self.protocol_error(
+                        ErrorCode::PROTOCOL_ERROR,
+                        format!("DATA on stream {id}, which this side never opened"),
+                    );
+                    return;
+                }
+                if !self.open_peer_stream(now, id, n) {
+                    return;
+                }
+                opened = true;
+            } else {
+                // A stream closed and forgotten: count the bytes, release at once.
+                self.count_flood(now, Flood::StrayFrame);
+                self.discard_data(n);
+                return;
+            }
+        }
+        // SPEC §9.3: connection credit first, then stream credit.
+        if let Err(err) = self.conn_recv.receive(n) {
+            self.protocol_error(ErrorCode::FLOW_CONTROL_ERROR, format!("connection {err}"));
+            return;
+        }
+        self.stats.data_bytes_received += n;
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if stream.reset.is_some() || stream.recv_discard {
+            self.release_conn_credit(n);
+            return;
+        }
+        if stream.fin_received {
+            // SPEC §14: DATA after FIN is a stream error.
+            self.release_conn_credit(n);
+            self.count_flood(now, Flood::Reset);
+            self.reset(id, ErrorCode::STREAM_CLOSED);
+            return;
+        }
+        if let Err(err) = stream.recv_credit.receive(n) {
+            self.protocol_error(ErrorCode::FLOW_CONTROL_ERROR, format!("stream {id}: {err}"));
+            return;
+        }
+        stream.stats.bytes_received += n;
+        let empty_without_effect = n == 0 && !data.fin && !opened;
+        if n > 0 {
+            let payload = if data.payload.len() < COPY_BELOW {
+                Bytes::copy_from_slice(&data.payload)
+            } else {
+                data.payload
+            };
+            stream.recv_buf.push_back(payload);
+        }
+        if data.fin {
+            stream.fin_received = true;
+            stream.half_closed_at = None;
+            self.probing.remove(&id);
+        }
+        if empty_without_effect {
+            self.count_flood(now, Flood::EmptyData);
+        }
+        self.wake(id);
+    }
+
+    /// Opens the peer stream `id` on its first DATA (SPEC §8.2). Returns
+    /// false if the frame was consumed otherwise (refused, or an error).
+    fn open_peer_stream(&mut self, now: Instant, id: StreamId, n: u64) -> bool {
+        let index = id.index();
+        if let Err(err) = self.open_recv.receive_up_to(index + 1) {
+            self.protocol_error(
+                ErrorCode::STREAM_LIMIT_ERROR,
+                format!("stream {id} opened beyond the stream limit ({err})"),
+            );
+            return false;
+        }
+        // Skipped ids count as opened and closed at once.
+        let skipped = index - self.next_peer_index;
+        if skipped > 0 && self.open_recv.release(skipped) {
+            self.owed.max_streams = true;
+        }
+        self.next_peer_index = index + 1;
+        let refuse = self.goaway_sent
+            || self.phase == Phase::Closed
+            || self.accept_queue.len() >= self.config.accept_backlog as usize;
+        if refuse {
+            // SPEC §13: streams above last_stream_id (or beyond the backlog)
+            // are refused; their bytes still count toward connection credit.
+            if let Err(err) = self.conn_recv.receive(n) {
+                self.protocol_error(ErrorCode::FLOW_CONTROL_ERROR, format!("connection {err}"));
+                return false;
+            }
+            self.release_conn_credit(n);
+            if self.open_recv.release(1) {
+                self.owed.max_streams = true;
+            }
+            self.count_flood(now, Flood::Reset);
+            self.queue_stray_reset(id, ErrorCode::REFUSED_STREAM);
+            return false;
+        }
+        let send_limit = self.peer.map_or(0, |p| p.stream_window);
+        self.streams.insert(
+            id,
+            StreamState::new(send_limit, u64::from(self.config.stream_window)),
+        );
+        self.accept_queue.push_back(id);
+        self.conn_event = true;
+        true
+    }
+
+    fn discard_data(&mut self, n: u64) {
+        if let Err(err) = self.conn_recv.receive(n) {
+            self.protocol_error(ErrorCode::FLOW_CONTROL_ERROR, format!("connection {err}"));
+            return;
+        }
+        self.stats.data_bytes_received += n;
+        self.release_conn_credit(n);
+    }
+
+    pub(super) fn queue_stray_reset(&mut self, stream: StreamId, code: ErrorCode) {
+        if self.stray_resets.len() >= self.config.max_stray_control as usize {
+            self.protocol_error(
+                ErrorCode::ENHANCE_YOUR_CALM,
+                "too many control frames owed for closed streams",
+            );
+            return;
+        }
+        self.stray_resets.push_back(Reset { stream, code });
+    }
+
+    fn on_window_update(&mut self, now: Instant, update: WindowUpdate) {
+        if update.stream.is_connection() {
+            if self.conn_send.raise(update.limit) {
+                if let Some(probe) = self.conn_probe.take() {
+                    self.stats.blocked_on_connection += now.saturating_duration_since(probe.since);
+                }
+                while let Some(id) = self.conn_blocked_queue.pop_front() {
+                    if let Some(stream) = self.streams.get_mut(&id) {
+                        stream.queued = Queued::Data;
+                        self.data_queue.push_back(id);
+                    }
+                }
+            } else if self.conn_probe.is_none() {
+                self.count_flood(now, Flood::UselessUpdate);
+            }
+            return;
+        }
+        let id = update.stream;
+        let Some(stream) = self.streams.get_mut(&id) else {
+            if self.is_idle(id) {
+                self.protocol_error(
+                    ErrorCode::PROTOCOL_ERROR,
+                    format!("WINDOW_UPDATE on idle stream {id}"),
+                );
+            } else {
+                self.count_flood(now, Flood::StrayFrame);
+            }
+            return;
+        };
+        if stream.send_credit.raise(update.limit) {
+            if let Some(probe) = stream.probe.take() {
+                stream.stats.blocked_on_stream += now.saturating_duration_since(probe.since);
+                if stream.half_closed_at.is_none() {
+                    self.probing.remove(&id);
+                }
+            }
+            self.schedule_data(id);
+        } else if stream.probe.is_none() {
+            self.count_flood(now, Flood::UselessUpdate);
+        }
+    }
+
+    fn on_blocked(&mut self, now: Instant, blocked: Blocked) {
+        self.count_flood(now, Flood::Blocked);
+        self.stats.probes_answered += 1;
+        // SPEC §11: every probe is answered with the current limit, even if
+        // unchanged; the owed frame is coalesced.
+        match blocked.on {
+            BlockedOn::Connection => self.owed.window_update = true,
+            BlockedOn::StreamCount => self.owed.max_streams = true,
+            BlockedOn::Stream(id) => {
+                let idle = self.is_idle(id);
+                match self.streams.get_mut(&id) {
+                    Some(stream) if stream.reset.is_none() && !stream.fin_received => {
+                        stream.owe_window_update = true;
+                        self.queue_control(id);
+                    }
+                    Some(_) => {}
+                    None if idle => {
+                        self.protocol_error(
+                            ErrorCode::PROTOCOL_ERROR,
+                            format!("BLOCKED on idle stream {id}"),
+                        );
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+
+    fn on_reset(&mut self, now: Instant, reset: Reset) {
+        self.count_flood(now, Flood::Reset);
+        let id = reset.stream;
+        let Some(stream) = self.streams.get_mut(&id) else {
+            if self.is_idle(id) {
+                self.protocol_error(
+                    ErrorCode::PROTOCOL_ERROR,
+                    format!("RESET on idle stream {id}"),
+                );
+            }
+            return;
+        };
+        if stream.reset.is_some() {
+            return;
+        }
+        stream.reset = Some((reset.code, Initiator::Remote));
+        stream.clear_send();
+        let discarded = stream.discard_recv();
+        let _ = stream.recv_credit.release(discarded);
+        stream.owe_window_update = false;
+        stream.owe_blocked = false;
+        stream.probe = None;
+        stream.half_closed_at = None;
+        self.probing.remove(&id);
+        self.release_conn_credit(discarded);
+        self.wake(id);
+        self.maybe_reap(id);
+    }
+
+    fn on_goaway(&mut self, goaway: GoAway) {
+        let last = match self.goaway_received {
+            // SPEC §13: a later GOAWAY may only lower last_stream_id.
+            Some(previous) => previous.min(goaway.last_stream),
+            None => goaway.last_stream,
+        };
+        self.goaway_received = Some(last);
+        self.conn_event = true;
+        if goaway.code != ErrorCode::NO_ERROR {
+            let debug =
+                String::from_utf8_lossy(&goaway.debug[..goaway.debug.len().min(1024)]).into_owned();
+            self.fail(ConnectionError::ClosedByPeer {
+                code: goaway.code,
+                debug,
+            });
+            return;
+        }
+        // Streams this side opened above `last` were not processed: they
+        // fail with REFUSED_STREAM and may be retried on a new connection.
+        let refused: Vec<StreamId> = self
+            .streams
+            .keys()
+            .copied()
+            .filter(|&id| self.side.owns(id) && id > last)
+            .collect();
+        for id in refused {
+            if let Some(stream) = self.streams.get_mut(&id) {
+                stream.reset = Some((ErrorCode::REFUSED_STREAM, Initiator::Remote));
+                stream.clear_send();
+                let discarded = stream.discard_recv();
+                self.release_conn_credit(discarded);
+                self.wake(id);
+                self.maybe_reap(id);
+            }
+        }
+        if self.phase != Phase::Closed {
+            self.phase = Phase::Draining;
+            self.check_drained();
+        }
+    }
+
+    /// Sends due probes and half-close resets, and re-arms the probe timer.
+    fn run_probes(&mut self, now: Instant) {
+        let interval_cap = self.config.probe_max;
+        let mut next: Option<Instant> = None;
+        let mut earliest = |at: Instant| next = Some(next.map_or(at, |n: Instant| n.min(at)));
+        if let Some(probe) = &mut self.conn_probe {
+            if probe.next_at <= now {
+                self.owed.blocked_connection = true;
+                self.stats.probes_sent += 1;
+                probe.backoff(now, interval_cap);
+            }
+            earliest(probe.next_at);
+        }
+        if let Some(probe) = &mut self.open_probe {
+            if probe.next_at <= now {
+                self.owed.blocked_streams = true;
+                self.stats.probes_sent += 1;
+                probe.backoff(now, interval_cap);
+            }
+            earliest(probe.next_at);
+        }
+        let ids: Vec<StreamId> = self.probing.keys().copied().collect();
+        let half_close = self.config.half_close_timeout;
+        for id in ids {
+            let Some(stream) = self.streams.get_mut(&id) else {
+                self.probing.remove(&id);
+                continue;
+            };
+            let mut watched = false;
+            if let Some(probe) = &mut stream.probe {
+                watched = true;
+                if probe.next_at <= now {
+                    stream.owe_blocked = true;
+                    stream.stats.probes_sent += 1;
+                    self.stats.probes_sent += 1;
+                    probe.backoff(now, interval_cap);
+                }
+                earliest(probe.next_at);
+            }
+            let mut expired = false;
+            if let (Some(at), Some(timeout)) = (stream.half_closed_at, half_close) {
+                watched = true;
+                if at + timeout <= now {
+                    expired = true;
+                } else {
+                    earliest(at + timeout);
+                }
+            }
+            let owes_blocked = stream.owe_blocked;
+            if !watched {
+                self.probing.remove(&id);
+            }
+            if expired {
+                self.count_flood(now, Flood::Reset);
+                self.reset(id, ErrorCode::STREAM_TIMEOUT);
+            } else if owes_blocked {
+                self.queue_control(id);
+            }
+        }
+        if let Some(at) = next {
+            self.timers.set(Timer::Probe, at);
+        }
+    }
+
+    /// Starts the probe of a stream stuck on zero stream credit.
+    pub(super) fn start_stream_probe(&mut self, now: Instant, id: StreamId) {
+        let interval = self.config.probe_interval;
+        if let Some(stream) = self.streams.get_mut(&id)
+            && stream.probe.is_none()
+        {
+            stream.probe = Some(Probe::start(now, interval));
+            stream.stats.zero_window_events += 1;
+            self.stats.zero_window_events += 1;
+            self.probing.insert(id, ());
+            self.arm_probe_timer(now + interval);
+        }
+    }
+
+    /// Starts the probe of the connection credit.
+    pub(super) fn start_connection_probe(&mut self, now: Instant) {
+        if self.conn_probe.is_none() {
+            self.conn_probe = Some(Probe::start(now, self.config.probe_interval));
+            self.stats.zero_window_events += 1;
+            self.arm_probe_timer(now + self.config.probe_interval);
+        }
+    }
+
+    /// Watches a half-closed stream for the half-close timeout.
+    pub(super) fn watch_half_close(&mut self, now: Instant, id: StreamId) {
+        let Some(timeout) = self.config.half_close_timeout else {
+            return;
+        };
+        if let Some(stream) = self.streams.get_mut(&id)
+            && !stream.recv_done()
+        {
+            stream.half_closed_at = Some(now);
+            self.probing.insert(id, ());
+            self.arm_probe_timer(now + timeout);
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Output of the sans-IO connection: control frames first, then DATA in
+//! round-robin across the streams that have credit (SPEC §10.2).
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::stream::Queued;
+use super::transmit::TransmitBuf;
+use super::{Connection, Phase};
+use crate::frame::{
+    Blocked, BlockedOn, Data, Frame, HEADER_LEN, Header, MaxStreams, Ping, Reset, Settings,
+    SettingsValues, WindowUpdate, encode_preface,
+};
+
+impl Connection {
+    /// Appends frames to `out` until it holds at least `max_bytes` bytes or
+    /// nothing is left to send. Control frames always go first and are not
+    /// limited by `max_bytes`; their number is bounded by the coalescing of
+    /// owed frames (SPEC §10.3).
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut TransmitBuf, max_bytes: usize) {
+        self.now = now;
+        let start = out.len();
+        if !self.preface_sent {
+            self.preface_sent = true;
+            out.put_slice(&encode_preface());
+            let values = SettingsValues {
+                initial_stream_window: Some(self.config.stream_window),
+                connection_window: Some(self.config.connection_window),
+                max_frame_payload: Some(self.config.max_frame_payload),
+                max_streams: Some(self.config.max_incoming_streams),
+            };
+            self.put_frame(out, &Frame::Settings(Settings { ack: false, values }));
+        }
+        self.write_control(now, out);
+        if self.phase != Phase::Closed && self.peer.is_some() {
+            self.write_data(now, out, max_bytes);
+        }
+        self.stats.transport_bytes_sent += (out.len() - start) as u64;
+    }
+
+    fn put_frame(&mut self, out: &mut TransmitBuf, frame: &Frame) {
+        let header = frame.header();
+        out.put_slice(&header.encode());
+        let mut payload = [0u8; 64];
+        let len = header.len as usize;
+        if len <= payload.len() {
+            frame.encode_payload(&mut &mut payload[..]);
+            out.put_slice(&payload[..len]);
+        } else {
+            // Only GOAWAY with long debug data and SETTINGS get here.
+            out.put_bytes(frame.to_bytes().slice(HEADER_LEN..));
+        }
+        self.stats.frames_sent += 1;
+    }
+
+    fn write_control(&mut self, now: Instant, out: &mut TransmitBuf) {
+        if std::mem::take(&mut self.owed.settings_ack) {
+            self.put_frame(
+                out,
+                &Frame::Settings(Settings {
+                    ack: true,
+                    values: SettingsValues::default(),
+                }),
+            );
+        }
+        if let Some(goaway) = self.owed.goaway.take() {
+            self.put_frame(out, &Frame::GoAway(goaway));
+        }
+        if self.phase == Phase::Closed {
+            return;
+        }
+        if let Some(payload) = self.owed.ping_ack.take() {
+            self.put_frame(out, &Frame::Ping(Ping { ack: true, payload }));
+        }
+        if let Some(payload) = self.owed.ping.take() {
+            self.ping_sent = Some((payload, now));
+            self.put_frame(
+                out,
+                &Frame::Ping(Ping {
+                    ack: false,
+                    payload,
+                }),
+            );
+        }
+        if std::mem::take(&mut self.owed.window_update) {
+            let limit = self.conn_recv.announce();
+            self.put_frame(
+                out,
+                &Frame::WindowUpdate(WindowUpdate {
+                    stream: crate::frame::StreamId::CONNECTION,
+                    limit,
+                }),
+            );
+        }
+        if std::mem::take(&mut self.owed.max_streams) {
+            let count = self.open_recv.announce();
+            self.put_frame(out, &Frame::MaxStreams(MaxStreams { count }));
+        }
+        if std::mem::take(&mut self.owed.blocked_connection) {
+            let offset = self.conn_send.limit();
+            self.put_frame(
+                out,
+                &Frame::Blocked(Blocked {
+                    on: BlockedOn::Connection,
+                    offset,
+                }),
+            );
+        }
+        if std::mem::take(&mut self.owed.blocked_streams) {
+            let offset = self.open_send.limit();
+            self.put_frame(
+                out,
+                &Frame::Blocked(Blocked {
+                    on: BlockedOn::StreamCount,
+                    offset,
+                }),
+            );
+        }
+        while let Some(reset) = self.stray_resets.pop_front() {
+            self.put_frame(out, &Frame::Reset(reset));
+        }
+        while let Some(id) = self.control_queue.pop_front() {
+            let Some(stream) = self.streams.get_mut(&id) else {
+                continue;
+            };
+            stream.in_control_queue = false;
+            let mut frames: [Option<Frame>; 2] = [None, None];
+            if let Some(code) = stream.owe_reset.take() {
+                stream.owe_window_update = false;
+                stream.owe_blocked = false;
+                frames[0] = Some(Frame::Reset(Reset { stream: id, code }));
+            } else {
+                if std::mem::take(&mut stream.owe_window_update) {
+                    let limit = stream.recv_credit.announce();
+                    frames[0] = Some(Frame::WindowUpdate(WindowUpdate { stream: id, limit }));
+                }
+                if std::mem::take(&mut stream.owe_blocked) {
+                    let offset = stream.send_credit.limit();
+                    frames[1] = Some(Frame::Blocked(Blocked {
+                        on: BlockedOn::Stream(id),
+                        offset,
+                    }));
+                }
+            }
+            for frame in frames.into_iter().flatten() {
+                self.put_frame(out, &frame);
+            }
+            self.maybe_reap(id);
+        }
+    }
+
+    fn write_data(&mut self, now: Instant, out: &mut TransmitBuf, max_bytes: usize) {
+        let max_frame = self.peer.map_or(0, |p| p.max_frame_payload);
+        let send_buffer = self.config.send_buffer as usize;
+        while out.len() < max_bytes {
+            let Some(id) = self.data_queue.pop_front() else {
+                break;
+            };
+            let conn_available = self.conn_send.available();
+            let Some(stream) = self.streams.get_mut(&id) else {
+                continue;
+            };
+            stream.queued = Queued::No;
+            if !stream.wants_to_send() {
+                continue;
+            }
+            let want = stream.send_buffered;
+            let allowed =
+                (stream.send_credit.available().min(conn_available) as usize).min(max_frame);
+            if want > 0 && allowed == 0 && !stream.needs_open {
+                if stream.send_credit.available() == 0 {
+                    self.start_stream_probe(now, id);
+                } else {
+                    stream.queued = Queued::ConnBlocked;
+                    self.conn_blocked_queue.push_back(id);
+                    self.start_connection_probe(now);
+                }
+                continue;
+            }
+            let payload: Bytes = stream.take_send(allowed);
+            let n = payload.len();
+            let fin = stream.fin_queued && stream.send_buffered == 0;
+            stream.needs_open = false;
+            let header = Header {
+                len: n as u32,
+                kind: crate::frame::FrameKind::Data as u8,
+                flags: if fin { Data::FLAG_FIN } else { 0 },
+                stream: id,
+            };
+            out.put_slice(&header.encode());
+            out.put_bytes(payload);
+            stream.send_credit.consume(n as u64);
+            stream.stats.bytes_sent += n as u64;
+            if fin {
+                stream.fin_sent = true;
+            }
+            let wake_writer = stream.writer_waiting && stream.send_buffered < send_buffer;
+            if wake_writer {
+                stream.writer_waiting = false;
+            }
+            let again = stream.wants_to_send();
+            self.conn_send.consume(n as u64);
+            self.stats.data_bytes_sent += n as u64;
+            self.stats.frames_sent += 1;
+            if wake_writer {
+                self.wake(id);
+            }
+            if again {
+                self.schedule_data(id);
+            }
+            if fin {
+                self.watch_half_close(now, id);
+                self.wake(id);
+                self.maybe_reap(id);
+            }
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! Per-stream state of the sans-IO core: the two directions, their credit,
+//! their buffers, and the coalesced control frames owed for the stream.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+
+/// Send chunks smaller than this are gathered with their successors into
+/// one frame.
+const GATHER_BELOW: usize = 4096;
+
+use crate::error::Initiator;
+use crate::flow::{RecvCredit, SendCredit};
+use crate::frame::ErrorCode;
+
+/// Which scheduling queue a stream sits in (a stream is in at most one).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Queued {
+    No,
+    /// Ready to send DATA.
+    Data,
+    /// Has DATA but waits for connection credit.
+    ConnBlocked,
+}
+
+/// Zero-window probe schedule for one credit (SPEC §11).
+#[derive(Copy, Clone, Debug)]
+pub(crate) struct Probe {
+    pub(crate) since: Instant,
+    pub(crate) next_at: Instant,
+    pub(crate) interval: Duration,
+}
+
+impl Probe {
+    pub(crate) fn start(now: Instant, interval: Duration) -> Probe {
+        Probe {
+            since: now,
+            next_at: now + interval,
+            interval,
+        }
+    }
+
+    /// Advances after a probe was sent: doubles the interval up to `cap`.
+    pub(crate) fn backoff(&mut self, now: Instant, cap: Duration) {
+        self.interval = (self.interval * 2).min(cap);
+        self.next_at = now + self.interval;
+    }
+}
+
+/// Per-stream counters, exposed through `stream_stats`.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct StreamStats {
+    /// Payload bytes sent.
+    pub bytes_sent: u64,
+    /// Payload bytes received.
+    pub bytes_received: u64,
+    /// Payload bytes buffered for sending.
+    pub send_buffered: u64,
+    /// Payload bytes received and not yet read.
+    pub recv_buffered: u64,
+    /// Credit the peer granted that is not used yet.
+    pub send_window: u64,
+    /// Credit this side announced that the peer has not used yet.
+    pub recv_window: u64,
+    /// Time spent with data queued and zero stream credit.
+    pub blocked_on_stream: Duration,
+    /// Times the stream ran out of stream credit with data queued.
+    pub zero_window_events: u64,
+    /// BLOCKED probes sent for this stream.
+    pub probes_sent: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct StreamState {
+    // Send direction.
+    pub(crate) send_credit: SendCredit,
+    pub(crate) send_buf: VecDeque<Bytes>,
+    pub(crate) send_buffered: usize,
+    pub(crate) fin_queued: bool,
+    pub(crate) fin_sent: bool,
+    /// The opening frame has not gone out yet (locally opened streams).
+    pub(crate) needs_open: bool,
+    pub(crate) half_closed_at: Option<Instant>,
+    // Receive direction.
+    pub(crate) recv_credit: RecvCredit,
+    pub(crate) recv_buf: VecDeque<Bytes>,
+    pub(crate) fin_received: bool,
+    /// The application will not read any more: arriving data is discarded.
+    pub(crate) recv_discard: bool,
+    // Both.
+    pub(crate) reset: Option<(ErrorCode, Initiator)>,
+    /// The application dropped its handle.
+    pub(crate) released: bool,
+    /// Owed control frames (coalesced: one of each at most).
+    pub(crate) owe_window_update: bool,
+    pub(crate) owe_blocked: bool,
+    pub(crate) owe_reset: Option<ErrorCode>,
+    pub(crate) in_control_queue: bool,
+    pub(crate) queued: Queued,
+    pub(crate) in_wake_queue: bool,
+    /// A write found the send buffer full; wake the writer when it drains.
+    pub(crate) writer_waiting: bool,
+    pub(crate) probe: Option<Probe>,
+    pub(crate) stats: StreamStats,
+}
+
+impl StreamState {
+    pub(crate) fn new(send_limit: u64, recv_window: u64) -> StreamState {
+        StreamState {
+            send_credit: SendCredit::new(send_limit),
+            send_buf: VecDeque::new(),
+            send_buffered: 0,
+            fin_queued: false,
+            fin_sent: false,
+            needs_open: false,
+            half_closed_at: None,
+            recv_credit: RecvCredit::new(recv_window),
+            recv_buf: VecDeque::new(),
+            fin_received: false,
+            recv_discard: false,
+            reset: None,
+            released: false,
+            owe_window_update: false,
+            owe_blocked: false,
+            owe_reset: None,
+            in_control_queue: false,
+            queued: Queued::No,
+            in_wake_queue: false,
+            writer_waiting: false,
+            probe: None,
+            stats: StreamStats::default(),
+        }
+    }
+
+    /// The send direction has nothing more to do.
+    pub(crate) fn send_done(&self) -> bool {
+        self.fin_sent || self.reset.is_some()
+    }
+
+    /// The receive direction has nothing more to deliver.
+    pub(crate) fn recv_done(&self) -> bool {
+        self.reset.is_some()
+            || ((self.fin_received || self.recv_discard) && self.recv_buf.is_empty())
+    }
+
+    /// Owes a control frame.
+    pub(crate) fn owes_control(&self) -> bool {
+        self.owe_window_update || self.owe_blocked || self.owe_reset.is_some()
+    }
+
+    /// Has something for the DATA scheduler: bytes, a FIN, or the opening frame.
+    pub(crate) fn wants_to_send(&self) -> bool {
+        self.reset.is_none()
+            && !self.fin_sent
+            && (self.send_buffered > 0 || self.fin_queued || self.needs_open)
+    }
+
+    /// Takes up to `max` bytes off the send buffer for one frame. A large
+    /// front chunk is split off without copying; runs of small chunks (many
+    /// small writes) are gathered into one frame so headers stay a small
+    /// share of the bytes.
+    pub(crate) fn take_send(&mut self, max: usize) -> Bytes {
+        let Some(front) = self.send_buf.front_mut() else {
+            return Bytes::new();
+        };
+        let chunk = if front.len() > max {
+            front.split_to(max)
+        } else if front.len() >= GATHER_BELOW || self.send_buf.len() == 1 {
+            self.send_buf.pop_front().unwrap_or_default()
+        } else {
+            let mut gathered = BytesMut::with_capacity(max.min(self.send_buffered));
+            while let Some(front) = self.send_buf.front_mut() {
+                let room = max - gathered.len();
+                if room == 0 {
+                    break;
+                }
+                if front.len() > room {
+                    gathered.extend_from_slice(&front.split_to(room));
+                    break;
+                }
+                gathered.extend_from_slice(front);
+                self.send_buf.pop_front();
+            }
+            gathered.freeze()
+        };
+        self.send_buffered -= chunk.len();
+        chunk
+    }
+
+    /// Drops everything buffered for sending (on reset).
+    pub(crate) fn clear_send(&mut self) {
+        self.send_buf.clear();
+        self.send_buffered = 0;
+    }
+
+    /// Takes up to `max` buffered received bytes.
+    pub(crate) fn take_recv(&mut self, max: usize) -> Option<Bytes> {
+        let front = self.recv_buf.front_mut()?;
+        if front.len() <= max {
+            self.recv_buf.pop_front()
+        } else {
+            let chunk = front.split_to(max);
+            Some(chunk)
+        }
+    }
+
+    /// Drops everything buffered for reading; returns the byte count so the
+    /// caller can release connection credit (SPEC §9.7: credit conservation).
+    pub(crate) fn discard_recv(&mut self) -> u64 {
+        let n: usize = self.recv_buf.iter().map(Buf::remaining).sum();
+        self.recv_buf.clear();
+        n as u64
+    }
+}

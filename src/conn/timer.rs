@@ -1,0 +1,67 @@
+//! The connection's timers: a small fixed table indexed by an enum, so the
+//! next deadline is a minimum over a few slots.
+
+use std::time::Instant;
+
+/// Every timer a connection arms.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Timer {
+    /// The handshake must complete before this.
+    Handshake = 0,
+    /// Nothing received since the keepalive interval: send a PING.
+    KeepAlive = 1,
+    /// Nothing received within interval + timeout: the peer is dead.
+    Idle = 2,
+    /// Earliest zero-window probe or half-close deadline.
+    Probe = 3,
+    /// A graceful close gives up waiting for streams.
+    Drain = 4,
+}
+
+const COUNT: usize = 5;
+const ALL: [Timer; COUNT] = [
+    Timer::Handshake,
+    Timer::KeepAlive,
+    Timer::Idle,
+    Timer::Probe,
+    Timer::Drain,
+];
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TimerTable {
+    slots: [Option<Instant>; COUNT],
+}
+
+impl TimerTable {
+    pub(crate) fn set(&mut self, timer: Timer, at: Instant) {
+        self.slots[timer as usize] = Some(at);
+    }
+
+    /// Arms `timer` at `at` unless it is already armed earlier.
+    pub(crate) fn set_earliest(&mut self, timer: Timer, at: Instant) {
+        let slot = &mut self.slots[timer as usize];
+        if slot.is_none_or(|current| at < current) {
+            *slot = Some(at);
+        }
+    }
+
+    pub(crate) fn stop(&mut self, timer: Timer) {
+        self.slots[timer as usize] = None;
+    }
+
+    pub(crate) fn next(&self) -> Option<Instant> {
+        self.slots.iter().flatten().min().copied()
+    }
+
+    /// Disarms and returns every timer due at `now`.
+    pub(crate) fn expired(&mut self, now: Instant) -> impl Iterator<Item = Timer> + use<> {
+        let mut due = [None; COUNT];
+        for timer in ALL {
+            if self.slots[timer as usize].is_some_and(|at| at <= now) {
+                self.slots[timer as usize] = None;
+                due[timer as usize] = Some(timer);
+            }
+        }
+        due.into_iter().flatten()
+    }
+}
