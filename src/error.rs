@@ -69,6 +69,20 @@ pub enum ConnectionError {
 }
 
 impl ConnectionError {
+    /// True for the end of a graceful shutdown (a GOAWAY with NO_ERROR from
+    /// either side), as opposed to a failure.
+    pub fn is_graceful(&self) -> bool {
+        matches!(
+            self,
+            ConnectionError::LocallyClosed {
+                code: ErrorCode::NO_ERROR
+            } | ConnectionError::ClosedByPeer {
+                code: ErrorCode::NO_ERROR,
+                ..
+            }
+        )
+    }
+
     /// Wraps an I/O error of the transport.
     pub fn io(err: &io::Error) -> ConnectionError {
         ConnectionError::Io {

@@ -1,5 +1,66 @@
+//! creditmux: many ordered, reliable byte streams over one connection, with
+//! credit-based flow control per stream and per connection.
+//!
+//! # Layers
+//!
+//! - [`frame`]: wire types and codec of proto/SPEC.md. Bytes only.
+//! - [`flow`]: credit as checked value types.
+//! - [`conn`]: the sans-IO connection, the whole protocol as a state
+//!   machine with time passed in.
+//! - `driver` (feature `runtime`): the tokio task that connects a
+//!   [`conn::Connection`] to a transport.
+//! - [`Session`] and [`Stream`] (feature `runtime`): the public async API.
+//!
+//! # Example
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use creditmux::{Config, Session};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! let (a, b) = tokio::io::duplex(64 * 1024);
+//! let server = tokio::spawn(async move {
+//!     let session = Session::server(b, Config::default()).await?;
+//!     let mut stream = session.accept().await?.expect("a stream");
+//!     let mut request = Vec::new();
+//!     stream.read_to_end(&mut request).await?;
+//!     stream.write_all(&request).await?;
+//!     stream.shutdown().await?;
+//!     Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+//! });
+//!
+//! let session = Session::client(a, Config::default()).await?;
+//! let mut stream = session.open().await?;
+//! stream.write_all(b"hello").await?;
+//! stream.shutdown().await?;
+//! let mut echoed = Vec::new();
+//! stream.read_to_end(&mut echoed).await?;
+//! assert_eq!(echoed, b"hello");
+//! # server.await?.map_err(|e| e.to_string())?;
+//! # Ok(())
+//! # }
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod conn;
+#[cfg(feature = "runtime")]
+mod driver;
 pub mod error;
 pub mod flow;
 pub mod frame;
+#[cfg(feature = "runtime")]
+mod session;
+#[cfg(feature = "runtime")]
+mod stream;
+
+pub use config::{Config, ConfigBuilder, ConfigError};
+pub use error::{ConnectionError, Initiator, OpenError, StreamError};
+pub use frame::{ErrorCode, StreamId};
+#[cfg(feature = "runtime")]
+pub use session::Session;
+#[cfg(feature = "runtime")]
+pub use stream::{RecvStream, SendStream, Stream};

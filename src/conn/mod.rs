@@ -343,6 +343,24 @@ impl Connection {
         })
     }
 
+    /// True when `poll_transmit` has something to write: the driver uses
+    /// it to decide whether an application command needs it awake.
+    pub fn wants_transmit(&self) -> bool {
+        let owed = &self.owed;
+        !self.preface_sent
+            || owed.settings_ack
+            || owed.window_update
+            || owed.max_streams
+            || owed.ping_ack.is_some()
+            || owed.ping.is_some()
+            || owed.blocked_connection
+            || owed.blocked_streams
+            || owed.goaway.is_some()
+            || !self.stray_resets.is_empty()
+            || !self.control_queue.is_empty()
+            || (!self.data_queue.is_empty() && self.phase != Phase::Closed)
+    }
+
     /// The latest PING round-trip time.
     pub fn rtt(&self) -> Option<Duration> {
         self.stats.rtt
@@ -365,11 +383,11 @@ impl Connection {
     /// (or the handshake is not done); wait for [`Event::Connection`] and
     /// call again.
     pub fn open(&mut self, now: Instant) -> Result<Option<StreamId>, OpenError> {
-        if let Some(err) = &self.error {
-            return Err(OpenError::ConnectionLost(err.clone()));
-        }
-        if self.is_going_away() {
-            return Err(OpenError::GoingAway);
+        match &self.error {
+            Some(err) if !err.is_graceful() => return Err(OpenError::ConnectionLost(err.clone())),
+            _ if self.is_going_away() => return Err(OpenError::GoingAway),
+            Some(err) => return Err(OpenError::ConnectionLost(err.clone())),
+            None => {}
         }
         let Some(peer) = self.peer else {
             return Ok(None);
@@ -537,15 +555,23 @@ impl Connection {
         }
         stream.reset = Some((code, Initiator::Local));
         stream.clear_send();
+        if stream.queued == Queued::ConnBlocked {
+            // Leave the connection-credit queue now, so the stream can be
+            // forgotten without waiting for connection credit.
+            stream.queued = Queued::No;
+            self.conn_blocked_queue.retain(|&queued| queued != id);
+        }
         let discarded = stream.discard_recv();
         let _ = stream.recv_credit.release(discarded);
         stream.owe_window_update = false;
-        let announced = !stream.needs_open;
-        if announced {
-            // A stream the peer never heard of needs no RESET.
-            stream.owe_reset = Some(code);
+        stream.owe_reset = Some(code);
+        if !stream.needs_open {
             self.queue_control(id);
         }
+        // Otherwise the peer has not heard of the stream, but its id used
+        // stream-count credit (SPEC §9.6) that only a frame on it returns:
+        // write_data still sends the opening frame, in id order (§8.2),
+        // with this RESET right behind it.
         self.release_conn_credit(discarded);
         self.stop_watching(id);
         self.wake(id);
@@ -553,14 +579,16 @@ impl Connection {
     }
 
     /// The application dropped its handle to `id` (SPEC §8.8). Unread
-    /// data is discarded; if the peer may still send, the stream is reset
-    /// with CANCEL; buffered bytes and a FIN already queued still go out.
+    /// data is discarded. If the peer may still send and the application
+    /// had not already stopped reading, the stream is reset with CANCEL;
+    /// otherwise buffered bytes and a FIN still go out, and the stream is
+    /// forgotten once the peer finishes too.
     pub fn release(&mut self, id: StreamId) {
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
         stream.released = true;
-        if stream.reset.is_none() && !stream.fin_received {
+        if stream.reset.is_none() && !stream.fin_received && !stream.recv_discard {
             self.reset(id, ErrorCode::CANCEL);
         } else if stream.reset.is_none() {
             let queue_fin = !stream.fin_queued;
@@ -573,6 +601,20 @@ impl Connection {
                 self.schedule_data(id);
             }
         }
+        self.maybe_reap(id);
+    }
+
+    /// The application will not read `id` any more (its read half was
+    /// dropped): buffered and future bytes are discarded and their credit
+    /// returned at once. The send direction is unaffected.
+    pub fn stop_reading(&mut self, id: StreamId) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        stream.recv_discard = true;
+        let discarded = stream.discard_recv();
+        let _ = stream.recv_credit.release(discarded);
+        self.release_conn_credit(discarded);
         self.maybe_reap(id);
     }
 

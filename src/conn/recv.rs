@@ -73,10 +73,23 @@ impl Connection {
         if self.phase == Phase::Closed {
             return;
         }
+        let all_closed = self
+            .streams
+            .values()
+            .all(|s| s.reset.is_some() || (s.fin_sent && s.fin_received));
         if self.goaway_received.is_some() {
             self.fail(ConnectionError::ClosedByPeer {
                 code: ErrorCode::NO_ERROR,
                 debug: String::new(),
+            });
+        } else if self.goaway_sent && self.phase == Phase::Draining && all_closed {
+            // SPEC §13.2: the receiver of our graceful GOAWAY closes the
+            // transport, without a GOAWAY of its own, once its streams are
+            // closed. With ours closed too, that end of input completes the
+            // shutdown we started; streams the application still holds only
+            // kept us from closing first.
+            self.fail(ConnectionError::LocallyClosed {
+                code: ErrorCode::NO_ERROR,
             });
         } else {
             self.fail(ConnectionError::TransportClosed);
@@ -252,7 +265,27 @@ impl Connection {
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
-        if stream.reset.is_some() || stream.recv_discard {
+        if stream.reset.is_some() {
+            self.release_conn_credit(n);
+            return;
+        }
+        if stream.recv_discard && !stream.fin_received {
+            // Nobody reads this stream any more: the bytes are dropped on
+            // arrival and their credit, stream and connection, returned.
+            if let Err(err) = stream.recv_credit.receive(n) {
+                self.protocol_error(ErrorCode::FLOW_CONTROL_ERROR, format!("stream {id}: {err}"));
+                return;
+            }
+            if stream.recv_credit.release(n) {
+                stream.owe_window_update = true;
+                self.queue_control(id);
+            }
+            if data.fin {
+                if let Some(stream) = self.streams.get_mut(&id) {
+                    stream.fin_received = true;
+                }
+                self.maybe_reap(id);
+            }
             self.release_conn_credit(n);
             return;
         }
@@ -281,6 +314,9 @@ impl Connection {
             stream.fin_received = true;
             stream.half_closed_at = None;
             self.probing.remove(&id);
+        } else if stream.half_closed_at.is_some() {
+            // SPEC §12.4: the half-close timeout runs while nothing arrives.
+            stream.half_closed_at = Some(now);
         }
         if empty_without_effect {
             self.count_flood(now, Flood::EmptyData);

@@ -9,8 +9,8 @@ use super::stream::Queued;
 use super::transmit::TransmitBuf;
 use super::{Connection, Phase};
 use crate::frame::{
-    Blocked, BlockedOn, Data, Frame, HEADER_LEN, Header, MaxStreams, Ping, Reset, Settings,
-    SettingsValues, WindowUpdate, encode_preface,
+    Blocked, BlockedOn, Data, ErrorCode, Frame, HEADER_LEN, Header, MaxStreams, Ping, Reset,
+    Settings, SettingsValues, WindowUpdate, encode_preface,
 };
 
 impl Connection {
@@ -64,7 +64,24 @@ impl Connection {
                 }),
             );
         }
-        if let Some(goaway) = self.owed.goaway.take() {
+        // SPEC §13.2: the receiver of a graceful GOAWAY closes the transport
+        // as soon as it has no stream, so the GOAWAY waits until every
+        // stream this side opened before closing has gone out with its
+        // first frame (write_data sends it below, no credit needed);
+        // written ahead of them (control first, §10.2) it would let the
+        // peer close while they are on their way.
+        let side = self.side;
+        let hold_goaway = self.phase != Phase::Closed
+            && self
+                .owed
+                .goaway
+                .as_ref()
+                .is_some_and(|g| g.code == ErrorCode::NO_ERROR)
+            && self
+                .streams
+                .iter()
+                .any(|(&id, s)| side.owns(id) && s.needs_open && s.reset.is_none());
+        if !hold_goaway && let Some(goaway) = self.owed.goaway.take() {
             self.put_frame(out, &Frame::GoAway(goaway));
         }
         if self.phase == Phase::Closed {
@@ -162,7 +179,30 @@ impl Connection {
                 continue;
             };
             stream.queued = Queued::No;
+            if stream.needs_open
+                && let Some(code) = stream.owe_reset.take()
+            {
+                // Reset before it was announced (see `reset`): an empty
+                // opening frame, then the RESET, close the id on both sides.
+                stream.needs_open = false;
+                let header = Header {
+                    len: 0,
+                    kind: crate::frame::FrameKind::Data as u8,
+                    flags: 0,
+                    stream: id,
+                };
+                out.put_slice(&header.encode());
+                self.stats.frames_sent += 1;
+                self.put_frame(out, &Frame::Reset(Reset { stream: id, code }));
+                self.maybe_reap(id);
+                continue;
+            }
             if !stream.wants_to_send() {
+                // Reset (or finished) while it sat in the queue: leaving the
+                // queue may be all that kept it from being forgotten, and a
+                // peer stream kept here would hold stream-count credit
+                // forever (SPEC §8.8).
+                self.maybe_reap(id);
                 continue;
             }
             let want = stream.send_buffered;

@@ -138,10 +138,10 @@ impl StreamState {
         self.fin_sent || self.reset.is_some()
     }
 
-    /// The receive direction has nothing more to deliver.
+    /// The receive direction is over: the peer finished and every byte was
+    /// read (or discarded), or the stream was reset.
     pub(crate) fn recv_done(&self) -> bool {
-        self.reset.is_some()
-            || ((self.fin_received || self.recv_discard) && self.recv_buf.is_empty())
+        self.reset.is_some() || (self.fin_received && self.recv_buf.is_empty())
     }
 
     /// Owes a control frame.

@@ -75,7 +75,7 @@ impl RecvCredit {
     /// late enough to avoid silly-window traffic, early enough that the
     /// sender never stalls on a fast reader.
     pub fn update_due(&self) -> bool {
-        self.released + self.window - self.announced >= self.window.div_ceil(2).max(1)
+        self.released + self.window - self.announced >= (self.window / 2).max(1)
     }
 
     /// The limit to send now, recording that the peer will know it. The

@@ -163,7 +163,9 @@ impl FrameDecoder {
             FrameKind::Ping => len == PING_PAYLOAD_LEN,
             FrameKind::GoAway => len >= GOAWAY_MIN_PAYLOAD_LEN,
             FrameKind::Settings if header.flags & Settings::FLAG_ACK != 0 => len == 0,
-            FrameKind::Settings => len % SETTING_LEN == 0 && len <= SETTINGS_MAX_PAYLOAD_LEN,
+            FrameKind::Settings => {
+                len.is_multiple_of(SETTING_LEN) && len <= SETTINGS_MAX_PAYLOAD_LEN
+            }
         };
         if !len_ok {
             return Err(FrameError::BadLength { kind, len });

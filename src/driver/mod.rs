@@ -1,0 +1,220 @@
+//! The tokio driver: the only layer that touches tokio.
+//!
+//! One task per connection feeds the transport's bytes into the sans-IO
+//! [`Connection`], writes what it emits, arms one timer at its next
+//! deadline, and wakes the stream handles the core names. The core sits
+//! behind one mutex that is never held across an `.await`; handles lock it
+//! for each operation and park their wakers here.
+
+mod shared;
+
+use std::future::Future;
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Sleep;
+
+use crate::conn::TransmitBuf;
+use crate::error::ConnectionError;
+
+pub(crate) use shared::{Shared, now};
+
+/// Free space kept in the read buffer before each read.
+const READ_CHUNK: usize = 64 * 1024;
+/// Bytes gathered for one (vectored) write.
+const WRITE_BATCH: usize = 256 * 1024;
+/// Slices per vectored write.
+const MAX_IOVECS: usize = 64;
+/// Loop turns per poll before yielding to other tasks.
+const TURNS_PER_POLL: usize = 32;
+
+/// The connection task. Ends when the connection has ended and its last
+/// bytes are written; then the transport is shut down.
+pub(crate) struct Driver<T> {
+    io: T,
+    shared: Arc<Shared>,
+    read_buf: BytesMut,
+    tx: TransmitBuf,
+    read_closed: bool,
+    timer: Pin<Box<Sleep>>,
+    timer_at: Option<Instant>,
+    /// When the pending write last made progress.
+    write_progress_at: Instant,
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
+    pub(crate) fn new(io: T, shared: Arc<Shared>) -> Driver<T> {
+        Driver {
+            io,
+            shared,
+            read_buf: BytesMut::with_capacity(READ_CHUNK),
+            tx: TransmitBuf::new(),
+            read_closed: false,
+            timer: Box::pin(tokio::time::sleep(std::time::Duration::from_secs(3600))),
+            timer_at: None,
+            write_progress_at: now(),
+        }
+    }
+
+    /// Reads what the transport has and feeds it to the core. Never waits
+    /// for the write side: every DATA byte was pre-authorised by credit,
+    /// so there is always room for it (SPEC §10.4).
+    fn poll_read_side(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.read_closed {
+            return false;
+        }
+        if self.read_buf.capacity() - self.read_buf.len() < READ_CHUNK / 4 {
+            self.read_buf.reserve(READ_CHUNK);
+        }
+        match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read_buf) {
+            Poll::Pending => false,
+            Poll::Ready(Ok(0)) => {
+                self.read_closed = true;
+                let mut inner = self.shared.lock();
+                inner.conn.handle_eof(now());
+                inner.dispatch();
+                true
+            }
+            Poll::Ready(Ok(_)) => {
+                let mut inner = self.shared.lock();
+                inner.conn.handle_input(now(), &mut self.read_buf);
+                inner.dispatch();
+                true
+            }
+            Poll::Ready(Err(err)) => {
+                self.read_closed = true;
+                let mut inner = self.shared.lock();
+                inner.conn.handle_transport_error(ConnectionError::io(&err));
+                inner.dispatch();
+                true
+            }
+        }
+    }
+
+    /// Writes pending bytes, refilling from the core, until the transport
+    /// would block or nothing is left.
+    fn poll_write_side(&mut self, cx: &mut Context<'_>) -> Result<bool, ConnectionError> {
+        let mut progress = false;
+        loop {
+            if self.tx.is_empty() {
+                let mut inner = self.shared.lock();
+                inner.conn.poll_transmit(now(), &mut self.tx, WRITE_BATCH);
+                inner.dispatch();
+                if self.tx.is_empty() {
+                    return Ok(progress);
+                }
+                self.write_progress_at = now();
+            }
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut count = 0;
+            for chunk in self.tx.chunks().take(MAX_IOVECS) {
+                slices[count] = IoSlice::new(chunk);
+                count += 1;
+            }
+            match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]) {
+                Poll::Pending => return Ok(progress),
+                Poll::Ready(Ok(0)) => {
+                    return Err(ConnectionError::Io {
+                        kind: std::io::ErrorKind::WriteZero,
+                        message: "the transport accepted no bytes".into(),
+                    });
+                }
+                Poll::Ready(Ok(n)) => {
+                    self.tx.advance(n);
+                    self.write_progress_at = now();
+                    progress = true;
+                }
+                Poll::Ready(Err(err)) => return Err(ConnectionError::io(&err)),
+            }
+        }
+    }
+
+    /// Runs due timers and arms the sleep for the next deadline. Returns
+    /// true if a timer ran.
+    fn poll_timers(&mut self, cx: &mut Context<'_>) -> bool {
+        let t = now();
+        let mut inner = self.shared.lock();
+        let mut deadline = inner.conn.poll_timeout();
+        if !self.tx.is_empty() {
+            let write_deadline = self.write_progress_at + inner.conn.config().write_timeout();
+            if write_deadline <= t {
+                inner
+                    .conn
+                    .handle_transport_error(ConnectionError::WriteTimeout);
+                inner.dispatch();
+                self.tx = TransmitBuf::new();
+                return true;
+            }
+            deadline = Some(deadline.map_or(write_deadline, |d| d.min(write_deadline)));
+        }
+        match deadline {
+            Some(at) if at <= t => {
+                inner.conn.handle_timeout(t);
+                inner.dispatch();
+                true
+            }
+            Some(at) => {
+                drop(inner);
+                if self.timer_at != Some(at) {
+                    self.timer_at = Some(at);
+                    self.timer
+                        .as_mut()
+                        .reset(tokio::time::Instant::from_std(at));
+                }
+                // Registers the waker; fires on a later poll.
+                self.timer.as_mut().poll(cx).is_ready()
+            }
+            None => false,
+        }
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Future for Driver<T> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        for _ in 0..TURNS_PER_POLL {
+            let mut progress = this.poll_read_side(cx);
+            match this.poll_write_side(cx) {
+                Ok(wrote) => progress |= wrote,
+                Err(err) => {
+                    let mut inner = this.shared.lock();
+                    inner.conn.handle_transport_error(err);
+                    inner.dispatch();
+                    this.tx = TransmitBuf::new();
+                    progress = true;
+                }
+            }
+            progress |= this.poll_timers(cx);
+
+            let mut inner = this.shared.lock();
+            if inner.conn.is_finished() && this.tx.is_empty() && !inner.conn.wants_transmit() {
+                drop(inner);
+                // Best effort: the connection is over either way.
+                if Pin::new(&mut this.io).poll_shutdown(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                this.shared.lock().finish_driver();
+                return Poll::Ready(());
+            }
+            if !progress {
+                // Registered under the lock that application commands take,
+                // so a command issued after this check wakes this task.
+                if inner.conn.wants_transmit() && this.tx.is_empty() {
+                    continue;
+                }
+                inner.driver_waker = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+        }
+        // Yield so a busy connection cannot starve the runtime's other tasks.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}

@@ -1,0 +1,213 @@
+//! The public session: one multiplexed connection.
+
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::config::Config;
+use crate::conn::{Connection, ConnectionStats, Side};
+use crate::driver::{Driver, Shared, now};
+use crate::error::{ConnectionError, OpenError};
+use crate::frame::ErrorCode;
+use crate::stream::Stream;
+
+/// One multiplexed connection. Cheap to clone; every clone controls the
+/// same connection.
+///
+/// A background task (spawned on the current tokio runtime) drives the
+/// transport. It ends when the connection ends; no task outlives it.
+///
+/// **Dropping** the last `Session` handle starts a graceful close: a GOAWAY
+/// is sent, no new streams are accepted or opened, streams already open
+/// keep working until they finish or the drain timeout passes, then the
+/// transport is shut down.
+pub struct Session {
+    shared: Arc<Shared>,
+}
+
+impl Session {
+    /// Runs the client side of the handshake over `io` and returns once
+    /// both sides' settings are exchanged. Client streams have odd ids.
+    pub async fn client<T>(io: T, config: Config) -> Result<Session, ConnectionError>
+    where
+        T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        Session::start(io, config, Side::Client).await
+    }
+
+    /// Runs the server side of the handshake over `io`. Server streams have
+    /// even ids.
+    pub async fn server<T>(io: T, config: Config) -> Result<Session, ConnectionError>
+    where
+        T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        Session::start(io, config, Side::Server).await
+    }
+
+    async fn start<T>(io: T, config: Config, side: Side) -> Result<Session, ConnectionError>
+    where
+        T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let conn = Connection::new(side, config, now());
+        let shared = Arc::new(Shared::new(conn));
+        tokio::spawn(Driver::new(io, shared.clone()));
+        let session = Session { shared };
+        poll_fn(|cx| {
+            let mut inner = session.shared.lock();
+            if let Some(err) = inner.conn.error() {
+                return Poll::Ready(Err(err.clone()));
+            }
+            if inner.conn.is_established() {
+                return Poll::Ready(Ok(()));
+            }
+            inner.wait_conn(cx.waker());
+            Poll::Pending
+        })
+        .await?;
+        Ok(session)
+    }
+
+    /// Opens a stream. Waits while the peer's stream-count limit is
+    /// reached, and fails if the connection is closing or closed.
+    pub async fn open(&self) -> Result<Stream, OpenError> {
+        poll_fn(|cx| {
+            let mut inner = self.shared.lock();
+            match inner.conn.open(now()) {
+                Ok(Some(id)) => {
+                    inner.streams.entry(id).or_default();
+                    inner.after_command();
+                    Poll::Ready(Ok(Stream::new(id, self.shared.clone())))
+                }
+                Ok(None) => {
+                    inner.after_command();
+                    inner.wait_conn(cx.waker());
+                    Poll::Pending
+                }
+                Err(err) => Poll::Ready(Err(err)),
+            }
+        })
+        .await
+    }
+
+    /// Waits for the next stream the peer opens. `Ok(None)` once no more
+    /// streams will come because the connection was closed gracefully (a
+    /// GOAWAY with NO_ERROR); `Err` if it ended with an error.
+    pub async fn accept(&self) -> Result<Option<Stream>, ConnectionError> {
+        poll_fn(|cx| {
+            let mut inner = self.shared.lock();
+            if let Some(id) = inner.conn.accept() {
+                inner.streams.entry(id).or_default();
+                return Poll::Ready(Ok(Some(Stream::new(id, self.shared.clone()))));
+            }
+            if inner.conn.accept_finished() || inner.driver_done {
+                return Poll::Ready(match inner.conn.error() {
+                    Some(err) if !err.is_graceful() => Err(err.clone()),
+                    _ => Ok(None),
+                });
+            }
+            inner.wait_conn(cx.waker());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Sends a PING and waits for its acknowledgement; returns the round
+    /// trip time. Concurrent calls share one PING in flight.
+    pub async fn ping(&self) -> Result<Duration, ConnectionError> {
+        let target = {
+            let mut inner = self.shared.lock();
+            if !inner.conn.ping_in_flight() {
+                inner.conn.ping();
+            }
+            inner.after_command();
+            inner.conn.pings_completed() + 1
+        };
+        poll_fn(|cx| {
+            let mut inner = self.shared.lock();
+            if inner.conn.pings_completed() >= target {
+                return Poll::Ready(Ok(inner.conn.rtt().unwrap_or_default()));
+            }
+            if let Some(err) = inner.conn.error() {
+                return Poll::Ready(Err(err.clone()));
+            }
+            inner.wait_conn(cx.waker());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Closes the connection: sends GOAWAY with `code`, lets open streams
+    /// finish (up to the drain timeout) when `code` is NO_ERROR, then shuts
+    /// the transport down. Returns once the connection has ended; `Ok` if
+    /// this side's close ended it, otherwise the error that did.
+    pub async fn close(&self, code: ErrorCode) -> Result<(), ConnectionError> {
+        {
+            let mut inner = self.shared.lock();
+            inner.conn.close(now(), code, b"");
+            inner.after_command();
+        }
+        self.closed().await;
+        let inner = self.shared.lock();
+        match inner.conn.error() {
+            Some(ConnectionError::LocallyClosed { .. }) | None => Ok(()),
+            Some(err) => Err(err.clone()),
+        }
+    }
+
+    /// Waits until the connection has ended and the transport is shut down.
+    pub async fn closed(&self) {
+        poll_fn(|cx| {
+            let mut inner = self.shared.lock();
+            if inner.driver_done {
+                return Poll::Ready(());
+            }
+            inner.wait_conn(cx.waker());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Why the connection ended, once it has.
+    pub fn error(&self) -> Option<ConnectionError> {
+        self.shared.lock().conn.error().cloned()
+    }
+
+    /// Connection-level counters: bytes, frames, windows, blocked time,
+    /// probes, queue depths, RTT.
+    pub fn stats(&self) -> ConnectionStats {
+        self.shared.lock().conn.stats()
+    }
+}
+
+impl Clone for Session {
+    fn clone(&self) -> Session {
+        self.shared.lock().session_handles += 1;
+        Session {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let mut inner = self.shared.lock();
+        inner.session_handles -= 1;
+        if inner.session_handles == 0 && !inner.conn.is_finished() {
+            inner.conn.close(now(), ErrorCode::NO_ERROR, b"");
+            inner.after_command();
+        }
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = self.shared.lock();
+        f.debug_struct("Session")
+            .field("side", &inner.conn.side())
+            .field("error", &inner.conn.error())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,356 @@
+//! The public stream handles: [`Stream`], and its halves [`RecvStream`]
+//! and [`SendStream`] for use on separate tasks.
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::conn::{ReadOutcome, StreamStats};
+use crate::driver::Shared;
+use crate::error::{ConnectionError, StreamError};
+use crate::frame::{ErrorCode, StreamId};
+
+/// Shared by the halves of one stream; releases the stream in the core
+/// when the last half is dropped.
+struct StreamRef {
+    id: StreamId,
+    shared: Arc<Shared>,
+}
+
+impl Drop for StreamRef {
+    fn drop(&mut self) {
+        let mut inner = self.shared.lock();
+        inner.conn.release(self.id);
+        inner.streams.remove(&self.id);
+        inner.after_command();
+    }
+}
+
+/// Error for a handle whose session task is gone without a recorded cause.
+fn driver_gone() -> StreamError {
+    StreamError::ConnectionLost(ConnectionError::TransportClosed)
+}
+
+/// One bidirectional stream.
+///
+/// Implements [`AsyncRead`] and [`AsyncWrite`]; [`Stream::send`] and
+/// [`Stream::recv`] move [`Bytes`] without copying.
+///
+/// **Dropping** a `Stream`: bytes already written and a FIN still go out if
+/// the peer has finished its direction; if the peer may still send, the
+/// stream is reset with CANCEL instead (nobody would read what it sends).
+/// For a graceful end, `shutdown()` the write side and read to the end.
+pub struct Stream {
+    recv: RecvStream,
+    send: SendStream,
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        // Dropped whole: the halves must not act as if dropped alone; the
+        // shared StreamRef releases the stream.
+        self.recv.alone = false;
+        self.send.alone = false;
+    }
+}
+
+impl Stream {
+    pub(crate) fn new(id: StreamId, shared: Arc<Shared>) -> Stream {
+        let handle = Arc::new(StreamRef { id, shared });
+        Stream {
+            recv: RecvStream {
+                handle: handle.clone(),
+                leftover: Bytes::new(),
+                alone: true,
+            },
+            send: SendStream {
+                handle,
+                alone: true,
+            },
+        }
+    }
+
+    /// The stream id.
+    pub fn id(&self) -> StreamId {
+        self.send.handle.id
+    }
+
+    /// Splits into a read half and a write half, usable on separate tasks.
+    pub fn split(mut self) -> (RecvStream, SendStream) {
+        let recv = RecvStream {
+            handle: self.recv.handle.clone(),
+            leftover: std::mem::take(&mut self.recv.leftover),
+            alone: true,
+        };
+        let send = SendStream {
+            handle: self.send.handle.clone(),
+            alone: true,
+        };
+        // `self` drops here as a whole, which only drops its references.
+        (recv, send)
+    }
+
+    /// Sends `data` without copying it; waits while the stream's send
+    /// buffer is full.
+    pub async fn send(&mut self, data: Bytes) -> Result<(), StreamError> {
+        self.send.send(data).await
+    }
+
+    /// The next chunk of bytes, without copying; `None` at the end of the
+    /// stream.
+    pub async fn recv(&mut self) -> Result<Option<Bytes>, StreamError> {
+        self.recv.recv().await
+    }
+
+    /// Finishes the write side (FIN after the buffered bytes).
+    pub fn finish(&mut self) -> Result<(), StreamError> {
+        self.send.finish()
+    }
+
+    /// Aborts the stream in both directions with `code`.
+    pub fn reset(&mut self, code: ErrorCode) {
+        self.send.reset(code)
+    }
+
+    /// Per-stream counters, while the stream is open.
+    pub fn stats(&self) -> Option<StreamStats> {
+        self.send.stats()
+    }
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream").field("id", &self.id()).finish()
+    }
+}
+
+/// The read half of a [`Stream`].
+///
+/// Dropping it while the write half lives discards further incoming bytes
+/// (their credit is returned at once); dropping both halves is dropping
+/// the `Stream`.
+pub struct RecvStream {
+    handle: Arc<StreamRef>,
+    leftover: Bytes,
+    /// False while part of a whole `Stream`.
+    alone: bool,
+}
+
+impl RecvStream {
+    /// The stream id.
+    pub fn id(&self) -> StreamId {
+        self.handle.id
+    }
+
+    /// The next chunk of bytes, without copying; `None` at the end.
+    pub async fn recv(&mut self) -> Result<Option<Bytes>, StreamError> {
+        if !self.leftover.is_empty() {
+            return Ok(Some(std::mem::take(&mut self.leftover)));
+        }
+        poll_fn(|cx| self.poll_chunk(cx, usize::MAX)).await
+    }
+
+    fn poll_chunk(
+        &mut self,
+        cx: &mut Context<'_>,
+        max: usize,
+    ) -> Poll<Result<Option<Bytes>, StreamError>> {
+        let id = self.handle.id;
+        let mut inner = self.handle.shared.lock();
+        let outcome = inner.conn.read(id, max);
+        match outcome {
+            Ok(ReadOutcome::Data(bytes)) => {
+                inner.after_command();
+                Poll::Ready(Ok(Some(bytes)))
+            }
+            Ok(ReadOutcome::Finished) => {
+                inner.after_command();
+                Poll::Ready(Ok(None))
+            }
+            Ok(ReadOutcome::Blocked) if inner.driver_done => Poll::Ready(Err(driver_gone())),
+            Ok(ReadOutcome::Blocked) => {
+                inner.streams.entry(id).or_default().read = Some(cx.waker().clone());
+                Poll::Pending
+            }
+            Err(err) => Poll::Ready(Err(err)),
+        }
+    }
+}
+
+impl Drop for RecvStream {
+    fn drop(&mut self) {
+        // The last half releases the stream through StreamRef; a read half
+        // dropped alone stops reading.
+        if self.alone && Arc::strong_count(&self.handle) > 1 {
+            let mut inner = self.handle.shared.lock();
+            inner.conn.stop_reading(self.handle.id);
+            inner.after_command();
+        }
+    }
+}
+
+impl AsyncRead for RecvStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        if self.leftover.is_empty() {
+            let want = buf.remaining();
+            match self.poll_chunk(cx, want) {
+                Poll::Ready(Ok(Some(bytes))) => self.leftover = bytes,
+                Poll::Ready(Ok(None)) => return Poll::Ready(Ok(())),
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err.into())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        let n = self.leftover.len().min(buf.remaining());
+        buf.put_slice(&self.leftover[..n]);
+        self.leftover.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The write half of a [`Stream`].
+///
+/// Dropping it finishes the write side (FIN after the buffered bytes).
+pub struct SendStream {
+    handle: Arc<StreamRef>,
+    /// False while part of a whole `Stream`.
+    alone: bool,
+}
+
+impl SendStream {
+    /// The stream id.
+    pub fn id(&self) -> StreamId {
+        self.handle.id
+    }
+
+    /// Sends `data` without copying; waits while the send buffer is full.
+    pub async fn send(&mut self, mut data: Bytes) -> Result<(), StreamError> {
+        poll_fn(|cx| {
+            let id = self.handle.id;
+            let mut inner = self.handle.shared.lock();
+            while !data.is_empty() {
+                let n = inner.conn.write_bytes(id, &mut data)?;
+                if n == 0 {
+                    if inner.driver_done {
+                        return Poll::Ready(Err(driver_gone()));
+                    }
+                    inner.after_command();
+                    inner.streams.entry(id).or_default().write = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
+            }
+            inner.after_command();
+            Poll::Ready(Ok(()))
+        })
+        .await
+    }
+
+    /// Finishes the write side: a FIN follows the buffered bytes.
+    pub fn finish(&mut self) -> Result<(), StreamError> {
+        let mut inner = self.handle.shared.lock();
+        let result = inner.conn.finish(self.handle.id);
+        inner.after_command();
+        result
+    }
+
+    /// Aborts the stream in both directions with `code`.
+    pub fn reset(&mut self, code: ErrorCode) {
+        let mut inner = self.handle.shared.lock();
+        inner.conn.reset(self.handle.id, code);
+        inner.after_command();
+    }
+
+    /// Per-stream counters, while the stream is open.
+    pub fn stats(&self) -> Option<StreamStats> {
+        self.handle.shared.lock().conn.stream_stats(self.handle.id)
+    }
+}
+
+impl Drop for SendStream {
+    fn drop(&mut self) {
+        if self.alone && Arc::strong_count(&self.handle) > 1 {
+            let mut inner = self.handle.shared.lock();
+            let _ = inner.conn.finish(self.handle.id);
+            inner.after_command();
+        }
+    }
+}
+
+impl AsyncWrite for SendStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let id = self.handle.id;
+        let mut inner = self.handle.shared.lock();
+        match inner.conn.write(id, buf) {
+            Ok(0) if inner.driver_done => Poll::Ready(Err(driver_gone().into())),
+            Ok(0) => {
+                inner.streams.entry(id).or_default().write = Some(cx.waker().clone());
+                Poll::Pending
+            }
+            Ok(n) => {
+                inner.after_command();
+                Poll::Ready(Ok(n))
+            }
+            Err(err) => Poll::Ready(Err(err.into())),
+        }
+    }
+
+    /// Bytes are handed to the session as they are written; whether they
+    /// leave depends on the peer's credit, which a flush cannot force.
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Finishes the write side (FIN).
+    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.finish() {
+            Ok(()) | Err(StreamError::Finished) => Poll::Ready(Ok(())),
+            Err(err) => Poll::Ready(Err(err.into())),
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.recv).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.send).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.send).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.send).poll_shutdown(cx)
+    }
+}

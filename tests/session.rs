@@ -1,0 +1,380 @@
+//! The async API end to end: in-memory pipes with a buffer smaller than the
+//! windows, and TCP loopback.
+
+use std::time::Duration;
+
+use creditmux::{Config, ConnectionError, ErrorCode, OpenError, Session, StreamError};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+fn payload(seed: u64, len: usize) -> Vec<u8> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut out = vec![0u8; len];
+    rng.fill(&mut out[..]);
+    out
+}
+
+/// Echoes every accepted stream with its halves on separate tasks.
+async fn serve_echo(session: Session) {
+    let mut tasks = Vec::new();
+    while let Ok(Some(stream)) = session.accept().await {
+        tasks.push(tokio::spawn(async move {
+            let (mut r, mut w) = stream.split();
+            tokio::io::copy(&mut r, &mut w).await?;
+            w.shutdown().await?;
+            Ok::<_, std::io::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+}
+
+/// Writes `data` on a new stream while reading the echo on another task;
+/// returns what came back.
+async fn echo_once(session: &Session, data: Vec<u8>) -> Vec<u8> {
+    let stream = session.open().await.expect("open");
+    let (mut r, mut w) = stream.split();
+    let writer = tokio::spawn(async move {
+        w.write_all(&data).await.unwrap();
+        w.shutdown().await.unwrap();
+    });
+    let mut back = Vec::new();
+    r.read_to_end(&mut back).await.unwrap();
+    writer.await.unwrap();
+    back
+}
+
+async fn echo_many(client: Session, server: Session, streams: usize, max_size: usize) {
+    let server_task = tokio::spawn(serve_echo(server));
+    let mut tasks = Vec::new();
+    for i in 0..streams {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let len = (i * 7919) % (max_size + 1);
+            let data = payload(i as u64, len);
+            let back = echo_once(&client, data.clone()).await;
+            assert!(
+                back == data,
+                "stream {i}: {} bytes back of {}",
+                back.len(),
+                data.len()
+            );
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    client.close(ErrorCode::NO_ERROR).await.unwrap();
+    server_task.await.unwrap();
+}
+
+fn small_windows() -> Config {
+    Config::builder()
+        .stream_window(16 * 1024)
+        .connection_window(64 * 1024)
+        .max_frame_payload(4 * 1024)
+        .send_buffer(32 * 1024)
+        .build()
+        .unwrap()
+}
+
+async fn duplex_pair(config: Config) -> (Session, Session) {
+    // 1 KiB pipe: far smaller than any window.
+    let (a, b) = tokio::io::duplex(1024);
+    let server = tokio::spawn(Session::server(b, config.clone()));
+    let client = Session::client(a, config).await.unwrap();
+    (client, server.await.unwrap().unwrap())
+}
+
+async fn tcp_pair(config: Config) -> (Session, Session) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server_config = config.clone();
+    let server = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        socket.set_nodelay(true).unwrap();
+        Session::server(socket, server_config).await.unwrap()
+    });
+    let socket = TcpStream::connect(addr).await.unwrap();
+    socket.set_nodelay(true).unwrap();
+    let client = Session::client(socket, config).await.unwrap();
+    (client, server.await.unwrap())
+}
+
+#[tokio::test]
+async fn one_stream_echoes_over_a_small_pipe() {
+    let (c, s) = duplex_pair(small_windows()).await;
+    echo_many(c, s, 1, 300_000).await;
+}
+
+#[tokio::test]
+async fn ten_streams_echo_over_a_small_pipe() {
+    let (c, s) = duplex_pair(small_windows()).await;
+    echo_many(c, s, 10, 200_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_streams_echo_over_a_small_pipe() {
+    let config = Config::builder()
+        .max_incoming_streams(1000)
+        .build()
+        .unwrap();
+    let (c, s) = duplex_pair(config).await;
+    echo_many(c, s, 1000, 4000).await;
+}
+
+#[tokio::test]
+async fn one_stream_echoes_over_tcp() {
+    let (c, s) = tcp_pair(Config::default()).await;
+    echo_many(c, s, 1, 4 << 20).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_streams_echo_over_tcp() {
+    let config = Config::builder().max_incoming_streams(200).build().unwrap();
+    let (c, s) = tcp_pair(config).await;
+    echo_many(c, s, 1000, 20_000).await;
+}
+
+#[tokio::test]
+async fn zero_copy_send_and_recv_carry_bytes() {
+    let (client, server) = duplex_pair(Config::default()).await;
+    let server_task = tokio::spawn(async move {
+        let mut s = server.accept().await.unwrap().unwrap();
+        let mut got = Vec::new();
+        while let Some(chunk) = s.recv().await.unwrap() {
+            got.extend_from_slice(&chunk);
+        }
+        s.send(bytes::Bytes::from(got)).await.unwrap();
+        s.finish().unwrap();
+        server.closed().await;
+    });
+    let mut s = client.open().await.unwrap();
+    s.send(bytes::Bytes::from_static(b"zero-")).await.unwrap();
+    s.send(bytes::Bytes::from(vec![b'c'; 100_000]))
+        .await
+        .unwrap();
+    s.finish().unwrap();
+    let mut back = Vec::new();
+    while let Some(chunk) = s.recv().await.unwrap() {
+        back.extend_from_slice(&chunk);
+    }
+    assert_eq!(&back[..5], b"zero-");
+    assert_eq!(back.len(), 100_005);
+    drop(s);
+    client.close(ErrorCode::NO_ERROR).await.unwrap();
+    server_task.await.unwrap();
+}
+
+#[tokio::test]
+async fn open_waits_at_the_peer_limit_and_proceeds_when_a_stream_closes() {
+    let config = Config::builder().max_incoming_streams(2).build().unwrap();
+    let (client, server) = duplex_pair(config).await;
+    let mut a = client.open().await.unwrap();
+    let _b = client.open().await.unwrap();
+    let third = tokio::spawn({
+        let client = client.clone();
+        async move { client.open().await.map(|s| s.id()) }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !third.is_finished(),
+        "the third open waits for stream credit"
+    );
+    // Finish stream a on both sides.
+    a.write_all(b"x").await.unwrap();
+    a.shutdown().await.unwrap();
+    let mut sa = server.accept().await.unwrap().unwrap();
+    let mut buf = Vec::new();
+    sa.read_to_end(&mut buf).await.unwrap();
+    sa.shutdown().await.unwrap();
+    drop(sa);
+    let mut rest = Vec::new();
+    a.read_to_end(&mut rest).await.unwrap();
+    drop(a);
+    let id = tokio::time::timeout(Duration::from_secs(10), third)
+        .await
+        .expect("open proceeded")
+        .unwrap()
+        .unwrap();
+    assert_eq!(id.get(), 5);
+}
+
+#[tokio::test]
+async fn dropping_an_unfinished_stream_resets_it_for_the_peer() {
+    let (client, server) = duplex_pair(Config::default()).await;
+    let mut s = client.open().await.unwrap();
+    s.write_all(b"partial").await.unwrap();
+    let mut peer = server.accept().await.unwrap().unwrap();
+    let mut buf = [0u8; 7];
+    peer.read_exact(&mut buf).await.unwrap();
+    drop(s);
+    let err = peer.recv().await.unwrap_err();
+    assert_eq!(
+        err,
+        StreamError::Reset {
+            code: ErrorCode::CANCEL,
+            initiator: creditmux::Initiator::Remote
+        }
+    );
+}
+
+#[tokio::test]
+async fn dropping_every_session_handle_closes_gracefully() {
+    let (client, server) = duplex_pair(Config::default()).await;
+    let server2 = server.clone();
+    drop(client);
+    // The peer sees no more streams and the session ends; no task is left.
+    assert!(server.accept().await.unwrap().is_none());
+    tokio::time::timeout(Duration::from_secs(10), server2.closed())
+        .await
+        .expect("the session ended");
+    assert_eq!(server.open().await.unwrap_err(), OpenError::GoingAway);
+}
+
+#[tokio::test]
+async fn ping_round_trips_and_stats_count_bytes() {
+    let (client, server) = duplex_pair(Config::default()).await;
+    let rtt = client.ping().await.unwrap();
+    assert!(rtt < Duration::from_secs(5));
+    let stats = client.stats();
+    assert!(stats.rtt.is_some());
+    assert!(stats.transport_bytes_sent > 0);
+    let _ = server;
+}
+
+#[tokio::test]
+async fn both_sides_fill_windows_and_control_still_flows() {
+    let config = small_windows();
+    let (client, server) = duplex_pair(config).await;
+    // Each side writes far more than the peer's windows on three streams
+    // and nobody reads.
+    let mut writers = Vec::new();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let s = client.open().await.unwrap();
+        let (r, mut w) = s.split();
+        held.push(r);
+        writers.push(tokio::spawn(async move {
+            let _ = w.write_all(&vec![1u8; 1 << 20]).await;
+            w
+        }));
+    }
+    let mut server_held = Vec::new();
+    for _ in 0..3 {
+        let s = server.accept().await.unwrap().unwrap();
+        let (r, mut w) = s.split();
+        server_held.push(r);
+        writers.push(tokio::spawn(async move {
+            let _ = w.write_all(&vec![2u8; 1 << 20]).await;
+            w
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // PING still round-trips.
+    tokio::time::timeout(Duration::from_secs(5), client.ping())
+        .await
+        .expect("ping answered")
+        .unwrap();
+    // A new stream still opens and transfers.
+    let echo = tokio::spawn({
+        let server = server.clone();
+        async move {
+            let mut s = server.accept().await.unwrap().unwrap();
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).await.unwrap();
+            got
+        }
+    });
+    let mut fresh = client.open().await.unwrap();
+    fresh.write_all(b"still alive").await.unwrap();
+    fresh.shutdown().await.unwrap();
+    assert_eq!(echo.await.unwrap(), b"still alive");
+    // RESET still completes, and close ends everything.
+    drop(held);
+    client.close(ErrorCode::NO_ERROR).await.ok();
+    for w in writers {
+        let _ = tokio::time::timeout(Duration::from_secs(10), w)
+            .await
+            .expect("writer woke");
+    }
+}
+
+#[tokio::test]
+async fn a_slow_stream_does_not_slow_another_moving_64_mib() {
+    let (client, server) = tcp_pair(Config::default()).await;
+    let mut slow = client.open().await.unwrap();
+    // Fits the peer window plus the local send buffer, so the write returns.
+    slow.write_all(&vec![9u8; 400 * 1024]).await.unwrap();
+    let slow_peer = server.accept().await.unwrap().unwrap();
+    let fast = client.open().await.unwrap();
+    let total = 64usize << 20;
+    let writer = tokio::spawn(async move {
+        let (_, mut w) = fast.split();
+        let chunk = vec![3u8; 256 * 1024];
+        let mut sent = 0;
+        while sent < total {
+            w.write_all(&chunk).await.unwrap();
+            sent += chunk.len();
+        }
+        w.shutdown().await.unwrap();
+    });
+    let mut fast_peer = server.accept().await.unwrap().unwrap();
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = fast_peer.read(&mut buf).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        got += n;
+        let stuck = slow_peer.stats().unwrap().recv_buffered;
+        assert!(
+            stuck <= 256 * 1024,
+            "the unread stream holds {stuck} bytes, beyond its window"
+        );
+    }
+    writer.await.unwrap();
+    assert_eq!(got, total);
+    drop(slow);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_never_answers_fails_the_handshake_after_the_timeout() {
+    let (a, _silent) = tokio::io::duplex(64 * 1024);
+    let start = tokio::time::Instant::now();
+    let err = Session::client(a, Config::default()).await.unwrap_err();
+    assert_eq!(err, ConnectionError::HandshakeTimeout);
+    assert_eq!(start.elapsed(), Duration::from_secs(10));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_goes_silent_is_declared_dead_after_the_idle_timeout() {
+    // A raw peer: does the handshake by hand, then never sends again.
+    let (a, mut raw) = tokio::io::duplex(1 << 20);
+    let peer = tokio::spawn(async move {
+        let mut preface = [0u8; 8];
+        raw.read_exact(&mut preface).await.unwrap();
+        let mut out = bytes::BytesMut::new();
+        out.extend_from_slice(&creditmux::frame::encode_preface());
+        creditmux::frame::Frame::Settings(Default::default()).encode(&mut out);
+        creditmux::frame::Frame::Settings(creditmux::frame::Settings {
+            ack: true,
+            values: Default::default(),
+        })
+        .encode(&mut out);
+        raw.write_all(&out).await.unwrap();
+        // Keep reading (so writes do not block) but never answer.
+        let mut sink = vec![0u8; 4096];
+        while raw.read(&mut sink).await.unwrap_or(0) > 0 {}
+    });
+    let session = Session::client(a, Config::default()).await.unwrap();
+    let start = tokio::time::Instant::now();
+    session.closed().await;
+    assert_eq!(session.error(), Some(ConnectionError::IdleTimeout));
+    // Keepalive PING after 15 s of silence, dead 15 s later.
+    assert_eq!(start.elapsed(), Duration::from_secs(30));
+    peer.abort();
+}
