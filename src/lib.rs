@@ -45,6 +45,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "runtime")]
+pub mod codec;
 pub mod config;
 pub mod conn;
 #[cfg(feature = "runtime")]
@@ -56,6 +58,11 @@ pub mod frame;
 mod session;
 #[cfg(feature = "runtime")]
 mod stream;
+
+// The README's code blocks are compiled as doctests.
+#[cfg(all(doctest, feature = "runtime"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 pub use config::{Config, ConfigBuilder, ConfigError};
 pub use error::{ConnectionError, Initiator, OpenError, StreamError};

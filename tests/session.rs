@@ -378,3 +378,55 @@ async fn a_peer_that_goes_silent_is_declared_dead_after_the_idle_timeout() {
     assert_eq!(start.elapsed(), Duration::from_secs(30));
     peer.abort();
 }
+
+mod random_configs {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        // Each case runs a whole session over a duplex pipe; 24 cases keep the
+        // test near a second in debug builds while still crossing frame,
+        // window and pipe boundaries in many combinations.
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        #[test]
+        fn echo_is_byte_exact_for_random_configs_and_sizes(
+            stream_window in 1024u32..=128 * 1024,
+            window_factor in 4u32..16,
+            max_frame in 1024u32..=32 * 1024,
+            send_buffer in 1024u32..=128 * 1024,
+            pipe in 64usize..8192,
+            sizes in proptest::collection::vec(0usize..200_000, 1..6),
+        ) {
+            let config = Config::builder()
+                .stream_window(stream_window)
+                .connection_window(stream_window * window_factor)
+                .max_frame_payload(max_frame)
+                .send_buffer(send_buffer)
+                .build()
+                .unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let (a, b) = tokio::io::duplex(pipe);
+                let server = tokio::spawn(Session::server(b, config.clone()));
+                let client = Session::client(a, config).await.unwrap();
+                let server = server.await.unwrap().unwrap();
+                let serving = tokio::spawn(serve_echo(server));
+                let mut tasks = Vec::new();
+                for (i, size) in sizes.into_iter().enumerate() {
+                    let client = client.clone();
+                    tasks.push(tokio::spawn(async move {
+                        let data = payload(i as u64 + 100, size);
+                        let back = echo_once(&client, data.clone()).await;
+                        assert!(back == data, "stream {i}: {} of {} bytes", back.len(), data.len());
+                    }));
+                }
+                for t in tasks {
+                    t.await.unwrap();
+                }
+                client.close(ErrorCode::NO_ERROR).await.unwrap();
+                serving.await.unwrap();
+            });
+        }
+    }
+}

@@ -191,33 +191,6 @@ fn decode_payload(
     })
 }
 
-#[cfg(feature = "runtime")]
-impl tokio_util::codec::Decoder for FrameDecoder {
-    type Item = Frame;
-    type Error = crate::frame::CodecError;
-
-    /// Skips unknown frame types (SPEC §15) and yields known frames.
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, Self::Error> {
-        loop {
-            match self.decode_next(src)? {
-                Some(Decoded::Frame(frame)) => return Ok(Some(frame)),
-                Some(Decoded::Ignored(_)) => continue,
-                None => return Ok(None),
-            }
-        }
-    }
-}
-
-#[cfg(feature = "runtime")]
-impl tokio_util::codec::Encoder<Frame> for FrameDecoder {
-    type Error = crate::frame::CodecError;
-
-    fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> Result<(), Self::Error> {
-        frame.encode(dst);
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

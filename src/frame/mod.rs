@@ -109,17 +109,3 @@ impl Frame {
         self.header().stream
     }
 }
-
-/// Error type of the `tokio_util` codec adapter: a frame error, or an I/O
-/// error of the underlying transport.
-#[cfg(feature = "runtime")]
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum CodecError {
-    /// The bytes are not a valid frame.
-    #[error(transparent)]
-    Frame(#[from] FrameError),
-    /// The transport failed.
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-}

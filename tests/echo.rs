@@ -1,0 +1,280 @@
+//! The echo tools end to end: the shared echo logic in process, the example
+//! binaries as separate processes, and a corrupting server that the client
+//! must catch.
+
+#[path = "../examples/support/echo.rs"]
+mod echo;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use creditmux::{Config, Session};
+use echo::{ClientOptions, Mode, Progress};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+async fn connected_pair(config: Config) -> (Session, Session) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server_config = config.clone();
+    let server = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        Session::server(socket, server_config).await.unwrap()
+    });
+    let client = Session::client(TcpStream::connect(addr).await.unwrap(), config)
+        .await
+        .unwrap();
+    (client, server.await.unwrap())
+}
+
+fn options(mode: Mode, streams: usize) -> ClientOptions {
+    ClientOptions {
+        streams,
+        size: 256 * 1024,
+        mode,
+        message_size: 100,
+        requests: 50,
+        duration: None,
+        rate: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_logic_verifies_many_streams_in_process() {
+    let (client, server) = connected_pair(Config::default()).await;
+    let serving = tokio::spawn(echo::serve(server));
+    for (mode, streams) in [(Mode::Bulk, 40), (Mode::Rr, 20)] {
+        let summary = echo::run_client(
+            &client,
+            &options(mode, streams),
+            Arc::new(Progress::default()),
+        )
+        .await;
+        assert!(summary.verified, "{mode:?}: {summary:?}");
+        assert_eq!(summary.mismatches, 0);
+        let expected = match mode {
+            Mode::Bulk => 256 * 1024 * streams as u64,
+            Mode::Rr => 100 * 50 * streams as u64,
+        };
+        assert_eq!(summary.bytes_verified, expected);
+        assert!(summary.latency.count > 0);
+    }
+    client.close(creditmux::ErrorCode::NO_ERROR).await.unwrap();
+    let stats = serving.await.unwrap();
+    assert_eq!(stats.streams, 60);
+    assert_eq!(stats.errors, 0);
+}
+
+/// Echoes every stream but flips one byte of each at position 1000.
+async fn serve_corrupted(session: Session) {
+    while let Ok(Some(stream)) = session.accept().await {
+        tokio::spawn(async move {
+            let (mut r, mut w) = stream.split();
+            let mut buf = vec![0u8; 4096];
+            let mut offset = 0usize;
+            loop {
+                let n = match r.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                if (offset..offset + n).contains(&1000) {
+                    buf[1000 - offset] ^= 0x40;
+                }
+                offset += n;
+                if w.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+            let _ = w.shutdown().await;
+        });
+    }
+}
+
+#[tokio::test]
+async fn a_flipped_byte_fails_verification() {
+    let (client, server) = connected_pair(Config::default()).await;
+    tokio::spawn(serve_corrupted(server));
+    let summary = echo::run_client(
+        &client,
+        &options(Mode::Bulk, 2),
+        Arc::new(Progress::default()),
+    )
+    .await;
+    assert!(!summary.verified);
+    assert!(summary.mismatches >= 1);
+    assert!(
+        summary.errors.iter().any(|e| e.contains("byte 1000")),
+        "{:?}",
+        summary.errors
+    );
+}
+
+#[test]
+fn pattern_detects_swapped_blocks_and_shifts() {
+    let mut a = vec![0u8; 1 << 18];
+    echo::fill_pattern(7, 0, &mut a);
+    assert_eq!(echo::check_pattern(7, 0, &a), None);
+    // Another stream's bytes, a shifted copy and swapped 64 KiB blocks all differ.
+    assert!(echo::check_pattern(8, 0, &a).is_some());
+    assert!(echo::check_pattern(7, 1, &a[..4096]).is_some());
+    let mut swapped = a.clone();
+    swapped[..1 << 16].copy_from_slice(&a[1 << 16..2 << 16]);
+    assert_eq!(echo::check_pattern(7, 0, &swapped), Some(0));
+    for offset in [0u64, 65535, 65536, 1 << 24] {
+        let mut one = [0u8; 1];
+        echo::fill_pattern(3, offset, &mut one);
+        assert_eq!(one[0], echo::pattern_byte(3, offset));
+    }
+}
+
+// ----- the example binaries as separate processes -------------------------
+
+/// Builds (if stale) and locates an example binary of the profile this
+/// test runs in.
+fn example(name: &str) -> PathBuf {
+    // target/<profile>/deps/echo-<hash> -> target/<profile>/examples/<name>
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "--example", name]);
+    if profile_dir.ends_with("release") {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().unwrap();
+    assert!(status.success(), "building example {name}");
+    profile_dir.join("examples").join(name)
+}
+
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_client_binary_verifies_against_the_server_binary() {
+    let server_bin = example("echo_server");
+    let client_bin = example("echo_client");
+    let mut server = Child(
+        Command::new(&server_bin)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // The server logs its address: "... echo server listening (tcp) local=127.0.0.1:PORT".
+    let mut lines = BufReader::new(server.0.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("server log ended").unwrap();
+        if let Some(rest) = line.split("local=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let output = Command::new(&client_bin)
+        .args([
+            "--connect",
+            &addr,
+            "--streams",
+            "8",
+            "--size",
+            "256k",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "client failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["verified"], true);
+    assert_eq!(summary["bytes_verified"], 8 * 256 * 1024);
+    assert_eq!(summary["streams"], 8);
+
+    // Ctrl-C: the server drains and exits cleanly.
+    let pid = server.0.id().to_string();
+    Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            assert!(status.success(), "server exit status {status}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server did not exit on SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_client_binary_runs_standalone_and_fails_cleanly_without_a_server() {
+    let client_bin = example("echo_client");
+    let output = Command::new(&client_bin)
+        .args(["--streams", "4", "--size", "64k", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["verified"], true);
+
+    // Nothing listens on port 1: one clear line, exit status 1, no panic.
+    let output = Command::new(&client_bin)
+        .args(["--connect", "127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot connect to 127.0.0.1:1"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn the_client_binary_exits_nonzero_on_a_corrupted_echo() {
+    let client_bin = example("echo_client");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    rt.spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(session) = Session::server(socket, Config::default()).await {
+                    serve_corrupted(session).await;
+                }
+            });
+        }
+    });
+    let output = Command::new(&client_bin)
+        .args([
+            "--connect",
+            &addr,
+            "--streams",
+            "2",
+            "--size",
+            "64k",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["verified"], false);
+    assert!(summary["mismatches"].as_u64().unwrap() >= 1);
+}
