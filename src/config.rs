@@ -6,22 +6,27 @@ use crate::frame::{CONNECTION_WINDOW, INITIAL_STREAM_WINDOW, MAX_FRAME_PAYLOAD, 
 
 /// Per-connection limits on peer-triggered frames, counted per one-second
 /// window of the connection's clock (SPEC §16.1). A peer over any limit gets
-/// GOAWAY with ENHANCE_YOUR_CALM.
+/// GOAWAY with ENHANCE_YOUR_CALM. The defaults are also the minimums
+/// ([`ConfigBuilder::build`] refuses lower values).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct FloodLimits {
-    /// PING frames received per second. Default 100.
+    /// PINGs received per second, plus PING ACKs that match no PING of
+    /// this side. Default 100.
     pub pings: u32,
     /// Empty DATA frames without FIN that open nothing, per second. Default 100.
     pub empty_data: u32,
-    /// WINDOW_UPDATE / MAX_STREAMS frames that raise no limit, per second. Default 1000.
+    /// WINDOW_UPDATE / MAX_STREAMS frames that raise no limit, per second,
+    /// except one answer per BLOCKED this side sent. Default 1000.
     pub useless_updates: u32,
     /// BLOCKED frames received per second. Default 100.
     pub blocked: u32,
-    /// RESETs received plus RESETs this side sent because of the peer, per second. Default 200.
+    /// RESETs received plus RESETs this side sent in reaction to a peer
+    /// frame (REFUSED_STREAM, STREAM_CLOSED), per second. Default 200.
     pub resets: u32,
     /// Frames of unknown types per second. Default 100.
     pub unknown_frames: u32,
-    /// Frames for streams already closed and forgotten, per second. Default 1000.
+    /// Frames on closed streams, except DATA with a payload, per second.
+    /// Default 1000.
     pub stray_frames: u32,
 }
 
@@ -315,6 +320,28 @@ impl ConfigBuilder {
         range("accept_backlog", c.accept_backlog as u64, 1, 1 << 20)?;
         range("send_buffer", c.send_buffer as u64, 1024, 1 << 30)?;
         range("max_stray_control", c.max_stray_control as u64, 16, 1 << 20)?;
+        // SPEC §16.1: a receiver MAY raise a flood limit and MUST NOT
+        // enforce a lower one: conformant peers are only promised these.
+        let min = FloodLimits::default();
+        for (name, value, min) in [
+            ("flood.pings", c.flood.pings, min.pings),
+            ("flood.empty_data", c.flood.empty_data, min.empty_data),
+            (
+                "flood.useless_updates",
+                c.flood.useless_updates,
+                min.useless_updates,
+            ),
+            ("flood.blocked", c.flood.blocked, min.blocked),
+            ("flood.resets", c.flood.resets, min.resets),
+            (
+                "flood.unknown_frames",
+                c.flood.unknown_frames,
+                min.unknown_frames,
+            ),
+            ("flood.stray_frames", c.flood.stray_frames, min.stray_frames),
+        ] {
+            range(name, value as u64, min as u64, u32::MAX as u64)?;
+        }
         if c.stream_window as u64 * 4 > c.connection_window as u64 {
             return Err(ConfigError::StreamWindowTooLarge {
                 stream: c.stream_window,

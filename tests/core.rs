@@ -590,3 +590,897 @@ fn graceful_close_lets_streams_finish_then_ends_both_sides() {
     assert!(pair.server.is_finished());
     assert!(pair.client.is_finished());
 }
+
+// ----- conformance to SPEC.md: raw frames against one core ---------------
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Instant;
+
+use creditmux::config::{ConfigError, FloodLimits};
+
+/// One real server core fed hand-made client frames under virtual time.
+struct Raw {
+    conn: Connection,
+    now: Instant,
+    decoder: FrameDecoder,
+    preface_seen: bool,
+    tx: BytesMut,
+}
+
+impl Raw {
+    /// A server that has read the client's preface and then `frames`.
+    fn server(config: Config, frames: &[Frame]) -> Raw {
+        let now = Instant::now();
+        let mut raw = Raw {
+            conn: Connection::new(Side::Server, config, now),
+            now,
+            decoder: FrameDecoder::new((1 << 24) - 1),
+            preface_seen: false,
+            tx: BytesMut::new(),
+        };
+        raw.feed_bytes(&encode_preface());
+        raw.feed(frames);
+        raw
+    }
+
+    fn feed(&mut self, frames: &[Frame]) {
+        let mut input = BytesMut::new();
+        for f in frames {
+            f.encode(&mut input);
+        }
+        self.feed_bytes(&input);
+    }
+
+    fn feed_bytes(&mut self, bytes: &[u8]) {
+        self.conn.handle_input(self.now, &mut BytesMut::from(bytes));
+    }
+
+    /// Every frame the core writes now.
+    fn sent(&mut self) -> Vec<Frame> {
+        let mut buf = TransmitBuf::new();
+        self.conn.poll_transmit(self.now, &mut buf, 1 << 20);
+        self.tx.extend_from_slice(&buf.take_contiguous());
+        if !self.preface_seen && self.tx.len() >= PREFACE_LEN {
+            let _ = self.tx.split_to(PREFACE_LEN);
+            self.preface_seen = true;
+        }
+        let mut frames = Vec::new();
+        while let Ok(Some(decoded)) = self.decoder.decode_next(&mut self.tx) {
+            if let Decoded::Frame(f) = decoded {
+                frames.push(f);
+            }
+        }
+        frames
+    }
+
+    /// Runs the core's timers until `d` of virtual time has passed.
+    fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        while let Some(at) = self.conn.poll_timeout().filter(|&at| at <= end) {
+            self.now = self.now.max(at);
+            self.conn.handle_timeout(self.now);
+        }
+        self.now = end;
+    }
+}
+
+fn id(n: u32) -> StreamId {
+    StreamId::new(n).unwrap()
+}
+
+fn data_frame(stream: u32, payload: &[u8], fin: bool) -> Frame {
+    Frame::Data(Data {
+        stream: id(stream),
+        fin,
+        payload: Bytes::copy_from_slice(payload),
+    })
+}
+
+fn reset_frame(stream: u32, code: ErrorCode) -> Frame {
+    Frame::Reset(Reset {
+        stream: id(stream),
+        code,
+    })
+}
+
+fn goaway_frame(last: u32, code: ErrorCode) -> Frame {
+    Frame::GoAway(GoAway {
+        last_stream: StreamId::new(last).unwrap_or(StreamId::CONNECTION),
+        code,
+        debug: Bytes::new(),
+    })
+}
+
+fn goaways(frames: &[Frame]) -> Vec<(u32, ErrorCode)> {
+    frames
+        .iter()
+        .filter_map(|f| match f {
+            Frame::GoAway(g) => Some((g.last_stream.get(), g.code)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A server with stream 1 opened by the client, reset by it and released
+/// by the server's application: a closed and forgotten id.
+fn server_with_forgotten_stream(config: Config) -> Raw {
+    let mut raw = Raw::server(config, &[settings(), data(1, 1)]);
+    let sid = raw.conn.accept().unwrap();
+    raw.feed(&[reset_frame(1, ErrorCode::CANCEL)]);
+    raw.conn.release(sid);
+    assert_eq!(raw.conn.stats().open_streams, 0);
+    raw
+}
+
+#[test]
+fn an_unknown_frame_type_before_settings_is_a_protocol_error() {
+    let mut raw = Raw::server(Config::default(), &[]);
+    // Type 0x20, empty payload, stream 0.
+    raw.feed_bytes(&[0, 0, 0, 0x20, 0, 0, 0, 0, 0]);
+    assert_eq!(violation_code(&raw.conn), Some(ErrorCode::PROTOCOL_ERROR));
+}
+
+#[test]
+fn a_version_mismatch_goaway_says_supported_1() {
+    let now = Instant::now();
+    let mut server = Connection::new(Side::Server, Config::default(), now);
+    let mut preface = encode_preface();
+    preface[7] = 2;
+    server.handle_input(now, &mut BytesMut::from(&preface[..]));
+    let mut buf = TransmitBuf::new();
+    server.poll_transmit(now, &mut buf, 1 << 20);
+    let mut rest = BytesMut::from(&buf.take_contiguous()[PREFACE_LEN..]);
+    let mut decoder = FrameDecoder::new(1 << 20);
+    let mut goaway = None;
+    while let Ok(Some(Decoded::Frame(f))) = decoder.decode_next(&mut rest) {
+        if let Frame::GoAway(g) = f {
+            goaway = Some(g);
+        }
+    }
+    let goaway = goaway.expect("a GOAWAY");
+    assert_eq!(goaway.code, ErrorCode::VERSION_MISMATCH);
+    assert_eq!(goaway.last_stream, StreamId::CONNECTION);
+    assert_eq!(&goaway.debug[..], b"supported: 1");
+}
+
+#[test]
+fn goaway_debug_data_fits_the_peers_max_frame_payload() {
+    // Before the peer's SETTINGS: at most 1024 bytes of payload (SPEC §4.2).
+    let mut raw = Raw::server(Config::default(), &[]);
+    raw.conn.close(raw.now, ErrorCode::NO_ERROR, &[b'x'; 3000]);
+    let sent = raw.sent();
+    let debug_len = sent
+        .iter()
+        .find_map(|f| match f {
+            Frame::GoAway(g) => Some(g.debug.len()),
+            _ => None,
+        })
+        .expect("a GOAWAY");
+    assert_eq!(debug_len, 1024 - 8);
+    // After it: the peer's limit, and never more than the 1024 bytes a
+    // receiver keeps (SPEC §6.8).
+    let mut raw = Raw::server(Config::default(), &[settings()]);
+    raw.conn.close(raw.now, ErrorCode::NO_ERROR, &[b'x'; 3000]);
+    let debug_len = raw
+        .sent()
+        .iter()
+        .find_map(|f| match f {
+            Frame::GoAway(g) => Some(g.debug.len()),
+            _ => None,
+        })
+        .expect("a GOAWAY");
+    assert_eq!(debug_len, 1024);
+}
+
+#[test]
+fn repeated_closes_send_one_goaway_and_last_stream_id_never_rises() {
+    let mut raw = Raw::server(Config::default(), &[settings(), data(1, 1)]);
+    let _sid = raw.conn.accept().unwrap();
+    let mut sent = Vec::new();
+    for _ in 0..10 {
+        raw.conn.close(raw.now, ErrorCode::NO_ERROR, b"");
+        sent.extend(raw.sent());
+    }
+    // Stream 3 arrives after the GOAWAY: refused, not processed.
+    raw.feed(&[data(3, 1)]);
+    sent.extend(raw.sent());
+    raw.conn.close(raw.now, ErrorCode::INTERNAL_ERROR, b"");
+    sent.extend(raw.sent());
+    assert_eq!(
+        goaways(&sent),
+        [(1, ErrorCode::NO_ERROR), (1, ErrorCode::INTERNAL_ERROR)]
+    );
+}
+
+#[test]
+fn more_than_ten_goaways_are_a_flood() {
+    // Stream 1 stays open, so the graceful GOAWAYs do not end the connection.
+    let mut frames = vec![settings(), data(1, 1)];
+    frames.extend((0..10).map(|_| goaway_frame(0, ErrorCode::NO_ERROR)));
+    let mut raw = Raw::server(Config::default(), &frames);
+    assert!(raw.conn.error().is_none(), "{:?}", raw.conn.error());
+    raw.feed(&[goaway_frame(0, ErrorCode::NO_ERROR)]);
+    assert_eq!(
+        violation_code(&raw.conn),
+        Some(ErrorCode::ENHANCE_YOUR_CALM)
+    );
+}
+
+#[test]
+fn unmatched_ping_acks_count_toward_the_ping_limit() {
+    let ack = Frame::Ping(Ping {
+        ack: true,
+        payload: [9; 8],
+    });
+    let mut frames = vec![settings()];
+    frames.extend(std::iter::repeat_n(ack.clone(), 100));
+    let mut raw = Raw::server(Config::default(), &frames);
+    assert!(raw.conn.error().is_none());
+    raw.feed(&[ack]);
+    assert_eq!(
+        violation_code(&raw.conn),
+        Some(ErrorCode::ENHANCE_YOUR_CALM)
+    );
+}
+
+#[test]
+fn useless_window_updates_while_blocked_are_counted_beyond_one_answer_per_probe() {
+    // The client grants 1024 bytes of connection credit and a large stream
+    // window, so the server blocks on the connection credit.
+    let client_settings = Frame::Settings(Settings {
+        ack: false,
+        values: SettingsValues {
+            initial_stream_window: Some(1 << 20),
+            connection_window: Some(1024),
+            ..SettingsValues::default()
+        },
+    });
+    let mut raw = Raw::server(
+        Config::default(),
+        &[client_settings, data_frame(1, b"", false)],
+    );
+    let sid = raw.conn.accept().unwrap();
+    raw.conn.write(sid, &[5u8; 2000]).unwrap();
+    raw.sent();
+    raw.run_for(Duration::from_millis(1500));
+    let probes: Vec<Frame> = raw
+        .sent()
+        .into_iter()
+        .filter(|f| matches!(f, Frame::Blocked(_)))
+        .collect();
+    assert_eq!(
+        probes,
+        [Frame::Blocked(Blocked {
+            on: BlockedOn::Connection,
+            offset: 1024
+        })]
+    );
+    let same_limit = Frame::WindowUpdate(WindowUpdate {
+        stream: StreamId::CONNECTION,
+        limit: 1024,
+    });
+    // One answer to the probe, then 1000 more: exactly the limit.
+    raw.feed(&vec![same_limit.clone(); 1001]);
+    assert!(raw.conn.error().is_none(), "{:?}", raw.conn.error());
+    raw.feed(&[same_limit]);
+    assert_eq!(
+        violation_code(&raw.conn),
+        Some(ErrorCode::ENHANCE_YOUR_CALM)
+    );
+}
+
+#[test]
+fn non_empty_data_on_closed_streams_is_not_a_flood_but_empty_data_is() {
+    // 1500 DATA frames with a payload on a forgotten id: bounded by credit.
+    let mut raw = server_with_forgotten_stream(Config::default());
+    raw.feed(&vec![data(1, 1); 1500]);
+    assert!(raw.conn.error().is_none(), "{:?}", raw.conn.error());
+    // Empty DATA without FIN does nothing, wherever it lands.
+    raw.feed(&vec![data(1, 0); 101]);
+    assert_eq!(
+        violation_code(&raw.conn),
+        Some(ErrorCode::ENHANCE_YOUR_CALM)
+    );
+
+    // On a stream the peer reset but the application still holds.
+    let mut raw = Raw::server(Config::default(), &[settings(), data(1, 1)]);
+    let _sid = raw.conn.accept().unwrap();
+    raw.feed(&[reset_frame(1, ErrorCode::CANCEL)]);
+    raw.feed(&vec![data(1, 0); 100]);
+    assert!(raw.conn.error().is_none(), "{:?}", raw.conn.error());
+    raw.feed(&[data(1, 0)]);
+    assert_eq!(
+        violation_code(&raw.conn),
+        Some(ErrorCode::ENHANCE_YOUR_CALM)
+    );
+}
+
+#[test]
+fn blocked_and_reset_on_closed_streams_count_toward_the_stray_limit() {
+    // Raised BLOCKED and RESET limits leave the closed-id limit to decide.
+    let config = Config::builder()
+        .flood(FloodLimits {
+            blocked: 100_000,
+            resets: 100_000,
+            ..FloodLimits::default()
+        })
+        .build()
+        .unwrap();
+    let blocked = Frame::Blocked(Blocked {
+        on: BlockedOn::Stream(id(1)),
+        offset: 0,
+    });
+    let reset = reset_frame(1, ErrorCode::CANCEL);
+    for frame in [blocked, reset] {
+        let mut raw = server_with_forgotten_stream(config.clone());
+        // The RESET that closed stream 1 came before the forgetting.
+        raw.feed(&vec![frame.clone(); 1000]);
+        assert!(raw.conn.error().is_none(), "{frame:?}");
+        raw.feed(std::slice::from_ref(&frame));
+        assert_eq!(
+            violation_code(&raw.conn),
+            Some(ErrorCode::ENHANCE_YOUR_CALM),
+            "{frame:?}"
+        );
+    }
+}
+
+#[test]
+fn no_stream_window_update_is_sent_after_the_peers_fin() {
+    let mut frames = vec![settings()];
+    frames.extend((0..9).map(|_| data(1, 16 * 1024)));
+    let mut raw = Raw::server(Config::default(), &frames);
+    let sid = raw.conn.accept().unwrap();
+    // Reading more than half the stream window makes an update due...
+    assert_eq!(read_available(&mut raw.conn, sid).0.len(), 9 * 16 * 1024);
+    // ...but the FIN arrives before it is written.
+    raw.feed(&[data_frame(1, b"", true)]);
+    let stream_updates: Vec<Frame> = raw
+        .sent()
+        .into_iter()
+        .filter(|f| matches!(f, Frame::WindowUpdate(w) if w.stream == sid))
+        .collect();
+    assert_eq!(stream_updates, []);
+}
+
+#[test]
+fn flood_limits_below_the_spec_minimums_are_refused() {
+    let err = Config::builder()
+        .flood(FloodLimits {
+            pings: 10,
+            ..FloodLimits::default()
+        })
+        .build()
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        ConfigError::OutOfRange {
+            name: "flood.pings",
+            min: 100,
+            ..
+        }
+    ));
+    let raised = FloodLimits {
+        stray_frames: 5000,
+        ..FloodLimits::default()
+    };
+    assert!(Config::builder().flood(raised).build().is_ok());
+}
+
+// ----- conformance to SPEC.md: two cores --------------------------------
+
+/// Counts the frames matching `which` that go through `wire` from now on.
+fn count_frames(wire: &mut support::pair::Wire, which: fn(&Frame) -> bool) -> Rc<Cell<usize>> {
+    let count = Rc::new(Cell::new(0));
+    let seen = count.clone();
+    wire.filter = Some(Box::new(move |f| {
+        if which(f) {
+            seen.set(seen.get() + 1);
+        }
+        true
+    }));
+    count
+}
+
+fn inject(wire: &mut support::pair::Wire, frame: Frame) {
+    frame.encode(&mut wire.inflight);
+}
+
+#[test]
+fn pings_stay_within_half_the_peers_flood_limit() {
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    // A fast round trip: a new PING as soon as the last one is answered.
+    for _ in 0..200 {
+        pair.client.ping();
+        pair.drive();
+    }
+    assert!(pair.server.error().is_none(), "{:?}", pair.server.error());
+    assert!(pair.client.error().is_none(), "{:?}", pair.client.error());
+    assert_eq!(pair.client.pings_completed(), 50);
+    assert!(pair.client.ping_in_flight(), "the 51st PING waits");
+    pair.run_for(Duration::from_secs(1));
+    assert_eq!(pair.client.pings_completed(), 51);
+}
+
+#[test]
+fn blocked_probes_stay_within_half_the_peers_flood_limit() {
+    let server = Config::builder()
+        .stream_window(1024)
+        .connection_window(1 << 20)
+        .max_incoming_streams(400)
+        .accept_backlog(512)
+        .build()
+        .unwrap();
+    let mut pair = Pair::new(Config::default(), server);
+    pair.connect();
+    let probes = count_frames(&mut pair.to_server, |f| matches!(f, Frame::Blocked(_)));
+    // 300 streams block on stream credit at once; the server never reads.
+    for _ in 0..300 {
+        let id = pair.client.open(pair.now).unwrap().unwrap();
+        pair.client.write(id, &[1u8; 2000]).unwrap();
+    }
+    pair.drive();
+    let end = pair.now + Duration::from_secs(30);
+    let mut times = Vec::new();
+    loop {
+        pair.drive();
+        while times.len() < probes.get() {
+            times.push(pair.now);
+        }
+        if !pair.advance(end) {
+            break;
+        }
+    }
+    assert!(pair.server.error().is_none(), "{:?}", pair.server.error());
+    assert!(pair.client.error().is_none(), "{:?}", pair.client.error());
+    assert!(
+        times.len() >= 300,
+        "every stream was probed: {}",
+        times.len()
+    );
+    for w in times.windows(51) {
+        assert!(
+            w[50] - w[0] >= Duration::from_secs(1),
+            "51 BLOCKED within 1 s"
+        );
+    }
+}
+
+#[test]
+fn half_close_timeouts_do_not_count_toward_the_own_reset_limit() {
+    let server = Config::builder()
+        .max_incoming_streams(300)
+        .accept_backlog(512)
+        .flood(FloodLimits {
+            resets: 1000,
+            ..FloodLimits::default()
+        })
+        .build()
+        .unwrap();
+    let mut pair = Pair::new(Config::default(), server);
+    pair.connect();
+    let ids: Vec<StreamId> = (0..250)
+        .map(|_| {
+            let id = pair.client.open(pair.now).unwrap().unwrap();
+            pair.client.finish(id).unwrap();
+            id
+        })
+        .collect();
+    pair.drive();
+    // The server never answers on them: all 250 time out together.
+    pair.run_for(Duration::from_secs(61));
+    assert!(pair.client.error().is_none(), "{:?}", pair.client.error());
+    assert!(pair.server.error().is_none(), "{:?}", pair.server.error());
+    for id in ids {
+        assert_eq!(
+            pair.client.read(id, 10),
+            Err(StreamError::Reset {
+                code: ErrorCode::STREAM_TIMEOUT,
+                initiator: Initiator::Local
+            })
+        );
+    }
+}
+
+#[test]
+fn a_peer_blocked_on_credit_keeps_a_half_closed_stream_alive() {
+    let client = Config::builder()
+        .stream_window(16 * 1024)
+        .connection_window(64 * 1024)
+        .build()
+        .unwrap();
+    let mut pair = Pair::new(client, Config::default());
+    pair.connect();
+    let id = pair.client.open(pair.now).unwrap().unwrap();
+    pair.client.finish(id).unwrap();
+    pair.drive();
+    let sid = pair.server.accept().unwrap();
+    // The client never reads: the server blocks and only sends BLOCKED.
+    pair.server.write(sid, &[7u8; 32 * 1024]).unwrap();
+    pair.run_for(Duration::from_secs(120));
+    assert!(pair.server.stats().probes_sent >= 5);
+    assert!(matches!(pair.client.read(id, 1), Ok(ReadOutcome::Data(_))));
+    assert!(pair.server.write(sid, b"x").is_ok());
+}
+
+#[test]
+fn data_for_a_stream_nobody_reads_keeps_it_half_closed_alive() {
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    let id = pair.client.open(pair.now).unwrap().unwrap();
+    pair.client.finish(id).unwrap();
+    pair.drive();
+    let sid = pair.server.accept().unwrap();
+    pair.client.stop_reading(id);
+    for _ in 0..4 {
+        pair.server.write(sid, b"tick").unwrap();
+        pair.run_for(Duration::from_secs(30));
+    }
+    assert!(pair.server.write(sid, b"still open").is_ok());
+}
+
+#[test]
+fn a_blocked_stream_keeps_probing_after_the_peer_finishes() {
+    let server = Config::builder()
+        .stream_window(16 * 1024)
+        .connection_window(64 * 1024)
+        .build()
+        .unwrap();
+    let mut pair = Pair::new(Config::default(), server);
+    pair.connect();
+    let id = pair.client.open(pair.now).unwrap().unwrap();
+    pair.client.write(id, &[1u8; 32 * 1024]).unwrap();
+    pair.drive();
+    let sid = pair.server.accept().unwrap();
+    // The server finishes its side and never reads: the client stays
+    // blocked on stream credit in half-closed(remote).
+    pair.server.finish(sid).unwrap();
+    pair.drive();
+    assert_eq!(read_available(&mut pair.client, id), (vec![], true));
+    pair.run_for(Duration::from_secs(3));
+    assert!(pair.client.stream_stats(id).unwrap().probes_sent >= 1);
+}
+
+#[test]
+fn a_reset_arriving_after_both_fins_is_ignored_and_data_stays_readable() {
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    let id = pair.client.open(pair.now).unwrap().unwrap();
+    pair.client.write(id, b"hello").unwrap();
+    pair.client.finish(id).unwrap();
+    pair.drive();
+    let sid = pair.server.accept().unwrap();
+    pair.server.write(sid, b"bye").unwrap();
+    pair.server.finish(sid).unwrap();
+    // The client resets before the server's FIN reaches it; the RESET
+    // reaches a server that has exchanged both FINs: a closed stream.
+    pair.client.reset(id, ErrorCode::CANCEL);
+    pair.drive();
+    assert_eq!(
+        read_available(&mut pair.server, sid),
+        (b"hello".to_vec(), true)
+    );
+}
+
+#[test]
+fn data_after_both_fins_is_dropped_without_a_reset() {
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    let id = pair.client.open(pair.now).unwrap().unwrap();
+    pair.client.write(id, b"hello").unwrap();
+    pair.client.finish(id).unwrap();
+    pair.drive();
+    let sid = pair.server.accept().unwrap();
+    pair.server.finish(sid).unwrap();
+    pair.drive();
+    let resets = count_frames(&mut pair.to_client, |f| matches!(f, Frame::Reset(_)));
+    inject(&mut pair.to_server, data_frame(id.get(), b"again", false));
+    pair.drive();
+    assert_eq!(resets.get(), 0);
+    assert!(pair.server.error().is_none());
+    assert_eq!(
+        read_available(&mut pair.server, sid),
+        (b"hello".to_vec(), true)
+    );
+}
+
+#[test]
+fn resetting_a_closed_stream_sends_no_reset() {
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    let id = pair.client.open(pair.now).unwrap().unwrap();
+    pair.client.write(id, b"hello").unwrap();
+    pair.client.finish(id).unwrap();
+    pair.drive();
+    let sid = pair.server.accept().unwrap();
+    pair.server.write(sid, b"bye").unwrap();
+    pair.server.finish(sid).unwrap();
+    pair.drive();
+    // Both FINs exchanged; the client has not read "bye" yet.
+    let resets = count_frames(&mut pair.to_server, |f| matches!(f, Frame::Reset(_)));
+    pair.client.reset(id, ErrorCode::CANCEL);
+    pair.drive();
+    assert_eq!(resets.get(), 0);
+    assert_eq!(
+        pair.client.read(id, 10),
+        Err(StreamError::Reset {
+            code: ErrorCode::CANCEL,
+            initiator: Initiator::Local
+        })
+    );
+    assert_eq!(
+        read_available(&mut pair.server, sid),
+        (b"hello".to_vec(), true)
+    );
+}
+
+#[test]
+fn no_max_streams_is_sent_after_goaway() {
+    let server = Config::builder().max_incoming_streams(2).build().unwrap();
+    let mut pair = Pair::new(Config::default(), server);
+    pair.connect();
+    let a = pair.client.open(pair.now).unwrap().unwrap();
+    let _b = pair.client.open(pair.now).unwrap().unwrap();
+    pair.drive();
+    let sa = pair.server.accept().unwrap();
+    let _sb = pair.server.accept().unwrap();
+    pair.server.close(pair.now, ErrorCode::NO_ERROR, b"");
+    pair.drive();
+    let updates = count_frames(&mut pair.to_client, |f| matches!(f, Frame::MaxStreams(_)));
+    // Stream a ends on both sides; b keeps the connection draining.
+    pair.client.finish(a).unwrap();
+    pair.server.finish(sa).unwrap();
+    pair.drive();
+    assert_eq!(read_available(&mut pair.client, a), (vec![], true));
+    assert_eq!(read_available(&mut pair.server, sa), (vec![], true));
+    pair.client.release(a);
+    pair.server.release(sa);
+    pair.drive();
+    assert_eq!(pair.server.stats().open_streams, 1);
+    assert_eq!(updates.get(), 0);
+}
+
+#[test]
+fn pending_opens_stop_probing_after_goaway() {
+    let server = Config::builder().max_incoming_streams(1).build().unwrap();
+    let mut pair = Pair::new(Config::default(), server);
+    pair.connect();
+    let _a = pair.client.open(pair.now).unwrap().unwrap();
+    assert_eq!(pair.client.open(pair.now), Ok(None));
+    pair.drive();
+    pair.server.close(pair.now, ErrorCode::NO_ERROR, b"");
+    pair.drive();
+    assert_eq!(pair.client.open(pair.now), Err(OpenError::GoingAway));
+    pair.run_for(Duration::from_secs(3));
+    assert_eq!(pair.client.stats().probes_sent, 0);
+}
+
+#[test]
+fn an_error_goaway_fails_streams_above_last_stream_id_as_refused() {
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    let a = pair.client.open(pair.now).unwrap().unwrap();
+    let b = pair.client.open(pair.now).unwrap().unwrap();
+    pair.drive();
+    inject(
+        &mut pair.to_client,
+        goaway_frame(a.get(), ErrorCode::INTERNAL_ERROR),
+    );
+    pair.drive();
+    assert_eq!(
+        pair.client.read(b, 10),
+        Err(StreamError::Reset {
+            code: ErrorCode::REFUSED_STREAM,
+            initiator: Initiator::Remote
+        })
+    );
+    assert!(matches!(
+        pair.client.read(a, 10),
+        Err(StreamError::ConnectionLost(ConnectionError::ClosedByPeer {
+            code: ErrorCode::INTERNAL_ERROR,
+            ..
+        }))
+    ));
+}
+
+#[test]
+fn streams_refused_by_goaway_stop_probing() {
+    let server = Config::builder()
+        .stream_window(1024)
+        .connection_window(4096)
+        .build()
+        .unwrap();
+    let mut pair = Pair::new(Config::default(), server);
+    pair.connect();
+    let a = pair.client.open(pair.now).unwrap().unwrap();
+    let b = pair.client.open(pair.now).unwrap().unwrap();
+    pair.client.write(b, &[1u8; 2000]).unwrap();
+    pair.drive();
+    inject(
+        &mut pair.to_client,
+        goaway_frame(a.get(), ErrorCode::NO_ERROR),
+    );
+    pair.drive();
+    assert!(matches!(
+        pair.client.read(b, 10),
+        Err(StreamError::Reset {
+            code: ErrorCode::REFUSED_STREAM,
+            ..
+        })
+    ));
+    pair.run_for(Duration::from_secs(3));
+    assert_eq!(pair.client.stats().probes_sent, 0);
+}
+
+#[test]
+fn a_stream_waiting_for_connection_credit_probes_the_connection() {
+    let server = Config::builder()
+        .stream_window(1024)
+        .connection_window(4096)
+        .build()
+        .unwrap();
+    let mut pair = Pair::new(Config::default(), server);
+    pair.connect();
+    let probes = count_frames(&mut pair.to_server, |f| {
+        matches!(
+            f,
+            Frame::Blocked(Blocked {
+                on: BlockedOn::Connection,
+                ..
+            })
+        )
+    });
+    // Four streams use all the connection credit; the fifth waits for it.
+    for _ in 0..5 {
+        let id = pair.client.open(pair.now).unwrap().unwrap();
+        pair.client.write(id, &[1u8; 1024]).unwrap();
+    }
+    pair.drive();
+    pair.run_for(Duration::from_millis(1500));
+    assert_eq!(probes.get(), 1);
+}
+
+#[test]
+fn the_connection_probe_stops_when_no_stream_waits_for_connection_credit() {
+    let server = Config::builder()
+        .stream_window(1024)
+        .connection_window(4096)
+        .build()
+        .unwrap();
+    let mut pair = Pair::new(Config::default(), server);
+    pair.connect();
+    let mut last = None;
+    for _ in 0..5 {
+        let id = pair.client.open(pair.now).unwrap().unwrap();
+        pair.client.write(id, &[1u8; 1024]).unwrap();
+        last = Some(id);
+    }
+    pair.drive();
+    pair.client.reset(last.unwrap(), ErrorCode::CANCEL);
+    pair.drive();
+    pair.run_for(Duration::from_secs(3));
+    assert_eq!(pair.client.stats().probes_sent, 0);
+}
+
+// ----- regressions found by the `session` fuzz target ------------------------
+
+/// A server core past the handshake with a hand-made client (default
+/// settings), its own preface and SETTINGS already written.
+fn fuzz_server(config: Config) -> (Connection, std::time::Instant) {
+    let now = std::time::Instant::now();
+    let mut server = Connection::new(Side::Server, config, now);
+    let mut buf = TransmitBuf::new();
+    server.poll_transmit(now, &mut buf, 1 << 20);
+    let mut input = BytesMut::from(&encode_preface()[..]);
+    settings().encode(&mut input);
+    Frame::Settings(Settings {
+        ack: true,
+        values: SettingsValues::default(),
+    })
+    .encode(&mut input);
+    server.handle_input(now, &mut input);
+    assert!(server.is_established());
+    (server, now)
+}
+
+/// Writes until `poll_transmit` adds nothing; returns the bytes written.
+fn drain_transmit(conn: &mut Connection, now: std::time::Instant) -> usize {
+    let mut total = 0;
+    loop {
+        let mut buf = TransmitBuf::new();
+        conn.poll_transmit(now, &mut buf, 1 << 20);
+        if buf.is_empty() {
+            return total;
+        }
+        total += buf.len();
+    }
+}
+
+#[test]
+fn an_ended_connection_with_control_frames_owed_stops_wanting_to_transmit() {
+    // The keepalive PING and the idle timeout fall due in one call: the
+    // PING is owed when the connection ends. The driver shuts the transport
+    // down only once wants_transmit() is false; it used to stay true.
+    let (mut server, now) = fuzz_server(Config::default());
+    drain_transmit(&mut server, now);
+    let late = now + Duration::from_secs(63);
+    server.handle_timeout(late);
+    assert_eq!(server.error(), Some(&ConnectionError::IdleTimeout));
+    drain_transmit(&mut server, late);
+    assert!(server.is_finished());
+    assert!(!server.wants_transmit(), "a finished connection wants to write");
+
+    // The same with a PING and a PING ack owed when a frame error arrives,
+    // and with reads and releases after the end that owe credit updates.
+    let (mut server, now) = fuzz_server(Config::default());
+    let mut input = BytesMut::new();
+    data(1, 1024).encode(&mut input);
+    server.handle_input(now, &mut input);
+    let sid = server.accept().unwrap();
+    drain_transmit(&mut server, now);
+    server.ping();
+    let mut input = BytesMut::new();
+    Frame::Ping(Ping {
+        ack: false,
+        payload: [7; 8],
+    })
+    .encode(&mut input);
+    input.extend_from_slice(&[0xff; HEADER_LEN]);
+    server.handle_input(now, &mut input);
+    assert!(matches!(server.error(), Some(ConnectionError::Frame(_))));
+    assert!(matches!(
+        server.read(sid, usize::MAX),
+        Ok(ReadOutcome::Data(_))
+    ));
+    server.release(sid);
+    drain_transmit(&mut server, now);
+    assert!(server.is_finished());
+    assert!(!server.wants_transmit(), "a finished connection wants to write");
+}
+
+#[test]
+fn transport_bytes_received_counts_a_split_frame_once() {
+    let now = std::time::Instant::now();
+    let mut server = Connection::new(Side::Server, Config::default(), now);
+    let mut wire = BytesMut::from(&encode_preface()[..]);
+    settings().encode(&mut wire);
+    data(1, 100).encode(&mut wire);
+    // Fed a byte at a time into one buffer, as a driver does: a partial
+    // frame stays in the buffer until the rest arrives.
+    let mut buf = BytesMut::new();
+    for &b in wire.iter() {
+        buf.extend_from_slice(&[b]);
+        server.handle_input(now, &mut buf);
+    }
+    assert!(server.error().is_none());
+    assert_eq!(server.stats().frames_received, 2);
+    assert_eq!(server.stats().transport_bytes_received, wire.len() as u64);
+}
+
+#[test]
+fn a_connection_ended_by_one_timer_runs_no_other_and_arms_none() {
+    // The handshake never completes (no SETTINGS ack) and open() waits for
+    // stream-count credit (MAX_STREAMS 0), so a probe is armed: both timers
+    // are due in one handle_timeout call.
+    let now = std::time::Instant::now();
+    let mut server = Connection::new(Side::Server, Config::default(), now);
+    drain_transmit(&mut server, now);
+    let mut input = BytesMut::from(&encode_preface()[..]);
+    Frame::Settings(Settings {
+        ack: false,
+        values: SettingsValues {
+            max_streams: Some(0),
+            ..SettingsValues::default()
+        },
+    })
+    .encode(&mut input);
+    server.handle_input(now, &mut input);
+    assert_eq!(server.open(now), Ok(None));
+    let late = now + Duration::from_secs(205);
+    server.handle_timeout(late);
+    assert_eq!(server.error(), Some(&ConnectionError::HandshakeTimeout));
+    assert_eq!(server.poll_timeout(), None, "a finished connection keeps a timer");
+    assert_eq!(server.stats().probes_sent, 0, "a probe ran after the end");
+}

@@ -1,5 +1,6 @@
 //! Counters of peer-triggered frames against the flood limits (SPEC §16.1).
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::config::FloodLimits;
@@ -73,5 +74,46 @@ impl FloodCounters {
         } else {
             Ok(())
         }
+    }
+}
+
+/// Frames of one kind a conformant sender may send in any 1 s: half of the
+/// smallest flood limit a receiver may enforce for them (SPEC §16.1), so
+/// that neither clock alignment nor some bunching in transit can trip it.
+pub(crate) const SEND_BUDGET_PER_SECOND: usize = 50;
+
+/// Sender side of a flood limit: at most [`SEND_BUDGET_PER_SECOND`] frames
+/// in any 1 s of the injected clock (a sliding window, SPEC §11.2, §12.1).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SendBudget {
+    /// Times of the recent sends, oldest first; never more than the budget.
+    sent: VecDeque<Instant>,
+}
+
+impl SendBudget {
+    /// The earliest time, not before `now`, at which one more frame fits.
+    pub(crate) fn available_at(&self, now: Instant) -> Instant {
+        match self.sent.front() {
+            Some(&oldest) if self.sent.len() >= SEND_BUDGET_PER_SECOND => {
+                now.max(oldest + Duration::from_secs(1))
+            }
+            _ => now,
+        }
+    }
+
+    /// Takes one send if it fits at `now`.
+    pub(crate) fn try_take(&mut self, now: Instant) -> bool {
+        while self
+            .sent
+            .front()
+            .is_some_and(|&at| at + Duration::from_secs(1) <= now)
+        {
+            self.sent.pop_front();
+        }
+        if self.sent.len() >= SEND_BUDGET_PER_SECOND {
+            return false;
+        }
+        self.sent.push_back(now);
+        true
     }
 }

@@ -43,7 +43,7 @@ use crate::error::{ConnectionError, Initiator, OpenError, StreamError};
 use crate::flow::{RecvCredit, SendCredit};
 use crate::frame::{ErrorCode, FrameDecoder, GoAway, Reset, SettingsValues, StreamId};
 
-use flood::FloodCounters;
+use flood::{FloodCounters, SendBudget};
 pub use stream::StreamStats;
 use stream::{Probe, Queued, StreamState};
 use timer::{Timer, TimerTable};
@@ -211,8 +211,20 @@ pub struct Connection {
     owed: Owed,
     ping_sent: Option<([u8; 8], Instant)>,
     ping_seq: u64,
+    /// A PING the application asked for waits for the sender budget.
+    ping_deferred: bool,
+    ping_budget: SendBudget,
+    blocked_budget: SendBudget,
+    /// A BLOCKED for the connection credit / stream-count credit went out
+    /// and no WINDOW_UPDATE(0) / MAX_STREAMS came since: the next one may
+    /// be its answer, which is not a flood (SPEC §16.1).
+    conn_blocked_unanswered: bool,
+    open_blocked_unanswered: bool,
     goaway_sent: bool,
+    /// last_stream_id and code of the GOAWAY this side sent or owes.
+    goaway_last: Option<(StreamId, ErrorCode)>,
     goaway_received: Option<StreamId>,
+    goaways_received: u32,
     timers: TimerTable,
     conn_probe: Option<Probe>,
     open_probe: Option<Probe>,
@@ -221,6 +233,9 @@ pub struct Connection {
     flood: FloodCounters,
     stats: ConnectionStats,
     closed_streams_blocked: Duration,
+    /// Bytes of a partial frame `handle_input` left in the caller's buffer,
+    /// already counted in `transport_bytes_received`.
+    input_carried: usize,
     /// The latest time passed in by the driver; application commands,
     /// which take no time, start probes from it.
     now: Instant,
@@ -258,8 +273,15 @@ impl Connection {
             owed: Owed::default(),
             ping_sent: None,
             ping_seq: 0,
+            ping_deferred: false,
+            ping_budget: SendBudget::default(),
+            blocked_budget: SendBudget::default(),
+            conn_blocked_unanswered: false,
+            open_blocked_unanswered: false,
             goaway_sent: false,
+            goaway_last: None,
             goaway_received: None,
+            goaways_received: 0,
             timers,
             conn_probe: None,
             open_probe: None,
@@ -267,6 +289,7 @@ impl Connection {
             flood: FloodCounters::new(config.flood),
             stats: ConnectionStats::default(),
             closed_streams_blocked: Duration::ZERO,
+            input_carried: 0,
             now,
             config,
         }
@@ -347,6 +370,16 @@ impl Connection {
     /// it to decide whether an application command needs it awake.
     pub fn wants_transmit(&self) -> bool {
         let owed = &self.owed;
+        if self.phase == Phase::Closed {
+            // Once the connection has ended, poll_transmit writes nothing
+            // but the preface, a SETTINGS ack and the GOAWAY (SPEC §13.3).
+            // Other owed frames (a keepalive PING due with the idle
+            // timeout, a PING ack or credit update recorded just before the
+            // failure, or after it by reads and releases) never go out;
+            // counting them kept the driver from shutting the transport
+            // down, spinning instead (found by fuzz target `session`).
+            return !self.preface_sent || owed.settings_ack || owed.goaway.is_some();
+        }
         !self.preface_sent
             || owed.settings_ack
             || owed.window_update
@@ -368,7 +401,7 @@ impl Connection {
 
     /// True while a PING of ours waits for its acknowledgement.
     pub fn ping_in_flight(&self) -> bool {
-        self.ping_sent.is_some() || self.owed.ping.is_some()
+        self.ping_sent.is_some() || self.owed.ping.is_some() || self.ping_deferred
     }
 
     /// Number of PINGs acknowledged so far; lets callers tell their ping
@@ -564,9 +597,14 @@ impl Connection {
         let discarded = stream.discard_recv();
         let _ = stream.recv_credit.release(discarded);
         stream.owe_window_update = false;
-        stream.owe_reset = Some(code);
-        if !stream.needs_open {
-            self.queue_control(id);
+        // SPEC §8.7: no RESET on a closed stream (both FINs exchanged, only
+        // unread data left): the reset is local, the peer is done with it.
+        let closed = stream.fin_sent && stream.fin_received;
+        if !closed {
+            stream.owe_reset = Some(code);
+            if !stream.needs_open {
+                self.queue_control(id);
+            }
         }
         // Otherwise the peer has not heard of the stream, but its id used
         // stream-count credit (SPEC §9.6) that only a frame on it returns:
@@ -619,13 +657,33 @@ impl Connection {
     }
 
     /// Sends a PING unless one is in flight. Its RTT shows in
-    /// [`Connection::rtt`] when the acknowledgement arrives.
+    /// [`Connection::rtt`] when the acknowledgement arrives. Beyond 50
+    /// PINGs in 1 s the next one waits (SPEC §12.1), and counts as in
+    /// flight meanwhile.
     pub fn ping(&mut self) {
         if self.ping_in_flight() || self.error.is_some() {
             return;
         }
         self.ping_seq += 1;
-        self.owed.ping = Some(self.ping_seq.to_be_bytes());
+        self.ping_deferred = true;
+        self.send_deferred_ping(self.now);
+    }
+
+    /// Lets the deferred PING out if the sender budget allows, otherwise
+    /// arms the timer for when it will.
+    fn send_deferred_ping(&mut self, now: Instant) {
+        if !self.ping_deferred {
+            return;
+        }
+        // SPEC §12.1: at most 50 PINGs without ACK in any 1 s; one in
+        // flight at a time is not enough when the round trip is short.
+        if self.ping_budget.try_take(now) {
+            self.ping_deferred = false;
+            self.owed.ping = Some(self.ping_seq.to_be_bytes());
+        } else {
+            let at = self.ping_budget.available_at(now);
+            self.timers.set(Timer::PingPace, at);
+        }
     }
 
     /// Starts closing: sends GOAWAY with `code`. With NO_ERROR, streams in
@@ -707,9 +765,21 @@ impl Connection {
         if needs_credit && conn_available == 0 && !stream.needs_open {
             stream.queued = Queued::ConnBlocked;
             self.conn_blocked_queue.push_back(id);
+            // SPEC §11.1: blocked on the connection credit, so it is probed.
+            let now = self.now;
+            self.start_connection_probe(now);
         } else {
             stream.queued = Queued::Data;
             self.data_queue.push_back(id);
+        }
+    }
+
+    /// Returns stream-count credit for `n` released peer streams (SPEC
+    /// §8.8). SPEC §9.6: after this side's GOAWAY the update is not sent;
+    /// only a BLOCKED STREAMS still gets its answer (§11.3).
+    fn release_stream_credit(&mut self, n: u64) {
+        if n > 0 && self.open_recv.release(n) && !self.goaway_sent {
+            self.owed.max_streams = true;
         }
     }
 
@@ -753,9 +823,7 @@ impl Connection {
         self.probing.remove(&id);
         if !self.side.owns(id) {
             // SPEC §9.6: a closed peer stream returns stream-count credit.
-            if self.open_recv.release(1) {
-                self.owed.max_streams = true;
-            }
+            self.release_stream_credit(1);
         }
         self.check_drained();
     }
@@ -778,7 +846,7 @@ impl Connection {
     }
 
     fn send_goaway(&mut self, code: ErrorCode, debug: &[u8]) {
-        let last = if self.next_peer_index == 0 {
+        let mut last = if self.next_peer_index == 0 {
             StreamId::CONNECTION
         } else {
             self.side
@@ -786,12 +854,29 @@ impl Connection {
                 .id_at(self.next_peer_index - 1)
                 .unwrap_or(StreamId::MAX)
         };
-        let debug = &debug[..debug.len().min(1024)];
+        if let Some((previous_last, previous_code)) = self.goaway_last {
+            // SPEC §13.2: a further GOAWAY never carries a higher
+            // last_stream_id (streams refused since were not processed).
+            last = last.min(previous_last);
+            // A further GOAWAY only says something new when an error
+            // follows a graceful one; repeated closes send nothing more,
+            // which keeps this side far below the cap of 5 (SPEC §13.2).
+            if previous_code != ErrorCode::NO_ERROR || code == ErrorCode::NO_ERROR {
+                return;
+            }
+        }
+        // SPEC §5.2, §4.2: the frame fits the peer's MAX_FRAME_PAYLOAD, or
+        // 1024 bytes before its SETTINGS; receivers keep at most 1024 bytes
+        // of debug data anyway (§6.8).
+        let max_payload = self.peer.map_or(1024, |p| p.max_frame_payload);
+        let max_debug = max_payload.saturating_sub(8).min(1024);
+        let debug = &debug[..debug.len().min(max_debug)];
         self.owed.goaway = Some(GoAway {
             last_stream: last,
             code,
             debug: Bytes::copy_from_slice(debug),
         });
+        self.goaway_last = Some((last, code));
         self.goaway_sent = true;
         self.conn_event = true;
     }
@@ -822,6 +907,7 @@ impl Connection {
             Timer::Idle,
             Timer::Probe,
             Timer::Drain,
+            Timer::PingPace,
         ] {
             self.timers.stop(timer);
         }

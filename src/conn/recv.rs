@@ -19,6 +19,10 @@ use crate::frame::{
 /// so a small retained chunk cannot pin a large read allocation.
 const COPY_BELOW: usize = 4096;
 
+/// GOAWAY frames accepted per connection (SPEC §16.1); a conformant peer
+/// sends at most 5 (§13.2).
+const MAX_GOAWAYS_RECEIVED: u32 = 10;
+
 impl Connection {
     /// Feeds bytes read from the transport. Consumes every complete frame
     /// from `buf`; a partial frame stays for the next call.
@@ -28,11 +32,18 @@ impl Connection {
             return;
         }
         self.now = now;
-        self.stats.transport_bytes_received += buf.len() as u64;
+        // Bytes of a partial frame left in `buf` by the previous call were
+        // counted then (found by fuzz target `session`: they were counted
+        // again on every call until the frame completed).
+        let carried = std::mem::take(&mut self.input_carried);
+        self.stats.transport_bytes_received += buf.len().saturating_sub(carried) as u64;
         self.touch(now);
         if !self.preface_received {
             match decode_preface(buf) {
-                Ok(None) => return,
+                Ok(None) => {
+                    self.input_carried = buf.len();
+                    return;
+                }
                 Ok(Some(_)) => {
                     buf.advance(PREFACE_LEN);
                     self.preface_received = true;
@@ -40,7 +51,7 @@ impl Connection {
                 Err(err) => {
                     if let PrefaceError::UnsupportedVersion { .. } = err {
                         // SPEC §3: answer in version-1 framing, then close.
-                        self.send_goaway(ErrorCode::VERSION_MISMATCH, b"supported versions: 1");
+                        self.send_goaway(ErrorCode::VERSION_MISMATCH, b"supported: 1");
                     }
                     buf.clear();
                     self.fail(ConnectionError::Preface(err));
@@ -50,14 +61,26 @@ impl Connection {
         }
         while self.phase != Phase::Closed {
             match self.decoder.decode_next(buf) {
-                Ok(None) => return,
+                Ok(None) => {
+                    self.input_carried = buf.len();
+                    return;
+                }
                 Ok(Some(Decoded::Frame(frame))) => {
                     self.stats.frames_received += 1;
                     self.on_frame(now, frame);
                 }
                 Ok(Some(Decoded::Ignored(_))) => {
                     self.stats.frames_received += 1;
-                    self.count_flood(now, Flood::UnknownFrame);
+                    if self.peer.is_none() {
+                        // SPEC §4.1 rule 2, §5.4: an unknown frame type is
+                        // no exception to SETTINGS coming first.
+                        self.protocol_error(
+                            ErrorCode::PROTOCOL_ERROR,
+                            "the first frame after the preface must be SETTINGS",
+                        );
+                    } else {
+                        self.count_flood(now, Flood::UnknownFrame);
+                    }
                 }
                 Err(err) => {
                     self.send_goaway(err.code(), err.to_string().as_bytes());
@@ -105,6 +128,12 @@ impl Connection {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
         for timer in self.timers.expired(now) {
+            if self.phase == Phase::Closed {
+                // An earlier timer of this call ended the connection: the
+                // others, already taken off the table, must not run and
+                // re-arm themselves (found by fuzz target `session`).
+                break;
+            }
             match timer {
                 Timer::Handshake => {
                     if !self.is_established() {
@@ -122,6 +151,7 @@ impl Connection {
                     self.fail(ConnectionError::IdleTimeout);
                 }
                 Timer::Probe => self.run_probes(now),
+                Timer::PingPace => self.send_deferred_ping(now),
                 Timer::Drain => {
                     let ids: Vec<StreamId> = self.streams.keys().copied().collect();
                     for id in ids {
@@ -197,10 +227,13 @@ impl Connection {
             Frame::WindowUpdate(update) => self.on_window_update(now, update),
             Frame::MaxStreams(max) => {
                 let limit = max.count.min(u64::from(MAX_STREAMS.max));
+                let answers_probe = std::mem::take(&mut self.open_blocked_unanswered);
                 if self.open_send.raise(limit) {
                     self.open_probe = None;
                     self.conn_event = true;
-                } else if self.open_probe.is_none() {
+                } else if !answers_probe {
+                    // SPEC §16.1: only the answer to a BLOCKED STREAMS sent
+                    // since the last MAX_STREAMS may repeat the limit.
                     self.count_flood(now, Flood::UselessUpdate);
                 }
             }
@@ -213,6 +246,10 @@ impl Connection {
                     self.ping_sent = None;
                     self.stats.rtt = Some(now.saturating_duration_since(sent_at));
                     self.conn_event = true;
+                } else {
+                    // SPEC §16.1: an ACK matching no unanswered PING counts
+                    // like a PING.
+                    self.count_flood(now, Flood::Ping);
                 }
             }
             Frame::Ping(ping) => {
@@ -235,6 +272,9 @@ impl Connection {
     fn on_data(&mut self, now: Instant, data: Data) {
         let id = data.stream;
         let n = data.payload.len() as u64;
+        // SPEC §16.1: empty DATA without FIN that opens no stream does
+        // nothing, whatever the state of its stream.
+        let no_op = n == 0 && !data.fin;
         let mut opened = false;
         if !self.streams.contains_key(&id) {
             if self.is_idle(id) {
@@ -251,8 +291,8 @@ impl Connection {
                 opened = true;
             } else {
                 // A stream closed and forgotten: count the bytes, release at once.
-                self.count_flood(now, Flood::StrayFrame);
                 self.discard_data(n);
+                self.count_closed_stream_data(now, n, no_op);
                 return;
             }
         }
@@ -265,10 +305,14 @@ impl Connection {
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
-        if stream.reset.is_some() {
+        if stream.is_closed() {
+            // SPEC §8.4 [e]: counted toward connection credit above,
+            // released at once and dropped; no RESET on a closed stream.
             self.release_conn_credit(n);
+            self.count_closed_stream_data(now, n, no_op);
             return;
         }
+        stream.peer_frame(now);
         if stream.recv_discard && !stream.fin_received {
             // Nobody reads this stream any more: the bytes are dropped on
             // arrival and their credit, stream and connection, returned.
@@ -283,10 +327,14 @@ impl Connection {
             if data.fin {
                 if let Some(stream) = self.streams.get_mut(&id) {
                     stream.fin_received = true;
+                    stream.half_closed_at = None;
                 }
                 self.maybe_reap(id);
             }
             self.release_conn_credit(n);
+            if no_op {
+                self.count_flood(now, Flood::EmptyData);
+            }
             return;
         }
         if stream.fin_received {
@@ -301,7 +349,6 @@ impl Connection {
             return;
         }
         stream.stats.bytes_received += n;
-        let empty_without_effect = n == 0 && !data.fin && !opened;
         if n > 0 {
             let payload = if data.payload.len() < COPY_BELOW {
                 Bytes::copy_from_slice(&data.payload)
@@ -313,15 +360,27 @@ impl Connection {
         if data.fin {
             stream.fin_received = true;
             stream.half_closed_at = None;
-            self.probing.remove(&id);
-        } else if stream.half_closed_at.is_some() {
-            // SPEC §12.4: the half-close timeout runs while nothing arrives.
-            stream.half_closed_at = Some(now);
+            if stream.probe.is_none() {
+                // The stream may still be blocked sending: its probe stays.
+                self.probing.remove(&id);
+            }
         }
-        if empty_without_effect {
+        if no_op && !opened {
             self.count_flood(now, Flood::EmptyData);
         }
         self.wake(id);
+    }
+
+    /// SPEC §16.1: DATA on a closed stream counts as a frame on a closed
+    /// id only when empty; non-empty DATA is already bounded by the
+    /// connection credit it consumes (§9.3).
+    fn count_closed_stream_data(&mut self, now: Instant, n: u64, no_op: bool) {
+        if n == 0 {
+            self.count_flood(now, Flood::StrayFrame);
+        }
+        if no_op {
+            self.count_flood(now, Flood::EmptyData);
+        }
     }
 
     /// Opens the peer stream `id` on its first DATA (SPEC §8.2). Returns
@@ -337,9 +396,7 @@ impl Connection {
         }
         // Skipped ids count as opened and closed at once.
         let skipped = index - self.next_peer_index;
-        if skipped > 0 && self.open_recv.release(skipped) {
-            self.owed.max_streams = true;
-        }
+        self.release_stream_credit(skipped);
         self.next_peer_index = index + 1;
         let refuse = self.goaway_sent
             || self.phase == Phase::Closed
@@ -352,9 +409,7 @@ impl Connection {
                 return false;
             }
             self.release_conn_credit(n);
-            if self.open_recv.release(1) {
-                self.owed.max_streams = true;
-            }
+            self.release_stream_credit(1);
             self.count_flood(now, Flood::Reset);
             self.queue_stray_reset(id, ErrorCode::REFUSED_STREAM);
             return false;
@@ -391,6 +446,7 @@ impl Connection {
 
     fn on_window_update(&mut self, now: Instant, update: WindowUpdate) {
         if update.stream.is_connection() {
+            let answers_probe = std::mem::take(&mut self.conn_blocked_unanswered);
             if self.conn_send.raise(update.limit) {
                 if let Some(probe) = self.conn_probe.take() {
                     self.stats.blocked_on_connection += now.saturating_duration_since(probe.since);
@@ -401,7 +457,9 @@ impl Connection {
                         self.data_queue.push_back(id);
                     }
                 }
-            } else if self.conn_probe.is_none() {
+            } else if !answers_probe {
+                // SPEC §16.1: only the answer to a BLOCKED sent since the
+                // last WINDOW_UPDATE for the scope may repeat the limit.
                 self.count_flood(now, Flood::UselessUpdate);
             }
             return;
@@ -418,6 +476,13 @@ impl Connection {
             }
             return;
         };
+        if stream.is_closed() {
+            // SPEC §8.4: ignored on a closed stream; counted (§16.1).
+            self.count_flood(now, Flood::StrayFrame);
+            return;
+        }
+        stream.peer_frame(now);
+        let answers_probe = std::mem::take(&mut stream.blocked_unanswered);
         if stream.send_credit.raise(update.limit) {
             if let Some(probe) = stream.probe.take() {
                 stream.stats.blocked_on_stream += now.saturating_duration_since(probe.since);
@@ -426,7 +491,7 @@ impl Connection {
                 }
             }
             self.schedule_data(id);
-        } else if stream.probe.is_none() {
+        } else if !answers_probe {
             self.count_flood(now, Flood::UselessUpdate);
         }
     }
@@ -442,18 +507,26 @@ impl Connection {
             BlockedOn::Stream(id) => {
                 let idle = self.is_idle(id);
                 match self.streams.get_mut(&id) {
-                    Some(stream) if stream.reset.is_none() && !stream.fin_received => {
-                        stream.owe_window_update = true;
-                        self.queue_control(id);
+                    Some(stream) if stream.is_closed() => {
+                        // SPEC §6.5: ignored; a frame on a closed id (§16.1).
+                        self.count_flood(now, Flood::StrayFrame);
                     }
-                    Some(_) => {}
+                    Some(stream) => {
+                        // SPEC §12.4: a peer blocked by our credit keeps a
+                        // half-closed(local) stream alive.
+                        stream.peer_frame(now);
+                        if !stream.fin_received {
+                            stream.owe_window_update = true;
+                            self.queue_control(id);
+                        }
+                    }
                     None if idle => {
                         self.protocol_error(
                             ErrorCode::PROTOCOL_ERROR,
                             format!("BLOCKED on idle stream {id}"),
                         );
                     }
-                    None => {}
+                    None => self.count_flood(now, Flood::StrayFrame),
                 }
             }
         }
@@ -468,27 +541,54 @@ impl Connection {
                     ErrorCode::PROTOCOL_ERROR,
                     format!("RESET on idle stream {id}"),
                 );
+            } else {
+                self.count_flood(now, Flood::StrayFrame);
             }
             return;
         };
-        if stream.reset.is_some() {
+        if stream.is_closed() {
+            // SPEC §8.4: ignored on a closed stream, so data the application
+            // has not read yet stays readable (§8.6).
+            self.count_flood(now, Flood::StrayFrame);
             return;
         }
-        stream.reset = Some((reset.code, Initiator::Remote));
+        self.close_by_peer(id, reset.code);
+        self.maybe_reap(id);
+    }
+
+    /// The peer ended stream `id`, by RESET or by a GOAWAY that did not
+    /// process it: both directions stop, unread data is released (SPEC
+    /// §8.7, §9.7) and nothing is sent in reply.
+    fn close_by_peer(&mut self, id: StreamId, code: ErrorCode) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        stream.reset = Some((code, Initiator::Remote));
         stream.clear_send();
         let discarded = stream.discard_recv();
         let _ = stream.recv_credit.release(discarded);
         stream.owe_window_update = false;
         stream.owe_blocked = false;
-        stream.probe = None;
-        stream.half_closed_at = None;
-        self.probing.remove(&id);
+        if stream.queued == Queued::ConnBlocked {
+            // Not waiting for connection credit any more (SPEC §11.1).
+            stream.queued = Queued::No;
+            self.conn_blocked_queue.retain(|&queued| queued != id);
+        }
+        self.stop_watching(id);
         self.release_conn_credit(discarded);
         self.wake(id);
-        self.maybe_reap(id);
     }
 
     fn on_goaway(&mut self, goaway: GoAway) {
+        self.goaways_received += 1;
+        if self.goaways_received > MAX_GOAWAYS_RECEIVED {
+            // SPEC §16.1: GOAWAY is capped per connection.
+            self.protocol_error(
+                ErrorCode::ENHANCE_YOUR_CALM,
+                format!("more than {MAX_GOAWAYS_RECEIVED} GOAWAY frames"),
+            );
+            return;
+        }
         let last = match self.goaway_received {
             // SPEC §13: a later GOAWAY may only lower last_stream_id.
             Some(previous) => previous.min(goaway.last_stream),
@@ -496,6 +596,21 @@ impl Connection {
         };
         self.goaway_received = Some(last);
         self.conn_event = true;
+        // SPEC §13.2: open() fails from now on; nothing waits for
+        // stream-count credit, so nothing probes for it.
+        self.open_probe = None;
+        // SPEC §13.1: streams this side opened above `last` were not
+        // processed, in a graceful or an error GOAWAY alike: they fail with
+        // REFUSED_STREAM and may be retried on a new connection.
+        let refused: Vec<StreamId> = self
+            .streams
+            .iter()
+            .filter(|&(&id, s)| self.side.owns(id) && id > last && s.reset.is_none())
+            .map(|(&id, _)| id)
+            .collect();
+        for &id in &refused {
+            self.close_by_peer(id, ErrorCode::REFUSED_STREAM);
+        }
         if goaway.code != ErrorCode::NO_ERROR {
             let debug =
                 String::from_utf8_lossy(&goaway.debug[..goaway.debug.len().min(1024)]).into_owned();
@@ -505,23 +620,8 @@ impl Connection {
             });
             return;
         }
-        // Streams this side opened above `last` were not processed: they
-        // fail with REFUSED_STREAM and may be retried on a new connection.
-        let refused: Vec<StreamId> = self
-            .streams
-            .keys()
-            .copied()
-            .filter(|&id| self.side.owns(id) && id > last)
-            .collect();
         for id in refused {
-            if let Some(stream) = self.streams.get_mut(&id) {
-                stream.reset = Some((ErrorCode::REFUSED_STREAM, Initiator::Remote));
-                stream.clear_send();
-                let discarded = stream.discard_recv();
-                self.release_conn_credit(discarded);
-                self.wake(id);
-                self.maybe_reap(id);
-            }
+            self.maybe_reap(id);
         }
         if self.phase != Phase::Closed {
             self.phase = Phase::Draining;
@@ -534,59 +634,89 @@ impl Connection {
         let interval_cap = self.config.probe_max;
         let mut next: Option<Instant> = None;
         let mut earliest = |at: Instant| next = Some(next.map_or(at, |n: Instant| n.min(at)));
+        if self.conn_blocked_queue.is_empty()
+            && let Some(probe) = self.conn_probe.take()
+        {
+            // SPEC §11.1: blocked on the connection only while a stream
+            // waits for its credit; the ones that did were reset since.
+            self.stats.blocked_on_connection += now.saturating_duration_since(probe.since);
+        }
+        // SPEC §11.2: at most 50 BLOCKED in any 1 s; probes beyond that
+        // wait for the budget. The connection and stream-count probes go
+        // first: every stream waits on them.
         if let Some(probe) = &mut self.conn_probe {
-            if probe.next_at <= now {
+            if probe.next_at <= now && self.blocked_budget.try_take(now) {
                 self.owed.blocked_connection = true;
                 self.stats.probes_sent += 1;
                 probe.backoff(now, interval_cap);
             }
-            earliest(probe.next_at);
+            earliest(probe.next_at.max(self.blocked_budget.available_at(now)));
         }
         if let Some(probe) = &mut self.open_probe {
-            if probe.next_at <= now {
+            if probe.next_at <= now && self.blocked_budget.try_take(now) {
                 self.owed.blocked_streams = true;
                 self.stats.probes_sent += 1;
                 probe.backoff(now, interval_cap);
             }
-            earliest(probe.next_at);
+            earliest(probe.next_at.max(self.blocked_budget.available_at(now)));
         }
         let ids: Vec<StreamId> = self.probing.keys().copied().collect();
         let half_close = self.config.half_close_timeout;
+        let mut due: Vec<(Instant, StreamId)> = Vec::new();
+        let mut expired: Vec<StreamId> = Vec::new();
         for id in ids {
             let Some(stream) = self.streams.get_mut(&id) else {
                 self.probing.remove(&id);
                 continue;
             };
             let mut watched = false;
-            if let Some(probe) = &mut stream.probe {
+            if let Some(probe) = &stream.probe {
                 watched = true;
                 if probe.next_at <= now {
-                    stream.owe_blocked = true;
-                    stream.stats.probes_sent += 1;
-                    self.stats.probes_sent += 1;
-                    probe.backoff(now, interval_cap);
+                    due.push((probe.next_at, id));
+                } else {
+                    earliest(probe.next_at);
                 }
-                earliest(probe.next_at);
             }
-            let mut expired = false;
             if let (Some(at), Some(timeout)) = (stream.half_closed_at, half_close) {
                 watched = true;
                 if at + timeout <= now {
-                    expired = true;
+                    expired.push(id);
                 } else {
                     earliest(at + timeout);
                 }
             }
-            let owes_blocked = stream.owe_blocked;
             if !watched {
                 self.probing.remove(&id);
             }
-            if expired {
-                self.count_flood(now, Flood::Reset);
-                self.reset(id, ErrorCode::STREAM_TIMEOUT);
-            } else if owes_blocked {
-                self.queue_control(id);
+        }
+        for id in expired {
+            // SPEC §12.4. A RESET on this side's own timer is no reaction
+            // to a peer frame: it does not count toward the flood limit
+            // (§16.1), or many streams timing out at once would end the
+            // connection.
+            self.reset(id, ErrorCode::STREAM_TIMEOUT);
+        }
+        // Deferred probes go oldest first, so with more blocked streams
+        // than the budget each still gets its turn.
+        due.sort_unstable();
+        for (_, id) in due {
+            let Some(stream) = self.streams.get_mut(&id) else {
+                continue;
+            };
+            let Some(probe) = &mut stream.probe else {
+                continue;
+            };
+            if !self.blocked_budget.try_take(now) {
+                earliest(self.blocked_budget.available_at(now));
+                break;
             }
+            probe.backoff(now, interval_cap);
+            earliest(probe.next_at);
+            stream.owe_blocked = true;
+            stream.stats.probes_sent += 1;
+            self.stats.probes_sent += 1;
+            self.queue_control(id);
         }
         if let Some(at) = next {
             self.timers.set(Timer::Probe, at);

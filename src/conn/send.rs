@@ -115,6 +115,7 @@ impl Connection {
             self.put_frame(out, &Frame::MaxStreams(MaxStreams { count }));
         }
         if std::mem::take(&mut self.owed.blocked_connection) {
+            self.conn_blocked_unanswered = true;
             let offset = self.conn_send.limit();
             self.put_frame(
                 out,
@@ -125,6 +126,7 @@ impl Connection {
             );
         }
         if std::mem::take(&mut self.owed.blocked_streams) {
+            self.open_blocked_unanswered = true;
             let offset = self.open_send.limit();
             self.put_frame(
                 out,
@@ -148,11 +150,14 @@ impl Connection {
                 stream.owe_blocked = false;
                 frames[0] = Some(Frame::Reset(Reset { stream: id, code }));
             } else {
-                if std::mem::take(&mut stream.owe_window_update) {
+                // SPEC §6.3: no stream update once the receive side is
+                // finished (a FIN may have arrived since it was owed).
+                if std::mem::take(&mut stream.owe_window_update) && !stream.fin_received {
                     let limit = stream.recv_credit.announce();
                     frames[0] = Some(Frame::WindowUpdate(WindowUpdate { stream: id, limit }));
                 }
                 if std::mem::take(&mut stream.owe_blocked) {
+                    stream.blocked_unanswered = true;
                     let offset = stream.send_credit.limit();
                     frames[1] = Some(Frame::Blocked(Blocked {
                         on: BlockedOn::Stream(id),

@@ -102,6 +102,9 @@ pub(crate) struct StreamState {
     /// A write found the send buffer full; wake the writer when it drains.
     pub(crate) writer_waiting: bool,
     pub(crate) probe: Option<Probe>,
+    /// A BLOCKED went out and no WINDOW_UPDATE came since: the next one may
+    /// be its answer, which is not a flood (SPEC §16.1).
+    pub(crate) blocked_unanswered: bool,
     pub(crate) stats: StreamStats,
 }
 
@@ -129,6 +132,7 @@ impl StreamState {
             in_wake_queue: false,
             writer_waiting: false,
             probe: None,
+            blocked_unanswered: false,
             stats: StreamStats::default(),
         }
     }
@@ -142,6 +146,20 @@ impl StreamState {
     /// read (or discarded), or the stream was reset.
     pub(crate) fn recv_done(&self) -> bool {
         self.reset.is_some() || (self.fin_received && self.recv_buf.is_empty())
+    }
+
+    /// Closed in the sense of SPEC §8.3: reset, or both FINs exchanged
+    /// (unread data may remain). Frames from the peer are then ignored.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.reset.is_some() || (self.fin_sent && self.fin_received)
+    }
+
+    /// A frame for this stream arrived: SPEC §12.4, every frame received
+    /// for a half-closed(local) stream restarts its half-close timeout.
+    pub(crate) fn peer_frame(&mut self, now: Instant) {
+        if self.half_closed_at.is_some() {
+            self.half_closed_at = Some(now);
+        }
     }
 
     /// Owes a control frame.

@@ -16,15 +16,18 @@ pub(crate) enum Timer {
     Probe = 3,
     /// A graceful close gives up waiting for streams.
     Drain = 4,
+    /// A PING held back by the sender budget may go out.
+    PingPace = 5,
 }
 
-const COUNT: usize = 5;
+const COUNT: usize = 6;
 const ALL: [Timer; COUNT] = [
     Timer::Handshake,
     Timer::KeepAlive,
     Timer::Idle,
     Timer::Probe,
     Timer::Drain,
+    Timer::PingPace,
 ];
 
 #[derive(Clone, Debug, Default)]
