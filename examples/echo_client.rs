@@ -7,23 +7,33 @@
 //! cargo run --release --example echo_client
 //! cargo run --release --example echo_client -- --connect 127.0.0.1:7878 --streams 100 --size 8MiB
 //! cargo run --release --example echo_client -- --mode rr --message-size 64 --requests 10000 --json
+//! cargo run --release --example echo_client -- --transport tls
+//! cargo run --release --example echo_client -- --transport quic-framed --connect 127.0.0.1:7878 --ca /tmp/echo-ca.pem
 //! ```
+//!
+//! Over tls and quic-framed the embedded server uses a self-signed
+//! certificate generated on start, which the client trusts; against a
+//! separate server, `--ca FILE` (PEM) names what to trust and
+//! `--server-name` the name to check (default: the host of `--connect`).
 //!
 //! Exit status: 0 when every byte came back intact, 1 otherwise.
 
+#[path = "support/certs.rs"]
+mod certs;
 #[path = "support/echo.rs"]
 mod echo;
 
 use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use creditmux::{Config, Session};
+use creditmux::{Config, Session, quic, tcp, tls};
 use echo::{ClientOptions, Mode, Progress, Summary};
-use tokio::net::{TcpListener, TcpStream};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 enum Transport {
@@ -87,6 +97,14 @@ struct Args {
     /// Give up connecting after this long.
     #[arg(long, default_value = "10s", value_parser = echo::parse_duration)]
     connect_timeout: Duration,
+    /// CA certificates (PEM) to trust for tls and quic-framed with
+    /// --connect.
+    #[arg(long, requires = "connect")]
+    ca: Option<PathBuf>,
+    /// Name the server's certificate must be valid for; default: the host
+    /// part of --connect.
+    #[arg(long, requires = "connect")]
+    server_name: Option<String>,
 }
 
 #[tokio::main]
@@ -119,11 +137,12 @@ fn config(streams: usize) -> Result<Config, String> {
 }
 
 async fn run(args: Args) -> Result<Summary, String> {
-    if args.transport != Transport::Tcp {
-        return Err(format!(
-            "transport {:?} is not available in this build yet; use --transport tcp",
-            args.transport
-        ));
+    if args.transport == Transport::Quic {
+        return Err(
+            "transport quic (one QUIC stream per creditmux stream) is not available in this \
+             build yet; use --transport quic-framed"
+                .into(),
+        );
     }
     if args.streams == 0 {
         return Err("--streams must be at least 1".into());
@@ -134,36 +153,33 @@ async fn run(args: Args) -> Result<Summary, String> {
         return Err("--message-size must be at least 1".into());
     }
     let config = config(args.streams)?;
-    let (addr, embedded) = match &args.connect {
-        Some(addr) => (addr.clone(), None),
-        None => {
-            let listener = TcpListener::bind("127.0.0.1:0")
-                .await
-                .map_err(|e| format!("cannot start the embedded server: {e}"))?;
-            let addr = listener
-                .local_addr()
-                .map_err(|e| e.to_string())?
-                .to_string();
-            let server_config = config.clone();
-            let task = tokio::spawn(async move {
-                if let Ok((socket, _)) = listener.accept().await {
-                    let _ = socket.set_nodelay(true);
-                    if let Ok(session) = Session::server(socket, server_config).await {
-                        echo::serve(session).await;
-                    }
+    let (addr, embedded, client_tls) = match &args.connect {
+        Some(addr) => {
+            let client_tls = match (&args.ca, args.transport) {
+                (_, Transport::Tcp) => None,
+                (Some(ca), _) => Some(certs::client_config_from_pem(ca)?),
+                (None, _) => {
+                    return Err(format!(
+                        "--transport {} to a separate server needs --ca FILE (the server's \
+                         certificate or its CA, PEM; echo_server --write-ca FILE saves its \
+                         self-signed one)",
+                        transport_name(args.transport)
+                    ));
                 }
-            });
-            (addr, Some(task))
+            };
+            (addr.clone(), None, client_tls)
+        }
+        None => {
+            let (addr, task, client_tls) = embedded_server(args.transport, config.clone()).await?;
+            (addr.to_string(), Some(task), client_tls)
         }
     };
-    let socket = tokio::time::timeout(args.connect_timeout, TcpStream::connect(&addr))
-        .await
-        .map_err(|_| format!("connecting to {addr} timed out"))?
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-    let _ = socket.set_nodelay(true);
-    let session = Session::client(socket, config)
-        .await
-        .map_err(|e| format!("handshake with {addr} failed: {e}"))?;
+    let (session, endpoint) = tokio::time::timeout(
+        args.connect_timeout,
+        connect(&args, &addr, client_tls, config),
+    )
+    .await
+    .map_err(|_| format!("connecting to {addr} timed out"))??;
 
     let opts = ClientOptions {
         streams: args.streams,
@@ -214,6 +230,10 @@ async fn run(args: Args) -> Result<Summary, String> {
     if let Some(task) = embedded {
         let _ = task.await;
     }
+    if let Some(endpoint) = endpoint {
+        // Let the QUIC close reach the server before the process exits.
+        let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+    }
     if args.json {
         println!(
             "{}",
@@ -223,6 +243,140 @@ async fn run(args: Args) -> Result<Summary, String> {
         print_summary(&summary, &addr, args.connect.is_none());
     }
     Ok(summary)
+}
+
+fn transport_name(transport: Transport) -> &'static str {
+    match transport {
+        Transport::Tcp => "tcp",
+        Transport::Tls => "tls",
+        Transport::Quic => "quic",
+        Transport::QuicFramed => "quic-framed",
+    }
+}
+
+/// Starts an echo server for one connection on a loopback port of this
+/// process; over tls and quic-framed with a fresh self-signed certificate,
+/// which the returned client config trusts.
+async fn embedded_server(
+    transport: Transport,
+    config: Config,
+) -> Result<
+    (
+        SocketAddr,
+        tokio::task::JoinHandle<()>,
+        Option<Arc<rustls::ClientConfig>>,
+    ),
+    String,
+> {
+    let start_error = |e: &dyn std::fmt::Display| format!("cannot start the embedded server: {e}");
+    let loopback: SocketAddr = "127.0.0.1:0".parse().expect("a valid address");
+    let identity = (transport != Transport::Tcp).then(certs::Identity::self_signed);
+    let client_tls = identity.as_ref().map(certs::Identity::client_config);
+    let server_tls = identity
+        .as_ref()
+        .map(certs::Identity::server_config)
+        .transpose()?;
+    let (addr, task) = match (transport, server_tls) {
+        (Transport::Tls, Some(server_tls)) => {
+            let listener = tls::Listener::bind(loopback, server_tls, config.clone())
+                .await
+                .map_err(|e| start_error(&e))?;
+            let addr = listener.local_addr().map_err(|e| start_error(&e))?;
+            let task = tokio::spawn(async move {
+                if let Ok((session, _)) = listener.accept().await {
+                    echo::serve(session).await;
+                }
+            });
+            (addr, task)
+        }
+        (Transport::QuicFramed, Some(server_tls)) => {
+            let endpoint =
+                quic::server_endpoint(loopback, server_tls).map_err(|e| start_error(&e))?;
+            let addr = endpoint.local_addr().map_err(|e| start_error(&e))?;
+            let task = tokio::spawn(async move {
+                if let Ok(Some((session, _))) = quic::accept_framed(&endpoint, config).await {
+                    echo::serve(session).await;
+                }
+                let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+            });
+            (addr, task)
+        }
+        _ => {
+            let listener = tcp::Listener::bind(loopback, config)
+                .await
+                .map_err(|e| start_error(&e))?;
+            let addr = listener.local_addr().map_err(|e| start_error(&e))?;
+            let task = tokio::spawn(async move {
+                if let Ok((session, _)) = listener.accept().await {
+                    echo::serve(session).await;
+                }
+            });
+            (addr, task)
+        }
+    };
+    Ok((addr, task, client_tls))
+}
+
+/// The host part of `host:port`, `[v6]:port` or `v4:port`.
+fn host_of(addr: &str) -> &str {
+    match addr.rsplit_once(':') {
+        Some((host, _port)) => host.trim_start_matches('[').trim_end_matches(']'),
+        None => addr,
+    }
+}
+
+/// Connects over the chosen transport; returns the session and, for QUIC,
+/// the endpoint to wait on before exiting.
+async fn connect(
+    args: &Args,
+    addr: &str,
+    client_tls: Option<Arc<rustls::ClientConfig>>,
+    config: Config,
+) -> Result<(Session, Option<quinn::Endpoint>), String> {
+    let server_name = args
+        .server_name
+        .clone()
+        .unwrap_or_else(|| host_of(addr).to_string());
+    let connect_error = |e: &dyn std::fmt::Display| format!("cannot connect to {addr}: {e}");
+    let handshake_error = |e: &dyn std::fmt::Display| format!("handshake with {addr} failed: {e}");
+    match (args.transport, client_tls) {
+        (Transport::Tls, Some(client_tls)) => {
+            let session = tls::connect(addr, &server_name, client_tls, config)
+                .await
+                .map_err(|e| match e {
+                    tls::ConnectError::Connect(e) => connect_error(&e),
+                    e => handshake_error(&e),
+                })?;
+            Ok((session, None))
+        }
+        (Transport::QuicFramed, Some(client_tls)) => {
+            let remote = tokio::net::lookup_host(addr)
+                .await
+                .map_err(|e| connect_error(&e))?
+                .next()
+                .ok_or_else(|| connect_error(&"no address"))?;
+            let bind: SocketAddr = if remote.is_ipv4() {
+                "0.0.0.0:0"
+            } else {
+                "[::]:0"
+            }
+            .parse()
+            .expect("a valid address");
+            let endpoint =
+                quic::client_endpoint(bind, client_tls).map_err(|e| connect_error(&e))?;
+            let session = quic::connect_framed(&endpoint, remote, &server_name, config)
+                .await
+                .map_err(|e| handshake_error(&e))?;
+            Ok((session, Some(endpoint)))
+        }
+        _ => {
+            let session = tcp::connect(addr, config).await.map_err(|e| match e {
+                tcp::ConnectError::Connect(e) => connect_error(&e),
+                e => handshake_error(&e),
+            })?;
+            Ok((session, None))
+        }
+    }
 }
 
 fn print_summary(s: &Summary, addr: &str, embedded: bool) {

@@ -2,21 +2,31 @@
 //!
 //! ```sh
 //! cargo run --release --example echo_server -- --listen 127.0.0.1:7878
+//! cargo run --release --example echo_server -- --transport tls --write-ca /tmp/echo-ca.pem
+//! cargo run --release --example echo_server -- --transport quic-framed --cert cert.pem --key key.pem
 //! ```
+//!
+//! TLS and QUIC use `--cert`/`--key` (PEM) if given, otherwise a
+//! self-signed certificate for localhost, 127.0.0.1 and ::1 generated on
+//! start; `--write-ca FILE` saves it for the client's `--ca`.
 //!
 //! Ctrl-C sends GOAWAY on every connection and waits for open streams to
 //! finish (bounded by the drain timeout) before exiting.
 
+#[path = "support/certs.rs"]
+mod certs;
 #[path = "support/echo.rs"]
 mod echo;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use creditmux::{Config, ErrorCode, Session};
-use tokio::net::TcpListener;
+use creditmux::{Config, ErrorCode, Session, quic, tcp, tls};
 use tokio::sync::watch;
 
 /// Transports the echo tools speak.
@@ -51,6 +61,17 @@ struct Args {
     /// Connection receive window (bytes; suffixes k, M, G).
     #[arg(long, value_parser = echo::parse_size)]
     connection_window: Option<u64>,
+    /// Certificate chain (PEM, leaf first) for tls and quic-framed;
+    /// without it a self-signed certificate is generated on start.
+    #[arg(long, requires = "key")]
+    cert: Option<PathBuf>,
+    /// Private key (PEM) for --cert.
+    #[arg(long, requires = "cert")]
+    key: Option<PathBuf>,
+    /// Write the generated self-signed certificate (PEM) here, for the
+    /// client's --ca.
+    #[arg(long, conflicts_with = "cert")]
+    write_ca: Option<PathBuf>,
 }
 
 fn config(args: &Args) -> Result<Config, String> {
@@ -89,38 +110,20 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    if args.transport != Transport::Tcp {
-        return Err(format!(
-            "transport {:?} is not available in this build yet; use --transport tcp",
-            args.transport
-        ));
-    }
     let config = config(&args)?;
     let addr: SocketAddr = args
         .listen
         .parse()
         .map_err(|e| format!("bad address {:?}: {e}", args.listen))?;
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(%local, "echo server listening (tcp)");
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
+    let mut listener = Listener::bind(&args, addr, config).await?;
+    tracing::info!(local = %listener.local_addr()?, "echo server listening ({})", listener.name());
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (socket, peer) = match accepted {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        continue;
-                    }
-                };
-                let _ = socket.set_nodelay(true);
-                let config = config.clone();
-                let shutdown = shutdown_rx.clone();
-                connections.spawn(handle_connection(socket, peer, config, shutdown));
+                let Some((peer, handshake)) = accepted else { break };
+                connections.spawn(handle_connection(handshake, peer, shutdown_rx.clone()));
                 while connections.try_join_next().is_some() {}
             }
             _ = tokio::signal::ctrl_c() => {
@@ -131,17 +134,148 @@ async fn run(args: Args) -> Result<(), String> {
         }
     }
     while connections.join_next().await.is_some() {}
+    listener.finish().await;
     Ok(())
 }
 
+/// A connection whose handshakes run on its own task.
+type Handshake = std::pin::Pin<Box<dyn Future<Output = Result<Session, String>> + Send>>;
+
+/// The listening side of each transport.
+enum Listener {
+    Tcp(tcp::Listener),
+    Tls(tls::Listener),
+    QuicFramed(quinn::Endpoint, Config),
+}
+
+impl Listener {
+    async fn bind(args: &Args, addr: SocketAddr, config: Config) -> Result<Listener, String> {
+        let listen_error = |e: std::io::Error| format!("cannot listen on {addr}: {e}");
+        Ok(match args.transport {
+            Transport::Tcp => Listener::Tcp(
+                tcp::Listener::bind(addr, config)
+                    .await
+                    .map_err(listen_error)?,
+            ),
+            Transport::Tls => {
+                let tls_config = server_tls(args)?;
+                Listener::Tls(
+                    tls::Listener::bind(addr, tls_config, config)
+                        .await
+                        .map_err(listen_error)?,
+                )
+            }
+            Transport::QuicFramed => {
+                let endpoint = quic::server_endpoint(addr, server_tls(args)?)
+                    .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+                Listener::QuicFramed(endpoint, config)
+            }
+            Transport::Quic => {
+                return Err(
+                    "transport quic (one QUIC stream per creditmux stream) is not \
+                     available in this build yet; use --transport quic-framed"
+                        .into(),
+                );
+            }
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Listener::Tcp(_) => "tcp",
+            Listener::Tls(_) => "tls",
+            Listener::QuicFramed(..) => "quic-framed",
+        }
+    }
+
+    fn local_addr(&self) -> Result<SocketAddr, String> {
+        match self {
+            Listener::Tcp(l) => l.local_addr(),
+            Listener::Tls(l) => l.local_addr(),
+            Listener::QuicFramed(endpoint, _) => endpoint.local_addr(),
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    /// The next connection, with its handshakes still to run; `None` once
+    /// the listener is closed.
+    async fn accept(&mut self) -> Option<(SocketAddr, Handshake)> {
+        loop {
+            let accepted: std::io::Result<(SocketAddr, Handshake)> =
+                match self {
+                    Listener::Tcp(l) => l.accept_incoming().await.map(|incoming| {
+                        let peer = incoming.peer_addr();
+                        let handshake: Handshake = Box::pin(async move {
+                            incoming.handshake().await.map_err(|e| e.to_string())
+                        });
+                        (peer, handshake)
+                    }),
+                    Listener::Tls(l) => l.accept_incoming().await.map(|incoming| {
+                        let peer = incoming.peer_addr();
+                        let handshake: Handshake = Box::pin(async move {
+                            incoming.handshake().await.map_err(|e| e.to_string())
+                        });
+                        (peer, handshake)
+                    }),
+                    Listener::QuicFramed(endpoint, config) => {
+                        let incoming = endpoint.accept().await?;
+                        let peer = incoming.remote_address();
+                        let config = config.clone();
+                        let handshake: Handshake = Box::pin(async move {
+                            quic::accept_incoming(incoming, config)
+                                .await
+                                .map_err(|e| e.to_string())
+                        });
+                        Ok((peer, handshake))
+                    }
+                };
+            match accepted {
+                Ok(pair) => return Some(pair),
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    // Out of file descriptors and the like: don't spin.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    /// Lets closing QUIC connections tell their peers before exiting.
+    async fn finish(self) {
+        if let Listener::QuicFramed(endpoint, _) = self {
+            let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+        }
+    }
+}
+
+/// The server's TLS config: --cert/--key, or a self-signed certificate.
+fn server_tls(args: &Args) -> Result<Arc<rustls::ServerConfig>, String> {
+    let identity = match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) => certs::Identity::from_pem_files(cert, key)?,
+        _ => {
+            let identity = certs::Identity::self_signed();
+            if let (Some(path), Some(pem)) = (&args.write_ca, &identity.cert_pem) {
+                std::fs::write(path, pem)
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                tracing::info!(path = %path.display(), "self-signed certificate written; pass it to the client's --ca");
+            } else {
+                tracing::info!(
+                    "using a self-signed certificate for localhost, 127.0.0.1 and ::1 (--write-ca FILE saves it for clients)"
+                );
+            }
+            identity
+        }
+    };
+    identity.server_config()
+}
+
 async fn handle_connection(
-    socket: tokio::net::TcpStream,
+    handshake: Handshake,
     peer: SocketAddr,
-    config: Config,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let started = Instant::now();
-    let session = match Session::server(socket, config).await {
+    let session = match handshake.await {
         Ok(session) => session,
         Err(e) => {
             tracing::warn!(%peer, error = %e, "handshake failed");

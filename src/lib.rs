@@ -10,6 +10,11 @@
 //! - `driver` (feature `runtime`): the tokio task that connects a
 //!   [`conn::Connection`] to a transport.
 //! - [`Session`] and [`Stream`] (feature `runtime`): the public async API.
+//! - Transports, which produce the byte stream a session runs over and know
+//!   nothing of frames or credit: [`tcp`] (feature `runtime`), `tls`
+//!   (feature `tls`: TLS 1.3 with rustls and the ring provider) and `quic`
+//!   (feature `quic`: quinn, creditmux over one QUIC stream). All three
+//!   features are on by default.
 //!
 //! # Example
 //!
@@ -58,6 +63,8 @@ pub mod frame;
 mod session;
 #[cfg(feature = "runtime")]
 mod stream;
+#[cfg(feature = "runtime")]
+mod transport;
 
 // The README's code blocks are compiled as doctests.
 #[cfg(all(doctest, feature = "runtime"))]
@@ -71,3 +78,9 @@ pub use frame::{ErrorCode, StreamId};
 pub use session::Session;
 #[cfg(feature = "runtime")]
 pub use stream::{RecvStream, SendStream, Stream};
+#[cfg(feature = "quic")]
+pub use transport::quic;
+#[cfg(feature = "runtime")]
+pub use transport::tcp;
+#[cfg(feature = "tls")]
+pub use transport::tls;

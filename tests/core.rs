@@ -1410,7 +1410,10 @@ fn an_ended_connection_with_control_frames_owed_stops_wanting_to_transmit() {
     assert_eq!(server.error(), Some(&ConnectionError::IdleTimeout));
     drain_transmit(&mut server, late);
     assert!(server.is_finished());
-    assert!(!server.wants_transmit(), "a finished connection wants to write");
+    assert!(
+        !server.wants_transmit(),
+        "a finished connection wants to write"
+    );
 
     // The same with a PING and a PING ack owed when a frame error arrives,
     // and with reads and releases after the end that owe credit updates.
@@ -1437,7 +1440,10 @@ fn an_ended_connection_with_control_frames_owed_stops_wanting_to_transmit() {
     server.release(sid);
     drain_transmit(&mut server, now);
     assert!(server.is_finished());
-    assert!(!server.wants_transmit(), "a finished connection wants to write");
+    assert!(
+        !server.wants_transmit(),
+        "a finished connection wants to write"
+    );
 }
 
 #[test]
@@ -1481,6 +1487,10 @@ fn a_connection_ended_by_one_timer_runs_no_other_and_arms_none() {
     let late = now + Duration::from_secs(205);
     server.handle_timeout(late);
     assert_eq!(server.error(), Some(&ConnectionError::HandshakeTimeout));
-    assert_eq!(server.poll_timeout(), None, "a finished connection keeps a timer");
+    assert_eq!(
+        server.poll_timeout(),
+        None,
+        "a finished connection keeps a timer"
+    );
     assert_eq!(server.stats().probes_sent, 0, "a probe ran after the end");
 }

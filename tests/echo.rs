@@ -278,3 +278,128 @@ fn the_client_binary_exits_nonzero_on_a_corrupted_echo() {
     assert_eq!(summary["verified"], false);
     assert!(summary["mismatches"].as_u64().unwrap() >= 1);
 }
+
+/// Starts the server binary with `args` and returns it with the address
+/// it logged ("... echo server listening (...) local=127.0.0.1:PORT").
+fn spawn_server(args: &[&str]) -> (Child, String) {
+    let mut server = Child(
+        Command::new(example("echo_server"))
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(server.0.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("server log ended").unwrap();
+        if let Some(rest) = line.split("local=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (server, addr)
+}
+
+/// The server binary over `transport` with a self-signed certificate it
+/// writes to a file; the client binary trusts that file (`--ca`), echoes
+/// and verifies. Then a client without `--ca` is refused with one clear
+/// line.
+fn binaries_verify_over(transport: &str) {
+    let ca = std::env::temp_dir().join(format!(
+        "creditmux-echo-ca-{}-{transport}.pem",
+        std::process::id()
+    ));
+    let ca_arg = ca.to_str().unwrap();
+    let (_server, addr) = spawn_server(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--transport",
+        transport,
+        "--write-ca",
+        ca_arg,
+    ]);
+    let output = Command::new(example("echo_client"))
+        .args([
+            "--transport",
+            transport,
+            "--connect",
+            &addr,
+            "--ca",
+            ca_arg,
+            "--streams",
+            "8",
+            "--size",
+            "256k",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&ca);
+    assert!(
+        output.status.success(),
+        "client failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["verified"], true, "{summary}");
+    assert_eq!(summary["bytes_verified"], 8 * 256 * 1024);
+
+    let output = Command::new(example("echo_client"))
+        .args(["--transport", transport, "--connect", &addr])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("needs --ca FILE"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn the_client_binary_verifies_against_the_server_binary_over_tls() {
+    binaries_verify_over("tls");
+}
+
+#[test]
+fn the_client_binary_verifies_against_the_server_binary_over_quic_framed() {
+    binaries_verify_over("quic-framed");
+}
+
+/// The one-command path over each secure transport: an embedded server
+/// with a self-signed certificate generated on start.
+#[test]
+fn the_client_binary_verifies_standalone_over_tls_and_quic_framed() {
+    for transport in ["tls", "quic-framed"] {
+        let output = Command::new(example("echo_client"))
+            .args([
+                "--transport",
+                transport,
+                "--streams",
+                "4",
+                "--size",
+                "64k",
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{transport}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(summary["verified"], true, "{transport}: {summary}");
+    }
+}
+
+#[test]
+fn native_quic_is_refused_with_a_clear_message() {
+    let output = Command::new(example("echo_client"))
+        .args(["--transport", "quic"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("use --transport quic-framed"), "{stderr}");
+}

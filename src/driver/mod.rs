@@ -45,6 +45,9 @@ pub(crate) struct Driver<T> {
     timer_at: Option<Instant>,
     /// When the pending write last made progress.
     write_progress_at: Instant,
+    /// Bytes were written since the last completed flush. Transports that
+    /// buffer (TLS records, a `BufWriter`) only send them on flush.
+    flush_pending: bool,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
@@ -58,6 +61,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             timer: Box::pin(tokio::time::sleep(std::time::Duration::from_secs(3600))),
             timer_at: None,
             write_progress_at: now(),
+            flush_pending: false,
         }
     }
 
@@ -105,7 +109,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                 let mut inner = self.shared.lock();
                 inner.conn.poll_transmit(now(), &mut self.tx, WRITE_BATCH);
                 inner.dispatch();
+                drop(inner);
                 if self.tx.is_empty() {
+                    // Nothing more to write: push out what the transport
+                    // may still buffer.
+                    if self.flush_pending {
+                        match Pin::new(&mut self.io).poll_flush(cx) {
+                            Poll::Ready(Ok(())) => self.flush_pending = false,
+                            Poll::Ready(Err(err)) => return Err(ConnectionError::io(&err)),
+                            Poll::Pending => {}
+                        }
+                    }
                     return Ok(progress);
                 }
                 self.write_progress_at = now();
@@ -127,6 +141,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                 Poll::Ready(Ok(n)) => {
                     self.tx.advance(n);
                     self.write_progress_at = now();
+                    self.flush_pending = true;
                     progress = true;
                 }
                 Poll::Ready(Err(err)) => return Err(ConnectionError::io(&err)),

@@ -1,0 +1,19 @@
+//! Transports: what turns an address into the byte stream a
+//! [`Session`](crate::Session) runs over.
+//!
+//! Each module here produces an `AsyncRead + AsyncWrite` connection (or,
+//! for QUIC, a stream of one) and hands it to `Session::client` /
+//! `Session::server`. None of them knows about frames or credit; they only
+//! connect, secure, and check that the peer speaks creditmux (ALPN).
+//!
+//! - [`tcp`] (feature `runtime`): plain TCP with `TCP_NODELAY`.
+//! - [`tls`] (feature `tls`): TLS 1.3 over TCP with rustls and the ring
+//!   provider, ALPN `creditmux/1`.
+//! - [`quic`] (feature `quic`): the creditmux framing over one QUIC
+//!   bidirectional stream (quinn), ALPN `creditmux/1`.
+
+#[cfg(feature = "quic")]
+pub mod quic;
+pub mod tcp;
+#[cfg(feature = "tls")]
+pub mod tls;

@@ -1,0 +1,537 @@
+//! creditmux over QUIC (quinn), framed mode: the creditmux protocol runs
+//! unchanged over **one** QUIC bidirectional stream, with QUIC as a secure,
+//! connection-migrating transport over UDP.
+//!
+//! The client opens the bidirectional stream and writes the creditmux
+//! preface at once (QUIC streams become visible to the peer with their
+//! first byte); the server accepts it. Both sides require the ALPN
+//! identifier [`ALPN`] (`creditmux/1`).
+//!
+//! Framed mode keeps creditmux's own credit, ordering and stream semantics
+//! exactly as over TCP, so a lost UDP packet still delays every creditmux
+//! stream behind it (head-of-line blocking, as over TCP). The native mode,
+//! where each creditmux stream is its own QUIC stream, is not part of this
+//! module yet.
+//!
+//! # Setup
+//!
+//! [`client_endpoint`] / [`server_endpoint`] bind a quinn [`Endpoint`]
+//! from the application's rustls config (plus [`ALPN`] if missing; see
+//! [`tls`](crate::tls) for the config helpers and the ring provider).
+//! [`connect_framed`] and [`accept_framed`] then give one [`Session`] per
+//! QUIC connection; [`framed_client`] / [`framed_server`] do the same over
+//! a [`Connection`] the application set up itself. Before a process
+//! exits, [`Endpoint::wait_idle`] gives closing connections a chance to
+//! tell their peers.
+//!
+//! ```no_run
+//! # async fn run(server_tls: std::sync::Arc<rustls::ServerConfig>,
+//! #              client_tls: std::sync::Arc<rustls::ClientConfig>)
+//! #     -> Result<(), Box<dyn std::error::Error>> {
+//! use creditmux::{quic, Config};
+//!
+//! let server = quic::server_endpoint("127.0.0.1:0".parse()?, server_tls)?;
+//! let addr = server.local_addr()?;
+//! tokio::spawn(async move {
+//!     while let Ok(Some((session, _peer))) = quic::accept_framed(&server, Config::default()).await {
+//!         // serve `session`
+//! #       drop(session);
+//!     }
+//! });
+//! let client = quic::client_endpoint("127.0.0.1:0".parse()?, client_tls)?;
+//! let session = quic::connect_framed(&client, addr, "localhost", Config::default()).await?;
+//! # drop(session);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{Connection, Endpoint, RecvStream, SendStream, VarInt};
+use rustls::AlertDescription;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::tls::{TlsError, check_alpn, client_with_alpn, server_with_alpn};
+use crate::config::Config;
+use crate::error::ConnectionError;
+use crate::session::Session;
+
+pub use super::tls::ALPN;
+
+/// Why a QUIC config or endpoint could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The rustls config cannot run QUIC: TLS 1.3 is not enabled, no
+    /// cipher suite supports QUIC, or (server) `max_early_data_size` is
+    /// neither 0 nor `u32::MAX`.
+    #[error("the TLS config cannot be used for QUIC: {0}")]
+    Tls(#[source] rustls::Error),
+    /// The crypto provider lacks TLS13_AES_128_GCM_SHA256, which QUIC's
+    /// Initial packets need.
+    #[error("the TLS config has no TLS13_AES_128_GCM_SHA256 suite, which QUIC requires")]
+    NoInitialCipherSuite,
+    /// Binding the UDP socket failed.
+    #[error("cannot bind the UDP socket: {0}")]
+    Bind(#[source] io::Error),
+}
+
+/// Why [`connect_framed`] or [`framed_client`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The endpoint would not start a connection: it has no default client
+    /// config, the server name is invalid, the endpoint is stopping, ...
+    #[error("cannot start a QUIC connection: {0}")]
+    Start(#[source] quinn::ConnectError),
+    /// The QUIC handshake and opening the creditmux stream did not
+    /// complete within the handshake timeout.
+    #[error("connecting timed out after {0:?}")]
+    Timeout(Duration),
+    /// The TLS handshake inside QUIC failed: a certificate was rejected (by
+    /// either side), ALPN did not settle on `creditmux/1`, or another TLS
+    /// error.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The QUIC connection failed or was closed before the creditmux
+    /// handshake could start.
+    #[error("QUIC connection failed: {0}")]
+    Connection(#[source] quinn::ConnectionError),
+    /// The creditmux handshake over the QUIC stream failed.
+    #[error("creditmux handshake failed: {0}")]
+    Handshake(#[source] ConnectionError),
+}
+
+/// Why [`accept_framed`] or [`framed_server`] failed. Every variant is
+/// about one connection; the endpoint keeps accepting.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AcceptError {
+    /// The QUIC handshake or the peer's creditmux stream did not arrive
+    /// within the handshake timeout.
+    #[error("QUIC handshake with {peer} timed out")]
+    Timeout {
+        /// The peer's address.
+        peer: SocketAddr,
+    },
+    /// The TLS handshake inside QUIC failed; see [`TlsError`].
+    #[error("TLS handshake with {peer} failed: {source}")]
+    Tls {
+        /// The peer's address.
+        peer: SocketAddr,
+        /// What went wrong.
+        #[source]
+        source: TlsError,
+    },
+    /// The QUIC connection failed or was closed before the creditmux
+    /// handshake could start.
+    #[error("QUIC connection from {peer} failed: {source}")]
+    Connection {
+        /// The peer's address.
+        peer: SocketAddr,
+        /// What went wrong.
+        #[source]
+        source: quinn::ConnectionError,
+    },
+    /// The creditmux handshake over the QUIC stream failed.
+    #[error("creditmux handshake with {peer} failed: {source}")]
+    Handshake {
+        /// The peer's address.
+        peer: SocketAddr,
+        /// What went wrong.
+        #[source]
+        source: ConnectionError,
+    },
+}
+
+impl AcceptError {
+    /// The peer whose connection failed.
+    pub fn peer(&self) -> SocketAddr {
+        match self {
+            AcceptError::Timeout { peer }
+            | AcceptError::Tls { peer, .. }
+            | AcceptError::Connection { peer, .. }
+            | AcceptError::Handshake { peer, .. } => *peer,
+        }
+    }
+}
+
+/// A quinn client config from `tls` (plus [`ALPN`] if missing), with
+/// quinn's default transport parameters.
+///
+/// Checks up front what quinn would otherwise only find (and panic on)
+/// when the first connection starts: TLS 1.3 enabled and a QUIC-capable
+/// suite present.
+pub fn client_config(tls: Arc<rustls::ClientConfig>) -> Result<quinn::ClientConfig, ConfigError> {
+    let tls = client_with_alpn(tls);
+    rustls::quic::ClientConnection::new(
+        tls.clone(),
+        rustls::quic::Version::V1,
+        ServerName::try_from("localhost").expect("a valid DNS name"),
+        Vec::new(),
+    )
+    .map_err(ConfigError::Tls)?;
+    let crypto = QuicClientConfig::try_from(tls).map_err(|_| ConfigError::NoInitialCipherSuite)?;
+    Ok(quinn::ClientConfig::new(Arc::new(crypto)))
+}
+
+/// A quinn server config from `tls` (plus [`ALPN`] if missing), with
+/// quinn's default transport parameters.
+///
+/// Checks up front what quinn would otherwise only find (and panic on)
+/// when the first connection arrives: TLS 1.3 enabled, a QUIC-capable
+/// suite present, and `max_early_data_size` 0 or `u32::MAX`.
+pub fn server_config(tls: Arc<rustls::ServerConfig>) -> Result<quinn::ServerConfig, ConfigError> {
+    let tls = server_with_alpn(tls);
+    rustls::quic::ServerConnection::new(tls.clone(), rustls::quic::Version::V1, Vec::new())
+        .map_err(ConfigError::Tls)?;
+    let crypto = QuicServerConfig::try_from(tls).map_err(|_| ConfigError::NoInitialCipherSuite)?;
+    Ok(quinn::ServerConfig::with_crypto(Arc::new(crypto)))
+}
+
+/// A client endpoint bound to `bind` (`0.0.0.0:0` or `[::]:0` for any)
+/// whose default client config comes from `tls`; see [`client_config`].
+pub fn client_endpoint(
+    bind: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<Endpoint, ConfigError> {
+    let config = client_config(tls)?;
+    let mut endpoint = Endpoint::client(bind).map_err(ConfigError::Bind)?;
+    endpoint.set_default_client_config(config);
+    Ok(endpoint)
+}
+
+/// A server endpoint bound to `bind` with a server config from `tls`; see
+/// [`server_config`].
+pub fn server_endpoint(
+    bind: SocketAddr,
+    tls: Arc<rustls::ServerConfig>,
+) -> Result<Endpoint, ConfigError> {
+    let config = server_config(tls)?;
+    Endpoint::server(config, bind).map_err(ConfigError::Bind)
+}
+
+/// Connects to `addr` with the endpoint's default client config, then
+/// runs [`framed_client`] on the connection.
+///
+/// The QUIC handshake and opening the stream are bounded by
+/// [`Config::handshake_timeout`], the creditmux handshake after them by the
+/// same timeout again.
+pub async fn connect_framed(
+    endpoint: &Endpoint,
+    addr: SocketAddr,
+    server_name: &str,
+    config: Config,
+) -> Result<Session, ConnectError> {
+    let connecting = endpoint
+        .connect(addr, server_name)
+        .map_err(ConnectError::Start)?;
+    let timeout = config.handshake_timeout();
+    let connection = tokio::time::timeout(timeout, connecting)
+        .await
+        .map_err(|_| ConnectError::Timeout(timeout))?
+        .map_err(|err| match tls_failure(&err) {
+            Some(tls) => ConnectError::Tls(tls),
+            None => ConnectError::Connection(err),
+        })?;
+    framed_client(connection, config).await
+}
+
+/// Runs creditmux as the client over an established QUIC connection:
+/// checks ALPN, opens one bidirectional stream and runs the client
+/// handshake on it (the preface is its first byte, which is what makes the
+/// stream visible to the server).
+///
+/// The session owns the connection from here on and closes it when the
+/// session ends.
+pub async fn framed_client(
+    connection: Connection,
+    config: Config,
+) -> Result<Session, ConnectError> {
+    check_alpn_or_close(&connection)?;
+    let timeout = config.handshake_timeout();
+    let (send, recv) = tokio::time::timeout(timeout, connection.open_bi())
+        .await
+        .map_err(|_| ConnectError::Timeout(timeout))?
+        .map_err(ConnectError::Connection)?;
+    let io = FramedIo::new(connection, send, recv, config.drain_timeout());
+    Session::client(io, config)
+        .await
+        .map_err(ConnectError::Handshake)
+}
+
+/// Waits for the next connection on `endpoint` and runs [`framed_server`]
+/// on it. `Ok(None)` once the endpoint is closed.
+///
+/// The QUIC handshake and the arrival of the client's stream are bounded
+/// by [`Config::handshake_timeout`], the creditmux handshake by the same
+/// timeout again. Everything runs inline, so a slow client delays the next
+/// accept; a server that must not let one client hold up others takes
+/// `endpoint.accept()` itself and runs [`accept_incoming`] for each on its
+/// own task.
+pub async fn accept_framed(
+    endpoint: &Endpoint,
+    config: Config,
+) -> Result<Option<(Session, SocketAddr)>, AcceptError> {
+    let Some(incoming) = endpoint.accept().await else {
+        return Ok(None);
+    };
+    let peer = incoming.remote_address();
+    Ok(Some((accept_incoming(incoming, config).await?, peer)))
+}
+
+/// Completes the QUIC handshake of `incoming`, then runs [`framed_server`].
+pub async fn accept_incoming(
+    incoming: quinn::Incoming,
+    config: Config,
+) -> Result<Session, AcceptError> {
+    let peer = incoming.remote_address();
+    let failed = |err: quinn::ConnectionError| match tls_failure(&err) {
+        Some(source) => AcceptError::Tls { peer, source },
+        None => AcceptError::Connection { peer, source: err },
+    };
+    // The client's first flight is processed here already, so a TLS
+    // failure (no common ALPN, say) can surface before the handshake
+    // future exists.
+    let connecting = incoming.accept().map_err(failed)?;
+    let connection = tokio::time::timeout(config.handshake_timeout(), connecting)
+        .await
+        .map_err(|_| AcceptError::Timeout { peer })?
+        .map_err(failed)?;
+    framed_server(connection, config).await
+}
+
+/// Runs creditmux as the server over an established QUIC connection:
+/// checks ALPN, accepts the client's bidirectional stream (bounded by
+/// [`Config::handshake_timeout`]) and runs the server handshake on it.
+///
+/// A connection that fails the ALPN check is closed with the TLS
+/// `no_application_protocol` code. The session owns the connection from
+/// here on and closes it when the session ends.
+pub async fn framed_server(connection: Connection, config: Config) -> Result<Session, AcceptError> {
+    let peer = connection.remote_address();
+    check_alpn_or_close(&connection).map_err(|source| AcceptError::Tls { peer, source })?;
+    let (send, recv) = tokio::time::timeout(config.handshake_timeout(), connection.accept_bi())
+        .await
+        .map_err(|_| AcceptError::Timeout { peer })?
+        .map_err(|source| AcceptError::Connection { peer, source })?;
+    let io = FramedIo::new(connection, send, recv, config.drain_timeout());
+    Session::server(io, config)
+        .await
+        .map_err(|source| AcceptError::Handshake { peer, source })
+}
+
+/// The application error code a connection is closed with when ALPN did
+/// not settle on `creditmux/1`: 0x100 + the TLS alert
+/// no_application_protocol, the code TLS itself would use (RFC 9001 §4.8).
+const NO_APPLICATION_PROTOCOL: u32 = 0x100 | 120;
+
+/// Checks that the handshake settled on [`ALPN`]; if not, closes the
+/// connection with [`NO_APPLICATION_PROTOCOL`] so the peer learns why.
+fn check_alpn_or_close(connection: &Connection) -> Result<(), TlsError> {
+    let negotiated = connection
+        .handshake_data()
+        .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|data| data.protocol);
+    check_alpn(negotiated.as_deref()).inspect_err(|_| {
+        connection.close(
+            VarInt::from_u32(NO_APPLICATION_PROTOCOL),
+            b"ALPN creditmux/1 required",
+        );
+    })
+}
+
+/// The TLS failure behind a failed QUIC handshake, if that is what it was.
+/// QUIC carries TLS alerts as transport error codes 0x100 + alert
+/// (RFC 9001 §4.8): raised here, or received from the peer.
+fn tls_failure(err: &quinn::ConnectionError) -> Option<TlsError> {
+    let alert = |code: quinn::TransportErrorCode| {
+        let code = u64::from(code);
+        (code & !0xff == 0x100).then(|| AlertDescription::from(code as u8))
+    };
+    match err {
+        quinn::ConnectionError::TransportError(local) => {
+            let alert = alert(local.code)?;
+            // This side raised it. quinn keeps only the alert and rustls'
+            // message; a certificate this side rejected shows in either
+            // (some certificate errors use non-certificate alerts, such as
+            // decrypt_error for a bad signature).
+            let rejected_certificate = matches!(
+                TlsError::from_peer_alert(alert),
+                TlsError::CertificateRejectedByPeer { .. }
+            ) || local.reason.starts_with("invalid peer certificate");
+            Some(if rejected_certificate {
+                let reason = &local.reason;
+                TlsError::InvalidPeerCertificate {
+                    reason: reason
+                        .strip_prefix("invalid peer certificate: ")
+                        .unwrap_or(reason)
+                        .to_string(),
+                    error: None,
+                }
+            } else if alert == AlertDescription::NoApplicationProtocol {
+                TlsError::Alpn { negotiated: None }
+            } else {
+                TlsError::Other {
+                    reason: local.reason.clone(),
+                }
+            })
+        }
+        quinn::ConnectionError::ConnectionClosed(close) => {
+            Some(TlsError::from_peer_alert(alert(close.error_code)?))
+        }
+        quinn::ConnectionError::ApplicationClosed(close)
+            if close.error_code == VarInt::from_u32(NO_APPLICATION_PROTOCOL) =>
+        {
+            Some(TlsError::Alpn { negotiated: None })
+        }
+        _ => None,
+    }
+}
+
+/// One QUIC bidirectional stream as the byte stream a session runs over.
+///
+/// Owns the connection: shutting it down finishes the send side, waits
+/// until the peer has acknowledged every byte, reads the peer's side to its
+/// end (a lingering close, so neither peer's last bytes are cut off by a
+/// CONNECTION_CLOSE), then closes the connection. That close sequence is
+/// bounded by the drain timeout, after which the connection is closed
+/// regardless.
+struct FramedIo {
+    connection: Connection,
+    send: SendStream,
+    recv: RecvStream,
+    linger: Duration,
+    closing: Option<Closing>,
+}
+
+struct Closing {
+    acked: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl FramedIo {
+    fn new(connection: Connection, send: SendStream, recv: RecvStream, linger: Duration) -> Self {
+        FramedIo {
+            connection,
+            send,
+            recv,
+            linger,
+            closing: None,
+        }
+    }
+
+    /// Reads and discards the peer's bytes until its FIN or an error.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut scratch = [0u8; 4096];
+        loop {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match ready!(Pin::new(&mut self.recv).poll_read(cx, &mut buf)) {
+                Ok(()) if buf.filled().is_empty() => return Poll::Ready(()),
+                Ok(()) => {}
+                Err(_) => return Poll::Ready(()),
+            }
+        }
+    }
+}
+
+impl AsyncRead for FramedIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.recv).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for FramedIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        AsyncWrite::poll_write(Pin::new(&mut self.send), cx, buf)
+    }
+
+    /// quinn takes one slice per call; take as many as it accepts now, so
+    /// the driver's batched writes stay batched.
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let mut written = 0;
+        for buf in bufs.iter().filter(|b| !b.is_empty()) {
+            match AsyncWrite::poll_write(Pin::new(&mut self.send), cx, buf) {
+                Poll::Ready(Ok(n)) => {
+                    written += n;
+                    if n < buf.len() {
+                        break;
+                    }
+                }
+                Poll::Ready(Err(err)) if written == 0 => return Poll::Ready(Err(err)),
+                // Report what was taken; the error comes back on the next write.
+                Poll::Ready(Err(_)) => break,
+                Poll::Pending if written == 0 => return Poll::Pending,
+                Poll::Pending => break,
+            }
+        }
+        Poll::Ready(Ok(written))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // quinn sends what it was given without being asked.
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let closing = this.closing.get_or_insert_with(|| {
+            // Already finished, reset or lost: nothing more to send.
+            let _ = this.send.finish();
+            let stopped = this.send.stopped();
+            Closing {
+                acked: Some(Box::pin(async move {
+                    let _ = stopped.await;
+                })),
+                deadline: Box::pin(tokio::time::sleep(this.linger)),
+            }
+        });
+        if closing.deadline.as_mut().poll(cx).is_pending() {
+            if let Some(acked) = closing.acked.as_mut() {
+                ready!(acked.as_mut().poll(cx));
+                closing.acked = None;
+            }
+            ready!(this.poll_drain(cx));
+        }
+        this.connection
+            .close(VarInt::from_u32(0), b"creditmux session ended");
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alpn_close_code_is_the_tls_alert_code() {
+        assert_eq!(
+            NO_APPLICATION_PROTOCOL,
+            0x100 | u32::from(u8::from(AlertDescription::NoApplicationProtocol))
+        );
+    }
+}
