@@ -1,234 +1,372 @@
-//! Peer comparison: creditmux against raw TCP (and, as they are added, the
-//! multiplexers a user would pick instead) through the same scenarios, in
-//! one process and one run. Each side runs on its own thread with a
-//! current-thread tokio runtime.
+//! Peer comparison: creditmux against raw TCP and the multiplexers a user
+//! would pick instead (yamux 0.13, h2 0.4 with default and with large
+//! windows, quinn 0.11), through the same scenarios, in one process and
+//! one run. Each side of every measurement runs on its own thread with a
+//! current-thread tokio runtime, under a timeout that records "timeout"
+//! instead of hanging.
 //!
-//! `cargo bench --bench peers` for the full run, `-- --quick` for a smoke.
+//! ```text
+//! cargo bench --bench peers                 # full: 3 runs, the issue's sizes, 60 s timeouts
+//! cargo bench --bench peers -- --quick      # smoke: 1 run, small sizes, 5 s timeouts, < 60 s
+//!   --scenario bulk,rr   only these scenarios (bulk many rr open idle hol)
+//!   --impl creditmux,tcp only these implementations (tcp creditmux yamux h2 h2-large quinn)
+//!   --runs N             runs per measurement (medians are reported)
+//!   --timeout SECS       per-measurement timeout
+//!   --budget SECS        skip what is left once this much time has passed
+//! ```
+//!
+//! Output: one JSON line per scenario × implementation (medians and every
+//! run's value) as each scenario finishes, then a markdown table per
+//! scenario with ratios against raw TCP and against each peer. Progress
+//! goes to stderr.
 
-use std::future::Future;
-use std::net::SocketAddr;
-use std::pin::Pin;
+mod h2_peer;
+mod harness;
+mod quinn_peer;
+mod report;
+mod scenarios;
+mod transports;
+mod yamux_peer;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
-use creditmux::{Config, Session};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use harness::Failure;
+use report::{Row, ScenarioResult, Series};
+use scenarios::{Ctx, Sizes};
+use transports::{Kind, Limits};
 
-type BoxFut<T> = Pin<Box<dyn Future<Output = T>>>;
+// ----- memory accounting for the idle scenario --------------------------------
 
-/// Runs `server` and `client` on two threads, each with its own
-/// current-thread runtime; returns the client's result or "timeout".
-fn run_pair<S, C>(timeout: Duration, server: S, client: C) -> Option<f64>
-where
-    S: FnOnce(TcpListener) -> BoxFut<()> + Send + 'static,
-    C: FnOnce(SocketAddr) -> BoxFut<f64> + Send + 'static,
-{
-    let (addr_tx, addr_rx) = std::sync::mpsc::sync_channel(1);
-    let server_thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            addr_tx.send(listener.local_addr().unwrap()).unwrap();
-            let _ = tokio::time::timeout(timeout, server(listener)).await;
-        });
-    });
-    let addr = addr_rx.recv().unwrap();
-    let client_thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move { tokio::time::timeout(timeout, client(addr)).await.ok() })
-    });
-    let result = client_thread.join().unwrap();
-    server_thread.join().unwrap();
-    result
-}
+/// The system allocator, counting the bytes currently allocated.
+struct Counting;
 
-const CHUNK: usize = 256 * 1024;
+static HEAP: AtomicI64 = AtomicI64::new(0);
 
-async fn write_bytes<W: AsyncWriteExt + Unpin>(w: &mut W, total: usize) {
-    let chunk = vec![0xabu8; CHUNK];
-    let mut sent = 0;
-    while sent < total {
-        let n = CHUNK.min(total - sent);
-        w.write_all(&chunk[..n]).await.unwrap();
-        sent += n;
-    }
-}
-
-async fn drain<R: AsyncReadExt + Unpin>(r: &mut R) -> usize {
-    let mut buf = vec![0u8; CHUNK];
-    let mut total = 0;
-    loop {
-        let n = r.read(&mut buf).await.unwrap();
-        if n == 0 {
-            return total;
+// SAFETY: every call is forwarded unchanged to the system allocator; the
+// counter is bookkeeping only.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller upholds `alloc`'s contract.
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() {
+            HEAP.fetch_add(layout.size() as i64, Ordering::Relaxed);
         }
-        total += n;
+        ptr
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller upholds `alloc_zeroed`'s contract.
+        let ptr = unsafe { System.alloc_zeroed(layout) };
+        if !ptr.is_null() {
+            HEAP.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller upholds `dealloc`'s contract.
+        unsafe { System.dealloc(ptr, layout) };
+        HEAP.fetch_sub(layout.size() as i64, Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller upholds `realloc`'s contract.
+        let new = unsafe { System.realloc(ptr, layout, new_size) };
+        if !new.is_null() {
+            HEAP.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
+        }
+        new
     }
 }
 
-fn mib_per_s(bytes: usize, elapsed: Duration) -> f64 {
-    bytes as f64 / (1024.0 * 1024.0) / elapsed.as_secs_f64()
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Heap bytes currently allocated by the whole process.
+pub fn heap_bytes() -> i64 {
+    HEAP.load(Ordering::Relaxed)
 }
 
-// ----- raw TCP ---------------------------------------------------------
+// ----- options ---------------------------------------------------------------
 
-fn tcp_bulk(streams: usize, per_stream: usize, timeout: Duration) -> Option<f64> {
-    run_pair(
-        timeout,
-        move |listener| {
-            Box::pin(async move {
-                let mut tasks = Vec::new();
-                for _ in 0..streams {
-                    let (mut socket, _) = listener.accept().await.unwrap();
-                    tasks.push(tokio::spawn(async move {
-                        drain(&mut socket).await;
-                        socket.write_all(b"k").await.unwrap();
-                    }));
-                }
-                for t in tasks {
-                    t.await.unwrap();
-                }
+struct Options {
+    quick: bool,
+    runs: usize,
+    timeout: Duration,
+    budget: Option<Duration>,
+    scenarios: Vec<&'static str>,
+    impls: Vec<Kind>,
+    sizes: Sizes,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: cargo bench --bench peers -- [--quick] [--runs N] [--timeout SECS] [--budget SECS]\n\
+         \x20      [--scenario {}] [--impl {}]\n\
+         (comma-separated lists; flags may repeat)",
+        scenarios::NAMES.join("|"),
+        Kind::ALL.map(Kind::name).join("|"),
+    );
+    std::process::exit(2)
+}
+
+fn parse_options() -> Options {
+    let mut args = std::env::args().skip(1);
+    let mut quick = false;
+    let mut runs = None;
+    let mut timeout = None;
+    let mut budget = None;
+    let mut scenario_filter: Vec<String> = Vec::new();
+    let mut impl_filter: Vec<String> = Vec::new();
+    let number = |value: Option<String>, flag: &str| -> u64 {
+        value.and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+            eprintln!("{flag} needs a number");
+            usage()
+        })
+    };
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) => (f.to_string(), Some(v.to_string())),
+            None => (arg.clone(), None),
+        };
+        let mut value = || inline.clone().or_else(|| args.next());
+        match flag.as_str() {
+            "--quick" => quick = true,
+            "--runs" => runs = Some(number(value(), "--runs").max(1) as usize),
+            "--timeout" => timeout = Some(Duration::from_secs(number(value(), "--timeout").max(1))),
+            "--budget" => budget = Some(Duration::from_secs(number(value(), "--budget"))),
+            "--scenario" => scenario_filter.extend(
+                value()
+                    .unwrap_or_else(|| usage())
+                    .split(',')
+                    .map(str::to_string),
+            ),
+            "--impl" => impl_filter.extend(
+                value()
+                    .unwrap_or_else(|| usage())
+                    .split(',')
+                    .map(str::to_string),
+            ),
+            "--help" | "-h" => usage(),
+            // `cargo bench` passes --bench; libtest-style filters are ignored.
+            "--bench" => {}
+            other => eprintln!("ignoring argument {other:?}"),
+        }
+    }
+    let scenarios: Vec<&'static str> = if scenario_filter.is_empty() {
+        scenarios::NAMES.to_vec()
+    } else {
+        for name in &scenario_filter {
+            if !scenarios::NAMES.contains(&name.as_str()) {
+                eprintln!("unknown scenario {name:?}");
+                usage();
+            }
+        }
+        scenarios::NAMES
+            .into_iter()
+            .filter(|n| scenario_filter.iter().any(|f| f == n))
+            .collect()
+    };
+    let impls: Vec<Kind> = if impl_filter.is_empty() {
+        Kind::ALL.to_vec()
+    } else {
+        for name in &impl_filter {
+            if !Kind::ALL.iter().any(|k| k.name() == name) {
+                eprintln!("unknown implementation {name:?}");
+                usage();
+            }
+        }
+        Kind::ALL
+            .into_iter()
+            .filter(|k| impl_filter.iter().any(|f| f == k.name()))
+            .collect()
+    };
+    Options {
+        quick,
+        runs: runs.unwrap_or(if quick { 1 } else { 3 }),
+        timeout: timeout.unwrap_or(Duration::from_secs(if quick { 5 } else { 60 })),
+        budget: budget.or(quick.then_some(Duration::from_secs(30))),
+        scenarios,
+        impls,
+        sizes: if quick { Sizes::QUICK } else { Sizes::FULL },
+    }
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
             })
-        },
-        move |addr| {
-            Box::pin(async move {
-                let start = Instant::now();
-                let mut tasks = Vec::new();
-                for _ in 0..streams {
-                    tasks.push(tokio::spawn(async move {
-                        let mut socket = TcpStream::connect(addr).await.unwrap();
-                        socket.set_nodelay(true).unwrap();
-                        write_bytes(&mut socket, per_stream).await;
-                        socket.shutdown().await.unwrap();
-                        let mut ack = [0u8; 1];
-                        socket.read_exact(&mut ack).await.unwrap();
-                    }));
-                }
-                for t in tasks {
-                    t.await.unwrap();
-                }
-                mib_per_s(streams * per_stream, start.elapsed())
-            })
-        },
-    )
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
 
-// ----- creditmux -------------------------------------------------------
-
-fn bench_config(streams: usize) -> Config {
-    Config::builder()
-        .max_incoming_streams(streams.max(100) as u32)
-        .build()
-        .unwrap()
-}
-
-fn creditmux_bulk(streams: usize, per_stream: usize, timeout: Duration) -> Option<f64> {
-    run_pair(
-        timeout,
-        move |listener| {
-            Box::pin(async move {
-                let (socket, _) = listener.accept().await.unwrap();
-                socket.set_nodelay(true).unwrap();
-                let session = Session::server(socket, bench_config(streams))
-                    .await
-                    .unwrap();
-                let mut tasks = Vec::new();
-                for _ in 0..streams {
-                    let mut stream = session.accept().await.unwrap().unwrap();
-                    tasks.push(tokio::spawn(async move {
-                        drain(&mut stream).await;
-                        stream.write_all(b"k").await.unwrap();
-                        stream.shutdown().await.unwrap();
-                    }));
-                }
-                for t in tasks {
-                    t.await.unwrap();
-                }
-                session.closed().await;
-            })
-        },
-        move |addr| {
-            Box::pin(async move {
-                let socket = TcpStream::connect(addr).await.unwrap();
-                socket.set_nodelay(true).unwrap();
-                let session = Session::client(socket, bench_config(streams))
-                    .await
-                    .unwrap();
-                let start = Instant::now();
-                let mut tasks = Vec::new();
-                for _ in 0..streams {
-                    let session = session.clone();
-                    tasks.push(tokio::spawn(async move {
-                        let mut stream = session.open().await.unwrap();
-                        write_bytes(&mut stream, per_stream).await;
-                        stream.shutdown().await.unwrap();
-                        let mut ack = Vec::new();
-                        stream.read_to_end(&mut ack).await.unwrap();
-                    }));
-                }
-                for t in tasks {
-                    t.await.unwrap();
-                }
-                let result = mib_per_s(streams * per_stream, start.elapsed());
-                session.close(creditmux::ErrorCode::NO_ERROR).await.ok();
-                result
-            })
-        },
-    )
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
+// ----- running -----------------------------------------------------------------
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let quick = args.iter().any(|a| a == "--quick");
-    let runs = if quick { 1 } else { 3 };
-    let (bulk_bytes, many_bytes) = if quick {
-        (64 << 20, 1 << 20)
-    } else {
-        (512 << 20, 8 << 20)
+    let opts = parse_options();
+    let started = Instant::now();
+    let limits = Limits {
+        max_streams: (opts.sizes.idle_streams as u32 + 24).max(1024),
     };
-    let timeout = Duration::from_secs(if quick { 20 } else { 120 });
+    eprintln!(
+        "peers: {} mode, {} run(s), timeout {:?} per measurement{}",
+        if opts.quick { "quick" } else { "full" },
+        opts.runs,
+        opts.timeout,
+        opts.budget
+            .map_or(String::new(), |b| format!(", budget {b:?}")),
+    );
 
-    let mut rows: Vec<(String, String, Option<f64>)> = Vec::new();
-    type Runner = fn(usize, usize, Duration) -> Option<f64>;
-    let scenarios: [(&str, usize, usize); 2] = [("bulk", 1, bulk_bytes), ("many", 100, many_bytes)];
-    let impls: [(&str, Runner); 2] = [("raw TCP", tcp_bulk), ("creditmux", creditmux_bulk)];
-    for (scenario, streams, bytes) in scenarios {
-        for (name, runner) in impls {
-            let results: Vec<f64> = (0..runs)
-                .filter_map(|_| runner(streams, bytes, timeout))
+    let mut results = Vec::new();
+    for &name in &opts.scenarios {
+        let result = run_scenario(name, &opts, limits, started);
+        for line in report::json_lines(&result, opts.runs, opts.quick) {
+            println!("{line}");
+        }
+        results.push(result);
+    }
+
+    println!();
+    println!(
+        "## creditmux peer comparison ({} mode, {} run(s), medians)\n",
+        if opts.quick { "quick" } else { "full" },
+        opts.runs
+    );
+    println!(
+        "Machine: {} cores, {}. Each side on its own thread and current-thread runtime; \
+         timeout {:?} per measurement; total {:.1} s. ↑ higher is better, ↓ lower is better. \
+         Raw TCP uses one connection per stream. Memory is the growth of the process's heap \
+         (counting allocator), both sides together, each stream held in a parked task per side; \
+         kernel socket buffers are not included.\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpu_model(),
+        opts.timeout,
+        started.elapsed().as_secs_f64()
+    );
+    for result in &results {
+        print!("{}", report::markdown(result));
+    }
+    // Threads left behind by a hung measurement must not keep the process.
+    std::process::exit(0);
+}
+
+/// One implementation's part of a scenario while it runs.
+struct Entry {
+    kind: Kind,
+    scenario: scenarios::Scenario,
+    /// One per metric, in the order of the pairs' metrics.
+    series: Vec<Series>,
+    /// Per pair: the failure after which its later runs are skipped.
+    failed: Vec<Option<Failure>>,
+}
+
+/// Runs every selected implementation through scenario `name`, `opts.runs`
+/// times, the implementations taking turns within each run.
+fn run_scenario(
+    name: &'static str,
+    opts: &Options,
+    limits: Limits,
+    started: Instant,
+) -> ScenarioResult {
+    let mut entries: Vec<Entry> = opts
+        .impls
+        .iter()
+        .map(|&kind| {
+            let ctx = Ctx {
+                kind,
+                limits,
+                timeout: opts.timeout,
+            };
+            let scenario = scenarios::scenario(name, ctx, opts.sizes);
+            let series = scenario
+                .pairs
+                .iter()
+                .flat_map(|p| p.metrics.iter())
+                .map(|&metric| Series {
+                    metric,
+                    runs: Vec::new(),
+                })
                 .collect();
-            let value = (results.len() == runs).then(|| median(results));
-            println!(
-                "{{\"scenario\":\"{scenario}\",\"impl\":\"{name}\",\"mib_per_s\":{}}}",
-                value.map_or("null".to_string(), |v| format!("{v:.1}"))
-            );
-            rows.push((scenario.to_string(), name.to_string(), value));
+            let failed = vec![None; scenario.pairs.len()];
+            Entry {
+                kind,
+                scenario,
+                series,
+                failed,
+            }
+        })
+        .collect();
+    for run in 0..opts.runs {
+        for entry in &mut entries {
+            let mut index = 0;
+            for (p, pair) in entry.scenario.pairs.iter().enumerate() {
+                let outcome = if let Some(f) = &entry.failed[p] {
+                    Err(Failure::Skipped(format!("after {f} in an earlier run")))
+                } else if opts.budget.is_some_and(|b| started.elapsed() > b) {
+                    Err(Failure::Skipped("time budget spent".into()))
+                } else {
+                    let t = Instant::now();
+                    let outcome = (pair.run)();
+                    let shown = match &outcome {
+                        Ok(values) => values
+                            .iter()
+                            .map(|v| format!("{v:.1}"))
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                        Err(f) => f.to_string(),
+                    };
+                    eprintln!(
+                        "  {name} / {} / run {}/{}: {shown} ({:.1} s)",
+                        entry.kind.name(),
+                        run + 1,
+                        opts.runs,
+                        t.elapsed().as_secs_f64()
+                    );
+                    if let Err(f @ (Failure::Timeout | Failure::Error(_))) = &outcome {
+                        entry.failed[p] = Some(f.clone());
+                    }
+                    outcome
+                };
+                for j in 0..pair.metrics.len() {
+                    let value = outcome.as_ref().map(|v| v[j]).map_err(Clone::clone);
+                    entry.series[index + j].runs.push(value);
+                }
+                index += pair.metrics.len();
+            }
         }
     }
-    println!();
-    println!("| scenario | impl | MiB/s | vs raw TCP |");
-    println!("|---|---|---|---|");
-    for (scenario, name, value) in &rows {
-        let base = rows
-            .iter()
-            .find(|(s, n, _)| s == scenario && n == "raw TCP")
-            .and_then(|r| r.2);
-        let shown = value.map_or("timeout".to_string(), |v| format!("{v:.0}"));
-        let ratio = match (value, base) {
-            (Some(v), Some(b)) => format!("{:.2}x", v / b),
-            _ => "-".to_string(),
-        };
-        println!("| {scenario} | {name} | {shown} | {ratio} |");
-    }
+    let mut title = String::new();
+    let rows = entries
+        .into_iter()
+        .map(|mut entry| {
+            if let Some(derived) = &entry.scenario.derived {
+                let runs = (0..opts.runs)
+                    .map(|run| {
+                        let inputs: Result<Vec<f64>, Failure> = derived
+                            .inputs
+                            .iter()
+                            .map(|&i| entry.series[i].runs[run].clone())
+                            .collect();
+                        inputs.map(|v| (derived.compute)(&v))
+                    })
+                    .collect();
+                entry.series.push(Series {
+                    metric: derived.metric,
+                    runs,
+                });
+            }
+            title = entry.scenario.title;
+            Row {
+                kind: entry.kind,
+                series: entry.series,
+            }
+        })
+        .collect();
+    ScenarioResult { name, title, rows }
 }

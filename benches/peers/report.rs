@@ -1,0 +1,233 @@
+//! Results: medians, JSON lines and markdown tables.
+
+use serde_json::{Value, json};
+
+use crate::harness::{Failure, Outcome};
+use crate::scenarios::Metric;
+use crate::transports::Kind;
+
+/// Every run of one metric of one implementation in one scenario.
+pub struct Series {
+    pub metric: Metric,
+    pub runs: Vec<Outcome<f64>>,
+}
+
+impl Series {
+    /// Median of the runs that have a value.
+    pub fn median(&self) -> Option<f64> {
+        let mut values: Vec<f64> = self
+            .runs
+            .iter()
+            .filter_map(|r| r.as_ref().ok().copied())
+            .collect();
+        if values.is_empty() {
+            return None;
+        }
+        values.sort_by(f64::total_cmp);
+        let mid = values.len() / 2;
+        Some(if values.len() % 2 == 1 {
+            values[mid]
+        } else {
+            (values[mid - 1] + values[mid]) / 2.0
+        })
+    }
+
+    /// The first failure that is not a skip (skips follow failures).
+    fn failure(&self) -> Option<&Failure> {
+        let mut failures = self.runs.iter().filter_map(|r| r.as_ref().err());
+        let first = failures.clone().next();
+        failures
+            .find(|f| !matches!(f, Failure::Skipped(_)))
+            .or(first)
+    }
+
+    /// "ok", or the failure if no run has a value.
+    fn status(&self) -> String {
+        match (self.median(), self.failure()) {
+            (Some(_), None) => "ok".into(),
+            (Some(_), Some(_)) => "partial".into(),
+            (None, Some(f)) => f.to_string(),
+            (None, None) => "not run".into(),
+        }
+    }
+
+    /// A table cell: the median (with how many runs failed), or why none.
+    fn cell(&self) -> String {
+        let failed = self.runs.iter().filter(|r| r.is_err()).count();
+        match (self.median(), self.failure()) {
+            (Some(v), None) => fmt(v, self.metric.decimals),
+            (Some(v), Some(f)) => format!(
+                "{} ({}/{} runs: {})",
+                fmt(v, self.metric.decimals),
+                failed,
+                self.runs.len(),
+                short(&f.to_string())
+            ),
+            (None, Some(f)) => short(&f.to_string()),
+            (None, None) => "-".into(),
+        }
+    }
+}
+
+/// The results of one implementation in one scenario.
+pub struct Row {
+    pub kind: Kind,
+    pub series: Vec<Series>,
+}
+
+pub struct ScenarioResult {
+    pub name: &'static str,
+    pub title: String,
+    pub rows: Vec<Row>,
+}
+
+fn fmt(v: f64, decimals: usize) -> String {
+    format!("{v:.decimals$}")
+}
+
+/// Keeps a table cell short and free of pipes.
+fn short(msg: &str) -> String {
+    let msg = msg.replace('|', "/").replace('\n', " ");
+    if msg.chars().count() > 80 {
+        format!("{}…", msg.chars().take(80).collect::<String>())
+    } else {
+        msg
+    }
+}
+
+fn run_value(run: &Outcome<f64>) -> Value {
+    match run {
+        Ok(v) if v.is_finite() => json!(v),
+        Ok(_) => Value::Null,
+        Err(f) => json!(f.to_string()),
+    }
+}
+
+/// One JSON line per implementation of the scenario.
+pub fn json_lines(result: &ScenarioResult, runs: usize, quick: bool) -> Vec<String> {
+    result
+        .rows
+        .iter()
+        .map(|row| {
+            let mut metrics = serde_json::Map::new();
+            for series in &row.series {
+                metrics.insert(
+                    series.metric.key.to_string(),
+                    json!({
+                        "median": series.median(),
+                        "status": series.status(),
+                        "higher_is_better": series.metric.higher_is_better,
+                        "runs": series.runs.iter().map(run_value).collect::<Vec<_>>(),
+                    }),
+                );
+            }
+            json!({
+                "bench": "peers",
+                "mode": if quick { "quick" } else { "full" },
+                "scenario": result.name,
+                "impl": row.kind.name(),
+                "label": row.kind.label(),
+                "runs": runs,
+                "metrics": metrics,
+            })
+            .to_string()
+        })
+        .collect()
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b != 0.0 && a.is_finite() && b.is_finite() => {
+            format!("{:.2}×", a / b)
+        }
+        _ => "-".into(),
+    }
+}
+
+/// The scenario's markdown: one row per implementation with each metric's
+/// median and its ratio to raw TCP, then creditmux's ratio to each peer and
+/// to the best peer per metric.
+pub fn markdown(result: &ScenarioResult) -> String {
+    let mut out = String::new();
+    let Some(first) = result.rows.first() else {
+        return out;
+    };
+    let metrics: Vec<Metric> = first.series.iter().map(|s| s.metric).collect();
+    let medians = |kind: Kind| -> Vec<Option<f64>> {
+        result
+            .rows
+            .iter()
+            .find(|r| r.kind == kind)
+            .map(|r| r.series.iter().map(Series::median).collect())
+            .unwrap_or_else(|| vec![None; metrics.len()])
+    };
+    let tcp = medians(Kind::Tcp);
+
+    out.push_str(&format!("### {}\n\n", result.title));
+    let mut header = String::from("| impl |");
+    let mut rule = String::from("|---|");
+    for m in &metrics {
+        let better = if m.higher_is_better { "↑" } else { "↓" };
+        header.push_str(&format!(" {} {better} | vs TCP |", m.label));
+        rule.push_str("---:|---:|");
+    }
+    out.push_str(&format!("{header}\n{rule}\n"));
+    for row in &result.rows {
+        out.push_str(&format!("| {} |", row.kind.label()));
+        for (i, series) in row.series.iter().enumerate() {
+            out.push_str(&format!(
+                " {} | {} |",
+                series.cell(),
+                ratio(series.median(), tcp[i])
+            ));
+        }
+        out.push('\n');
+    }
+
+    let creditmux = medians(Kind::Creditmux);
+    let peers: Vec<&Row> = result.rows.iter().filter(|r| r.kind.is_peer()).collect();
+    if result.rows.iter().any(|r| r.kind == Kind::Creditmux) && !peers.is_empty() {
+        out.push_str(
+            "\ncreditmux ÷ peer (above 1 is creditmux higher; ↑/↓ says which way is better):\n\n",
+        );
+        let mut header = String::from("| creditmux ÷ |");
+        let mut rule = String::from("|---|");
+        for m in &metrics {
+            header.push_str(&format!(" {} |", m.label));
+            rule.push_str("---:|");
+        }
+        out.push_str(&format!("{header}\n{rule}\n"));
+        for peer in &peers {
+            out.push_str(&format!("| {} |", peer.kind.label()));
+            for (i, series) in peer.series.iter().enumerate() {
+                out.push_str(&format!(" {} |", ratio(creditmux[i], series.median())));
+            }
+            out.push('\n');
+        }
+        out.push_str("| **best peer** |");
+        for (i, m) in metrics.iter().enumerate() {
+            let best = peers
+                .iter()
+                .filter_map(|p| p.series[i].median().map(|v| (p.kind, v)))
+                .reduce(|a, b| {
+                    let b_better = if m.higher_is_better {
+                        b.1 > a.1
+                    } else {
+                        b.1 < a.1
+                    };
+                    if b_better { b } else { a }
+                });
+            match best {
+                Some((kind, v)) => out.push_str(&format!(
+                    " {} ({}) |",
+                    ratio(creditmux[i], Some(v)),
+                    kind.label()
+                )),
+                None => out.push_str(" - |"),
+            }
+        }
+        out.push('\n');
+    }
+    out.push('\n');
+    out
+}

@@ -1,0 +1,501 @@
+//! The scenarios, written once against the `Server`/`Client` interface of
+//! transports.rs and run against every implementation. A scenario is one
+//! or more measurements ("pairs": one server side, one client side, one
+//! connection), each yielding one or more metrics.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::harness::{BoxFut, Outcome, Res, run_pair};
+use crate::transports::{BoxStream, Client, Kind, Limits, Server, s};
+
+/// Sizes and counts of one bench mode.
+#[derive(Clone, Copy, Debug)]
+pub struct Sizes {
+    pub bulk_bytes: usize,
+    pub many_streams: usize,
+    pub many_bytes: usize,
+    pub rr_rounds: usize,
+    pub open_count: usize,
+    pub open_in_flight: usize,
+    pub idle_streams: usize,
+    pub hol_bytes: usize,
+    pub hol_blocked_bytes: usize,
+}
+
+impl Sizes {
+    pub const FULL: Sizes = Sizes {
+        bulk_bytes: 512 << 20,
+        many_streams: 100,
+        many_bytes: 8 << 20,
+        rr_rounds: 100_000,
+        open_count: 10_000,
+        open_in_flight: 64,
+        idle_streams: 1000,
+        hol_bytes: 64 << 20,
+        hol_blocked_bytes: 1 << 20,
+    };
+
+    pub const QUICK: Sizes = Sizes {
+        bulk_bytes: 32 << 20,
+        many_streams: 100,
+        many_bytes: 256 << 10,
+        rr_rounds: 2000,
+        open_count: 1000,
+        open_in_flight: 64,
+        idle_streams: 200,
+        hol_bytes: 8 << 20,
+        hol_blocked_bytes: 1 << 20,
+    };
+}
+
+/// One reported number.
+#[derive(Clone, Copy, Debug)]
+pub struct Metric {
+    /// JSON key.
+    pub key: &'static str,
+    /// Table column.
+    pub label: &'static str,
+    pub higher_is_better: bool,
+    /// Decimals shown in the table.
+    pub decimals: usize,
+}
+
+const fn metric(
+    key: &'static str,
+    label: &'static str,
+    higher_is_better: bool,
+    decimals: usize,
+) -> Metric {
+    Metric {
+        key,
+        label,
+        higher_is_better,
+        decimals,
+    }
+}
+
+/// One measurement: a connection, a server side and a client side.
+pub struct Pair {
+    pub metrics: Vec<Metric>,
+    pub run: Box<dyn Fn() -> Outcome<Vec<f64>>>,
+}
+
+/// A metric computed from the others of the same run.
+pub struct Derived {
+    pub metric: Metric,
+    /// Indexes (into the scenario's metrics) of the inputs.
+    pub inputs: Vec<usize>,
+    pub compute: fn(&[f64]) -> f64,
+}
+
+pub struct Scenario {
+    pub title: String,
+    pub pairs: Vec<Pair>,
+    pub derived: Option<Derived>,
+}
+
+pub const NAMES: [&str; 6] = ["bulk", "many", "rr", "open", "idle", "hol"];
+
+/// Everything a measurement needs to know.
+#[derive(Clone, Copy, Debug)]
+pub struct Ctx {
+    pub kind: Kind,
+    pub limits: Limits,
+    pub timeout: Duration,
+}
+
+pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
+    let mib = |bytes: usize| bytes as f64 / (1 << 20) as f64;
+    match name {
+        "bulk" => Scenario {
+            title: format!(
+                "bulk: 1 stream, {} MiB client to server",
+                mib(sizes.bulk_bytes)
+            ),
+            pairs: vec![transfer_pair(ctx, 1, sizes.bulk_bytes)],
+            derived: None,
+        },
+        "many" => Scenario {
+            title: format!(
+                "many: {} concurrent streams × {} MiB client to server",
+                sizes.many_streams,
+                mib(sizes.many_bytes)
+            ),
+            pairs: vec![transfer_pair(ctx, sizes.many_streams, sizes.many_bytes)],
+            derived: None,
+        },
+        "rr" => Scenario {
+            title: format!(
+                "rr: 64-byte request/response on one stream, {} round trips",
+                sizes.rr_rounds
+            ),
+            pairs: vec![Pair {
+                metrics: vec![
+                    metric("p50_us", "p50 µs", false, 1),
+                    metric("p99_us", "p99 µs", false, 1),
+                    metric("p999_us", "p99.9 µs", false, 1),
+                ],
+                run: Box::new(move || {
+                    let rounds = sizes.rr_rounds;
+                    measure(ctx, Mode::Echo, move |c| Box::pin(rr(c, rounds)))
+                }),
+            }],
+            derived: None,
+        },
+        "open" => {
+            let count = sizes.open_count;
+            let in_flight = sizes.open_in_flight;
+            let open_pair = move |key, label, concurrency: usize| Pair {
+                metrics: vec![metric(key, label, true, 0)],
+                run: Box::new(move || {
+                    measure(ctx, Mode::Sink, move |c| {
+                        Box::pin(open(c, count, concurrency))
+                    })
+                    .map(|v| vec![v])
+                }),
+            };
+            Scenario {
+                title: format!(
+                    "open: {count} streams, each opened, 1 byte each way, closed (opens/s)"
+                ),
+                pairs: vec![
+                    open_pair("sequential_per_s", "sequential /s", 1),
+                    open_pair("in_flight_per_s", "64 in flight /s", in_flight),
+                ],
+                derived: None,
+            }
+        }
+        "idle" => Scenario {
+            title: format!(
+                "idle: memory per idle stream, {} streams, both sides together (bytes/stream)",
+                sizes.idle_streams
+            ),
+            pairs: vec![Pair {
+                metrics: vec![metric("heap_bytes_per_stream", "heap B/stream", false, 0)],
+                run: Box::new(move || {
+                    let n = sizes.idle_streams;
+                    measure(ctx, Mode::Idle, move |c| Box::pin(idle(c, n)))
+                }),
+            }],
+            derived: None,
+        },
+        "hol" => {
+            let bytes = sizes.hol_bytes;
+            let blocked = sizes.hol_blocked_bytes;
+            let mut alone = transfer_pair(ctx, 1, bytes);
+            alone.metrics = vec![metric("alone_mib_per_s", "alone MiB/s", true, 0)];
+            Scenario {
+                title: format!(
+                    "hol: stream A gets {} MiB written and is never read; stream B moves {} MiB",
+                    mib(blocked),
+                    mib(bytes)
+                ),
+                pairs: vec![
+                    Pair {
+                        metrics: vec![metric("b_mib_per_s", "B MiB/s", true, 0)],
+                        run: Box::new(move || {
+                            measure(ctx, Mode::HolFirstParked, move |c| {
+                                Box::pin(hol(c, bytes, blocked))
+                            })
+                            .map(|v| vec![v])
+                        }),
+                    },
+                    alone,
+                ],
+                derived: Some(Derived {
+                    metric: metric("b_vs_alone", "B ÷ alone", true, 2),
+                    inputs: vec![0, 1],
+                    compute: |v| v[0] / v[1],
+                }),
+            }
+        }
+        other => panic!("unknown scenario {other}"),
+    }
+}
+
+fn transfer_pair(ctx: Ctx, streams: usize, bytes: usize) -> Pair {
+    Pair {
+        metrics: vec![metric("mib_per_s", "MiB/s", true, 0)],
+        run: Box::new(move || {
+            measure(ctx, Mode::Sink, move |c| {
+                Box::pin(transfer(c, streams, bytes))
+            })
+            .map(|v| vec![v])
+        }),
+    }
+}
+
+// ----- running one measurement ----------------------------------------------
+
+/// What the server side does with each accepted stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Read to the end, then answer "k" and finish.
+    Sink,
+    /// Echo everything back until the end.
+    Echo,
+    /// Read 1 byte, answer 1 byte, then hold the stream in a parked task.
+    Idle,
+    /// Hold the first stream unread in a parked task; sink the others.
+    HolFirstParked,
+}
+
+/// Runs one measurement of `ctx.kind`: the server side serves streams in
+/// `mode`, the client side connects, runs `client`, and closes.
+fn measure<T, F>(ctx: Ctx, mode: Mode, client: F) -> Outcome<T>
+where
+    T: Send + 'static,
+    F: FnOnce(Arc<dyn Client>) -> BoxFut<'static, Res<T>> + Send + 'static,
+{
+    run_pair(
+        ctx.timeout,
+        move |addr_tx| {
+            Box::pin(async move {
+                let server = ctx.kind.serve(ctx.limits, addr_tx).await?;
+                serve(server, mode).await
+            })
+        },
+        move |addr| {
+            Box::pin(async move {
+                let conn = ctx.kind.connect(ctx.limits, addr).await?;
+                let result = client(conn.clone()).await;
+                conn.close().await;
+                result
+            })
+        },
+    )
+}
+
+/// Accepts streams and handles each on its own task until the client side
+/// is done (the harness then drops this future). Fails with the first
+/// stream handler's error.
+async fn serve(server: Arc<dyn Server>, mode: Mode) -> Res<()> {
+    let (err_tx, mut err_rx) = mpsc::unbounded_channel::<String>();
+    let mut first = true;
+    loop {
+        let accepted = tokio::select! {
+            accepted = server.accept() => accepted?,
+            Some(e) = err_rx.recv() => return Err(e),
+        };
+        let Some(mut stream) = accepted else { break };
+        let park = mode == Mode::Idle || (mode == Mode::HolFirstParked && first);
+        first = false;
+        let err_tx = err_tx.clone();
+        tokio::spawn(async move {
+            let result = match mode {
+                Mode::Echo => echo(&mut stream).await,
+                _ if park && mode == Mode::HolFirstParked => Ok(()),
+                Mode::Idle => {
+                    let mut byte = [0u8; 1];
+                    async {
+                        stream.read_exact(&mut byte).await?;
+                        stream.write_all(&byte).await?;
+                        stream.flush().await
+                    }
+                    .await
+                    .map_err(s)
+                }
+                _ => sink(&mut stream).await,
+            };
+            if let Err(e) = result {
+                let _ = err_tx.send(e);
+            } else if park {
+                // Hold the stream until the measurement ends.
+                std::future::pending::<()>().await;
+            }
+        });
+    }
+    // The client closed the connection; streams may still be finishing.
+    std::future::pending::<Res<()>>().await
+}
+
+// ----- stream helpers --------------------------------------------------------
+
+const CHUNK: usize = 256 * 1024;
+static PAYLOAD: [u8; CHUNK] = [0xab; CHUNK];
+
+async fn write_bytes(stream: &mut BoxStream, total: usize) -> Res<()> {
+    let mut sent = 0;
+    while sent < total {
+        let n = CHUNK.min(total - sent);
+        stream.write_all(&PAYLOAD[..n]).await.map_err(s)?;
+        sent += n;
+    }
+    stream.flush().await.map_err(s)
+}
+
+/// Reads to the end, answers "k", finishes.
+async fn sink(stream: &mut BoxStream) -> Res<()> {
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        if stream.read(&mut buf).await.map_err(s)? == 0 {
+            break;
+        }
+    }
+    stream.write_all(b"k").await.map_err(s)?;
+    stream.flush().await.map_err(s)?;
+    stream.shutdown().await.map_err(s)
+}
+
+async fn echo(stream: &mut BoxStream) -> Res<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = stream.read(&mut buf).await.map_err(s)?;
+        if n == 0 {
+            return stream.shutdown().await.map_err(s);
+        }
+        stream.write_all(&buf[..n]).await.map_err(s)?;
+        stream.flush().await.map_err(s)?;
+    }
+}
+
+/// Finishes the write side and expects "k" and the end of the stream.
+async fn finish_and_ack(stream: &mut BoxStream) -> Res<()> {
+    stream.shutdown().await.map_err(s)?;
+    let mut ack = Vec::new();
+    stream.read_to_end(&mut ack).await.map_err(s)?;
+    if ack != b"k" {
+        return Err(format!("expected the ack \"k\", got {} bytes", ack.len()));
+    }
+    Ok(())
+}
+
+async fn join_all(tasks: Vec<JoinHandle<Res<()>>>) -> Res<()> {
+    let mut first_error = None;
+    for task in tasks {
+        let result = task.await.map_err(s).and_then(|r| r);
+        if let Err(e) = result {
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+fn mib_per_s(bytes: usize, elapsed: Duration) -> f64 {
+    bytes as f64 / (1 << 20) as f64 / elapsed.as_secs_f64()
+}
+
+// ----- client sides ------------------------------------------------------------
+
+/// `streams` concurrent streams each send `bytes` and wait for the ack;
+/// MiB/s over all of them.
+async fn transfer(client: Arc<dyn Client>, streams: usize, bytes: usize) -> Res<f64> {
+    let start = Instant::now();
+    let tasks = (0..streams)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let mut stream = client.open().await?;
+                write_bytes(&mut stream, bytes).await?;
+                finish_and_ack(&mut stream).await
+            })
+        })
+        .collect();
+    join_all(tasks).await?;
+    Ok(mib_per_s(streams * bytes, start.elapsed()))
+}
+
+/// 64-byte ping-pong on one stream; p50, p99 and p99.9 in µs.
+async fn rr(client: Arc<dyn Client>, rounds: usize) -> Res<Vec<f64>> {
+    let warmup = (rounds / 10).min(1000);
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).map_err(s)?;
+    let mut stream = client.open().await?;
+    let request = [0x5au8; 64];
+    let mut response = [0u8; 64];
+    for i in 0..warmup + rounds {
+        let start = Instant::now();
+        stream.write_all(&request).await.map_err(s)?;
+        stream.flush().await.map_err(s)?;
+        stream.read_exact(&mut response).await.map_err(s)?;
+        if i >= warmup {
+            hist.record(start.elapsed().as_nanos().max(1) as u64)
+                .map_err(s)?;
+        }
+    }
+    stream.shutdown().await.map_err(s)?;
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).await.map_err(s)?;
+    let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    Ok(vec![us(0.50), us(0.99), us(0.999)])
+}
+
+/// `count` streams, at most `concurrency` at a time, each: open, 1 byte and
+/// FIN out, 1 byte and FIN back. Opens per second.
+async fn open(client: Arc<dyn Client>, count: usize, concurrency: usize) -> Res<f64> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let tasks = (0..concurrency.min(count))
+        .map(|_| {
+            let client = client.clone();
+            let next = next.clone();
+            tokio::spawn(async move {
+                while next.fetch_add(1, Ordering::Relaxed) < count {
+                    let mut stream = client.open().await?;
+                    stream.write_all(&[1]).await.map_err(s)?;
+                    finish_and_ack(&mut stream).await?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    join_all(tasks).await?;
+    Ok(count as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Opens `n` streams (1 byte each way so both sides know them), holds each
+/// in a parked task on both sides, and reports the growth of the process's
+/// heap (the counting allocator in main.rs) per stream. Both sides are in
+/// this process, so the figure covers both together, including the two
+/// parked tasks. (RSS is no use here: earlier scenarios leave freed heap
+/// pages that the streams reuse, so it barely moves.)
+async fn idle(client: Arc<dyn Client>, n: usize) -> Res<Vec<f64>> {
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let heap_before = crate::heap_bytes();
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut stream = client.open().await?;
+        stream.write_all(&[1]).await.map_err(s)?;
+        stream.flush().await.map_err(s)?;
+        let mut byte = [0u8; 1];
+        stream.read_exact(&mut byte).await.map_err(s)?;
+        held.push(tokio::spawn(async move {
+            let _stream = stream;
+            std::future::pending::<()>().await;
+        }));
+    }
+    // Let the last acknowledgements and window updates settle.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let heap = (crate::heap_bytes() - heap_before) as f64 / n as f64;
+    for task in held {
+        task.abort();
+    }
+    tokio::task::yield_now().await;
+    Ok(vec![heap])
+}
+
+/// Stream A gets `blocked` bytes written and is never read by the server;
+/// then stream B moves `bytes`. B's MiB/s.
+async fn hol(client: Arc<dyn Client>, bytes: usize, blocked: usize) -> Res<f64> {
+    let mut a = client.open().await?;
+    let a_task = tokio::spawn(async move {
+        // Blocks once A's credit is used up; that is the point.
+        let _ = write_bytes(&mut a, blocked).await;
+        std::future::pending::<()>().await;
+    });
+    // A's bytes go out first.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let start = Instant::now();
+    let mut b = client.open().await?;
+    write_bytes(&mut b, bytes).await?;
+    finish_and_ack(&mut b).await?;
+    let result = mib_per_s(bytes, start.elapsed());
+    a_task.abort();
+    Ok(result)
+}

@@ -1,0 +1,238 @@
+//! The implementations under comparison, behind one small interface: a
+//! server side that accepts streams and a client side that opens them.
+//! Every stream is a tokio `AsyncRead + AsyncWrite`, so every scenario is
+//! written once (scenarios.rs) and run against each implementation.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::mpsc::SyncSender;
+use std::time::Duration;
+
+use creditmux::{Config, ErrorCode, Session};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::harness::{BoxFut, Res};
+use crate::{h2_peer, quinn_peer, yamux_peer};
+
+/// A byte stream of any implementation.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+pub type BoxStream = Box<dyn Io>;
+
+/// The accepting side of one connection.
+pub trait Server: Send + Sync {
+    /// The next stream the client opened; `None` once the client has
+    /// closed the connection.
+    fn accept(&self) -> BoxFut<'_, Res<Option<BoxStream>>>;
+}
+
+/// The opening side of one connection.
+pub trait Client: Send + Sync {
+    /// Opens a stream. Some implementations announce it to the server only
+    /// with its first bytes; every scenario writes first.
+    fn open(&self) -> BoxFut<'_, Res<BoxStream>>;
+    /// Closes the connection (not measured).
+    fn close(&self) -> BoxFut<'_, ()>;
+}
+
+/// Settings every implementation gets alike.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Concurrent streams the server side allows (idle needs many).
+    pub max_streams: u32,
+}
+
+/// An implementation under comparison.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// One TCP connection per stream: the baseline.
+    Tcp,
+    /// creditmux over one TCP connection, default configuration.
+    Creditmux,
+    /// yamux 0.13 over one TCP connection, default configuration.
+    Yamux,
+    /// h2 0.4 over one TCP connection (h2c), default windows (64 KiB).
+    H2,
+    /// h2 0.4 with 1 MiB stream and 16 MiB connection windows.
+    H2Large,
+    /// quinn 0.11 over loopback UDP, default configuration.
+    Quinn,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 6] = [
+        Kind::Tcp,
+        Kind::Creditmux,
+        Kind::Yamux,
+        Kind::H2,
+        Kind::H2Large,
+        Kind::Quinn,
+    ];
+
+    /// The name used by `--impl` and in the JSON lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Tcp => "tcp",
+            Kind::Creditmux => "creditmux",
+            Kind::Yamux => "yamux",
+            Kind::H2 => "h2",
+            Kind::H2Large => "h2-large",
+            Kind::Quinn => "quinn",
+        }
+    }
+
+    /// The name used in the tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Tcp => "raw TCP",
+            Kind::Creditmux => "creditmux",
+            Kind::Yamux => "yamux 0.13",
+            Kind::H2 => "h2 0.4",
+            Kind::H2Large => "h2 0.4 large windows",
+            Kind::Quinn => "quinn 0.11",
+        }
+    }
+
+    /// A multiplexer other than creditmux.
+    pub fn is_peer(self) -> bool {
+        !matches!(self, Kind::Tcp | Kind::Creditmux)
+    }
+
+    /// Binds on loopback, sends the address through `addr_tx`, accepts the
+    /// client's connection and returns its accepting side.
+    pub async fn serve(
+        self,
+        limits: Limits,
+        addr_tx: SyncSender<SocketAddr>,
+    ) -> Res<Arc<dyn Server>> {
+        if self == Kind::Quinn {
+            return quinn_peer::serve(limits, addr_tx).await;
+        }
+        let listener = TcpListener::bind("127.0.0.1:0").await.map_err(s)?;
+        addr_tx.send(listener.local_addr().map_err(s)?).map_err(s)?;
+        if self == Kind::Tcp {
+            return Ok(Arc::new(TcpServer { listener }));
+        }
+        let (socket, _) = listener.accept().await.map_err(s)?;
+        socket.set_nodelay(true).map_err(s)?;
+        match self {
+            Kind::Creditmux => {
+                let session = Session::server(socket, creditmux_config(limits))
+                    .await
+                    .map_err(s)?;
+                Ok(Arc::new(CreditmuxServer { session }))
+            }
+            Kind::Yamux => Ok(yamux_peer::server(socket, limits)),
+            Kind::H2 => h2_peer::server(socket, limits, false).await,
+            Kind::H2Large => h2_peer::server(socket, limits, true).await,
+            Kind::Tcp | Kind::Quinn => unreachable!(),
+        }
+    }
+
+    /// Connects to `addr` and returns the opening side.
+    pub async fn connect(self, limits: Limits, addr: SocketAddr) -> Res<Arc<dyn Client>> {
+        match self {
+            Kind::Tcp => return Ok(Arc::new(TcpClient { addr })),
+            Kind::Quinn => return quinn_peer::connect(limits, addr).await,
+            _ => {}
+        }
+        let socket = TcpStream::connect(addr).await.map_err(s)?;
+        socket.set_nodelay(true).map_err(s)?;
+        match self {
+            Kind::Creditmux => {
+                let session = Session::client(socket, creditmux_config(limits))
+                    .await
+                    .map_err(s)?;
+                Ok(Arc::new(CreditmuxClient { session }))
+            }
+            Kind::Yamux => Ok(yamux_peer::client(socket, limits)),
+            Kind::H2 => h2_peer::client(socket, false).await,
+            Kind::H2Large => h2_peer::client(socket, true).await,
+            Kind::Tcp | Kind::Quinn => unreachable!(),
+        }
+    }
+}
+
+/// Any error as a message.
+pub fn s<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+// ----- raw TCP: one connection per stream ----------------------------------
+
+struct TcpServer {
+    listener: TcpListener,
+}
+
+impl Server for TcpServer {
+    fn accept(&self) -> BoxFut<'_, Res<Option<BoxStream>>> {
+        Box::pin(async move {
+            let (socket, _) = self.listener.accept().await.map_err(s)?;
+            socket.set_nodelay(true).map_err(s)?;
+            Ok(Some(Box::new(socket) as BoxStream))
+        })
+    }
+}
+
+struct TcpClient {
+    addr: SocketAddr,
+}
+
+impl Client for TcpClient {
+    fn open(&self) -> BoxFut<'_, Res<BoxStream>> {
+        Box::pin(async move {
+            let socket = TcpStream::connect(self.addr).await.map_err(s)?;
+            socket.set_nodelay(true).map_err(s)?;
+            Ok(Box::new(socket) as BoxStream)
+        })
+    }
+
+    fn close(&self) -> BoxFut<'_, ()> {
+        Box::pin(async {})
+    }
+}
+
+// ----- creditmux ------------------------------------------------------------
+
+/// The default configuration, with the stream limit every implementation
+/// gets.
+fn creditmux_config(limits: Limits) -> Config {
+    Config::builder()
+        .max_incoming_streams(limits.max_streams)
+        .build()
+        .expect("a valid creditmux config")
+}
+
+struct CreditmuxServer {
+    session: Session,
+}
+
+impl Server for CreditmuxServer {
+    fn accept(&self) -> BoxFut<'_, Res<Option<BoxStream>>> {
+        Box::pin(async move {
+            let stream = self.session.accept().await.map_err(s)?;
+            Ok(stream.map(|st| Box::new(st) as BoxStream))
+        })
+    }
+}
+
+struct CreditmuxClient {
+    session: Session,
+}
+
+impl Client for CreditmuxClient {
+    fn open(&self) -> BoxFut<'_, Res<BoxStream>> {
+        Box::pin(async move {
+            let stream = self.session.open().await.map_err(s)?;
+            Ok(Box::new(stream) as BoxStream)
+        })
+    }
+
+    fn close(&self) -> BoxFut<'_, ()> {
+        Box::pin(async move {
+            let close = self.session.close(ErrorCode::NO_ERROR);
+            let _ = tokio::time::timeout(Duration::from_secs(1), close).await;
+        })
+    }
+}
