@@ -1,0 +1,699 @@
+//! Stateful fuzzing of the sans-IO connection (STYLE.md pattern 6, after
+//! quinn's `fuzz/fuzz_targets/streams.rs`).
+//!
+//! One server-side [`Connection`] is the system under test (SUT); the fuzzer
+//! plays its client peer and its application. The input is a
+//! `#[derive(Arbitrary)]` list of operations:
+//!
+//! - peer frames, built from a mirror enum so most are well formed (DATA on
+//!   plausible stream ids with small payloads, WINDOW_UPDATE, MAX_STREAMS,
+//!   BLOCKED, RESET, PING, GOAWAY, SETTINGS, unknown types), encoded and fed
+//!   through `handle_input` split at arbitrary points; now and then raw
+//!   garbage bytes, or end of input;
+//! - application calls on the streams the application holds (accepted or
+//!   opened): accept, open, write, write_bytes, finish, read, reset, release,
+//!   stop_reading, ping, close;
+//! - virtual time advancing, then `handle_timeout`;
+//! - `poll_transmit` with an arbitrary byte budget, then `poll_event` drained.
+//!
+//! The input types are in `session/input.rs`, the output ledger and the
+//! invariants in `session/checks.rs`.
+//!
+//! Every input starts with a valid preface and SETTINGS from the peer (and,
+//! unless the input withholds it, the SETTINGS acknowledgement), so most
+//! inputs get past the handshake. The SUT's configuration is small (4 KiB
+//! stream window, 16 KiB connection window, 1 KiB frames, 8 streams, 4 KiB
+//! send buffers; flood limits stay at their defaults, which are also their
+//! minimums), so its limits are hit often.
+//!
+//! Checked after every operation (a violation panics, so it is a crash):
+//!
+//! - nothing panics, and `poll_event` / a `poll_transmit` loop terminate;
+//! - per stream, `recv_buffered <= stream window` and `send_buffered <= send
+//!   buffer`; per connection, `recv_buffered <= connection window` and equal
+//!   to the sum over its streams (credit conservation, SPEC §9.7);
+//! - `open_streams` is the number of streams the SUT reports, at most
+//!   `max_incoming_streams` of them the peer's (SPEC §9.6), and the accept
+//!   backlog stays within its bound;
+//! - `control_queue_depth <= open_streams + max_stray_control + 8` (§10.3);
+//! - buffered bytes in both directions stay within
+//!   `Config::max_buffered_bytes` for the streams the SUT opened (§16.3);
+//! - everything `poll_transmit` produces is a valid preface followed by
+//!   valid, whole frames within the peer's MAX_FRAME_PAYLOAD (§4.2, §5.2);
+//!   DATA never goes beyond the credit the peer granted (its SETTINGS plus
+//!   the highest WINDOW_UPDATE per stream and for the connection that the
+//!   SUT had received, §9.2), never follows a FIN or RESET of either side,
+//!   opens SUT streams in increasing order, within MAX_STREAMS and not
+//!   after the SUT's GOAWAY (§8.2, §13.2), and carries exactly the bytes the
+//!   application wrote; per §8.4, no WINDOW_UPDATE on a closed stream or
+//!   after the peer's FIN, no BLOCKED on a closed or half-closed(local)
+//!   stream, at most one RESET per stream (§8.7); BLOCKED never names a
+//!   limit above the granted one (§11.1); a PING acknowledgement echoes a
+//!   PING the peer sent; nothing follows a GOAWAY with an error (§13.3);
+//! - bytes `read` returns are the bytes the peer sent, in order;
+//! - `wants_transmit() == false` means `poll_transmit` adds nothing, and a
+//!   `poll_transmit` with a non-zero budget that adds nothing leaves
+//!   `wants_transmit() == false` (the driver relies on both, to sleep and
+//!   to shut the transport down);
+//! - after `handle_timeout(now)`, no timer is still due (no busy loop);
+//!   a finished connection arms no timer;
+//! - once `error()` is `Some` it never changes, further input is ignored
+//!   (no frame counted), and no DATA goes out; the SUT fails with
+//!   FLOW_CONTROL_ERROR / STREAM_LIMIT_ERROR only if the peer did exceed the
+//!   credit / stream limit the SUT announced, and with a frame or preface
+//!   error only if the peer sent garbage;
+//! - `stats().transport_bytes_received` is the number of bytes delivered
+//!   while the connection ran (each byte counted once).
+//!
+//! Raw garbage may decode as frames the test does not know of, and shift
+//! the framing of the peer's later ones: after it, the checks that rely on
+//! what the peer said (granted credit, the bytes it sent, its FINs, RESETs
+//! and PINGs, which streams it opened, exact stream counts) are off; those
+//! about what the SUT itself did, and every bound, stay.
+//!
+//! Frames the peer sends on SUT stream ids the SUT has allocated but not
+//! yet announced are tolerated by the SUT (SPEC §8.5 lets it count them as
+//! opened); the §8.4 checks above then only use what the peer could know.
+
+#![no_main]
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use creditmux::config::Config;
+use creditmux::conn::{Connection, Event, ReadOutcome, Side, TransmitBuf};
+use creditmux::error::ConnectionError;
+use creditmux::frame::{
+    Blocked, BlockedOn, CONNECTION_WINDOW, Data, Decoded, ErrorCode, Frame, FrameDecoder, GoAway,
+    HEADER_LEN, Header, INITIAL_STREAM_WINDOW, MAX_FRAME_PAYLOAD, MAX_STREAMS, MaxStreams,
+    PREFACE_LEN, Ping, Reset, Settings, SettingsValues, StreamId, WindowUpdate, encode_preface,
+};
+use libfuzzer_sys::fuzz_target;
+
+#[path = "session/checks.rs"]
+mod checks;
+#[path = "session/input.rs"]
+mod input;
+
+use input::{BlockedSel, Input, Op, PeerFrame, PeerSettings, StreamSel};
+
+// ----- the SUT's configuration ------------------------------------------------
+
+const STREAM_WINDOW: u32 = 4 * 1024;
+const CONN_WINDOW: u32 = 16 * 1024;
+const MAX_FRAME: u32 = 1024;
+const MAX_INCOMING: u32 = 8;
+const BACKLOG: u32 = 8;
+const SEND_BUFFER: u32 = 4 * 1024;
+const MAX_STRAY: u32 = 16;
+/// Slack on the control-queue bound: connection-level slots are not in
+/// `control_queue_depth`, so this only absorbs accounting details.
+const CONTROL_SLACK: u64 = 8;
+
+fn config() -> &'static Config {
+    static CONFIG: OnceLock<Config> = OnceLock::new();
+    CONFIG.get_or_init(|| {
+        Config::builder()
+            .stream_window(STREAM_WINDOW)
+            .connection_window(CONN_WINDOW)
+            .max_frame_payload(MAX_FRAME)
+            .max_incoming_streams(MAX_INCOMING)
+            .accept_backlog(BACKLOG)
+            .send_buffer(SEND_BUFFER)
+            .max_stray_control(MAX_STRAY)
+            .build()
+            .expect("the fuzz configuration is valid")
+    })
+}
+
+/// Virtual time starts here in every run; only offsets from it matter.
+fn base() -> Instant {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    *BASE.get_or_init(Instant::now)
+}
+
+// ----- helpers --------------------------------------------------------------------
+
+/// The byte at offset `off` of what `from_peer`'s side sends on `id`; a byte
+/// delivered at the wrong offset or on the wrong stream does not match.
+fn pattern(id: StreamId, from_peer: bool, off: u64) -> u8 {
+    let x = off ^ (u64::from(id.get()) << 40) ^ (u64::from(from_peer) << 63);
+    (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as u8
+}
+
+fn pattern_bytes(id: StreamId, from_peer: bool, off: u64, len: usize) -> Vec<u8> {
+    (0..len as u64)
+        .map(|i| pattern(id, from_peer, off + i))
+        .collect()
+}
+
+fn client_id(index: u64) -> Option<StreamId> {
+    u32::try_from(1 + 2 * index).ok().and_then(StreamId::new)
+}
+
+fn server_id(index: u64) -> Option<StreamId> {
+    u32::try_from(2 + 2 * index).ok().and_then(StreamId::new)
+}
+
+fn is_server_id(id: StreamId) -> bool {
+    !id.is_client_initiated()
+}
+
+/// A frame's effect on what the SUT may send, applied once the SUT has
+/// received the whole frame.
+#[derive(Debug)]
+enum Grant {
+    Connection(u64),
+    Stream(StreamId, u64),
+    Streams(u64),
+    /// The peer finished its direction of the stream.
+    Fin(StreamId),
+    /// The peer reset the stream.
+    Reset(StreamId),
+}
+
+/// A stream the application holds.
+#[derive(Debug)]
+struct Handle {
+    id: StreamId,
+    /// The read half is still held (no `stop_reading`).
+    reading: bool,
+}
+
+/// The test's picture of both directions, built from what was put on the
+/// wire (the SUT's output, decoded) and what the peer sent.
+#[derive(Debug, Default)]
+struct Ledger {
+    // SUT -> peer: what the peer granted, as far as the SUT has received it.
+    peer_max_frame: u32,
+    peer_stream_window: u64,
+    granted_conn: u64,
+    granted_stream: HashMap<StreamId, u64>,
+    granted_streams: u64,
+    // SUT -> peer: what the SUT sent.
+    sut_conn_sent: u64,
+    sut_stream_sent: HashMap<StreamId, u64>,
+    /// Streams on which the SUT sent FIN.
+    sut_fin: HashSet<StreamId>,
+    /// Streams on which the SUT sent RESET.
+    sut_reset: HashSet<StreamId>,
+    /// Index one past the highest SUT stream announced on the wire.
+    sut_announced: u64,
+    sut_goaway: bool,
+    sut_goaway_error: bool,
+    sut_settings_seen: bool,
+    sut_last_ping: Option<[u8; 8]>,
+    // Peer -> SUT: what the SUT announced.
+    sut_conn_limit: u64,
+    sut_stream_limit: HashMap<StreamId, u64>,
+    sut_streams_limit: u64,
+    // Peer -> SUT: what the peer sent.
+    peer_conn_sent: u64,
+    peer_stream_sent: HashMap<StreamId, u64>,
+    peer_next_index: u64,
+    peer_pings: HashSet<[u8; 8]>,
+    /// Streams on which the SUT received the peer's FIN.
+    peer_fin: HashSet<StreamId>,
+    /// Streams on which the SUT received the peer's RESET.
+    peer_reset: HashSet<StreamId>,
+    peer_over_credit: bool,
+    peer_over_streams: bool,
+    peer_garbage: bool,
+}
+
+struct Harness {
+    conn: Connection,
+    now: Instant,
+    ledger: Ledger,
+    handles: Vec<Handle>,
+    /// Ids the SUT opened, in order.
+    opened: Vec<StreamId>,
+    /// Every id the SUT may know: opened, or named by a peer DATA frame.
+    ids: BTreeSet<StreamId>,
+    /// Ids ever returned by `accept`.
+    accepted: HashSet<StreamId>,
+    /// Application bytes accepted by `write`, per stream.
+    written: HashMap<StreamId, u64>,
+    /// Bytes `read` returned, per stream.
+    read: HashMap<StreamId, u64>,
+    // Peer -> SUT bytes.
+    pending: BytesMut,
+    pending_grants: VecDeque<(u64, Grant)>,
+    appended: u64,
+    delivered: u64,
+    /// Delivered while the connection was running.
+    received: u64,
+    /// Delivered, not yet consumed by the SUT (a partial frame).
+    inbuf: BytesMut,
+    // SUT -> peer bytes.
+    tx: TransmitBuf,
+    out_raw: BytesMut,
+    out_decoder: FrameDecoder,
+    preface_left: usize,
+    /// The first error the SUT reported, and its frame count at that time.
+    first_error: Option<(ConnectionError, u64)>,
+    /// The connection had ended when the current `poll_transmit` began.
+    ended_before_transmit: bool,
+}
+
+impl Harness {
+    fn new(settings: &PeerSettings) -> Harness {
+        let now = base();
+        let values = settings.values();
+        let peer_max_frame = values.get(MAX_FRAME_PAYLOAD);
+        let ledger = Ledger {
+            peer_max_frame,
+            peer_stream_window: u64::from(values.get(INITIAL_STREAM_WINDOW)),
+            granted_conn: u64::from(values.get(CONNECTION_WINDOW)),
+            granted_streams: u64::from(values.get(MAX_STREAMS)),
+            sut_conn_limit: u64::from(CONN_WINDOW),
+            sut_streams_limit: u64::from(MAX_INCOMING),
+            ..Ledger::default()
+        };
+        Harness {
+            conn: Connection::new(Side::Server, config().clone(), now),
+            now,
+            ledger,
+            handles: Vec::new(),
+            opened: Vec::new(),
+            ids: BTreeSet::new(),
+            accepted: HashSet::new(),
+            written: HashMap::new(),
+            read: HashMap::new(),
+            pending: BytesMut::new(),
+            pending_grants: VecDeque::new(),
+            appended: 0,
+            delivered: 0,
+            received: 0,
+            inbuf: BytesMut::new(),
+            tx: TransmitBuf::new(),
+            out_raw: BytesMut::new(),
+            // SPEC §4.2: everything the SUT sends fits the peer's maximum
+            // (and before the peer's SETTINGS, 1024 bytes, which is the
+            // smallest maximum the peer can choose).
+            out_decoder: FrameDecoder::new(peer_max_frame),
+            preface_left: PREFACE_LEN,
+            first_error: None,
+            ended_before_transmit: false,
+        }
+    }
+
+    // ----- peer -> SUT -------------------------------------------------------
+
+    fn append(&mut self, bytes: &[u8], grant: Option<Grant>) {
+        self.pending.extend_from_slice(bytes);
+        self.appended += bytes.len() as u64;
+        if let Some(grant) = grant {
+            self.pending_grants.push_back((self.appended, grant));
+        }
+    }
+
+    /// Delivers all pending bytes but the last `hold`.
+    fn deliver(&mut self, hold: usize) {
+        let n = self.pending.len().saturating_sub(hold);
+        if n == 0 {
+            return;
+        }
+        let piece = self.pending.split_to(n);
+        self.delivered += n as u64;
+        if !self.conn.is_finished() {
+            // An ended connection discards its input unread.
+            self.received += n as u64;
+        }
+        self.inbuf.extend_from_slice(&piece);
+        self.conn.handle_input(self.now, &mut self.inbuf);
+        // Whole frames were processed: their grants are known to the SUT.
+        while let Some((end, _)) = self.pending_grants.front() {
+            if *end > self.delivered {
+                break;
+            }
+            let (_, grant) = self.pending_grants.pop_front().expect("front exists");
+            let l = &mut self.ledger;
+            match grant {
+                Grant::Connection(v) => l.granted_conn = l.granted_conn.max(v),
+                Grant::Stream(id, v) => {
+                    let window = l.peer_stream_window;
+                    let g = l.granted_stream.entry(id).or_insert(window);
+                    *g = (*g).max(v);
+                }
+                Grant::Streams(v) => l.granted_streams = l.granted_streams.max(v),
+                Grant::Fin(id) => {
+                    l.peer_fin.insert(id);
+                }
+                Grant::Reset(id) => {
+                    l.peer_reset.insert(id);
+                }
+            }
+        }
+    }
+
+    fn pick(&self, sel: StreamSel) -> StreamId {
+        let id = match sel {
+            StreamSel::Held(h) if !self.handles.is_empty() => {
+                Some(self.handles[usize::from(h) % self.handles.len()].id)
+            }
+            StreamSel::Held(_) | StreamSel::NewPeer => client_id(self.ledger.peer_next_index),
+            StreamSel::SkipPeer(k) => client_id(self.ledger.peer_next_index + u64::from(k % 4)),
+            StreamSel::Server(k) => server_id(u64::from(k % 16)),
+            StreamSel::Raw(raw) => StreamId::new(raw & 0x7fff_ffff),
+        };
+        id.filter(|id| !id.is_connection())
+            .unwrap_or(StreamId::new(1).expect("1 is a stream id"))
+    }
+
+    /// The peer may send on `id`: its own, or one the SUT announced.
+    /// (The SUT tolerates frames on its allocated but unannounced ids,
+    /// SPEC §8.5, but then the wire rules of §8.4 cannot apply.)
+    fn peer_knows(&self, id: StreamId) -> bool {
+        id.is_client_initiated() || self.ledger.sut_stream_sent.contains_key(&id)
+    }
+
+    fn sut_stream_limit(&self, id: StreamId) -> u64 {
+        self.ledger
+            .sut_stream_limit
+            .get(&id)
+            .copied()
+            .unwrap_or(u64::from(STREAM_WINDOW))
+    }
+
+    fn peer_frame(&mut self, frame: PeerFrame) {
+        let mut grant = None;
+        let frame = match frame {
+            PeerFrame::Data {
+                stream,
+                len,
+                fin,
+                within_credit,
+            } => {
+                let id = self.pick(stream);
+                let sent = self.ledger.peer_stream_sent.get(&id).copied().unwrap_or(0);
+                let mut n = u64::from(len) % (u64::from(MAX_FRAME) + 1);
+                if within_credit {
+                    let stream_left = self.sut_stream_limit(id).saturating_sub(sent);
+                    let conn_left = self
+                        .ledger
+                        .sut_conn_limit
+                        .saturating_sub(self.ledger.peer_conn_sent);
+                    n = n.min(stream_left).min(conn_left);
+                }
+                let stream_limit = self.sut_stream_limit(id);
+                let l = &mut self.ledger;
+                if id.is_client_initiated() && id.index() >= l.peer_next_index {
+                    // Opens a stream (SPEC §8.2, §9.6).
+                    if id.index() >= l.sut_streams_limit {
+                        l.peer_over_streams = true;
+                    }
+                    l.peer_next_index = id.index() + 1;
+                }
+                l.peer_conn_sent += n;
+                l.peer_stream_sent.insert(id, sent + n);
+                if l.peer_conn_sent > l.sut_conn_limit || sent + n > stream_limit {
+                    l.peer_over_credit = true;
+                }
+                self.ids.insert(id);
+                if fin && self.peer_knows(id) {
+                    grant = Some(Grant::Fin(id));
+                }
+                Frame::Data(Data {
+                    stream: id,
+                    fin,
+                    payload: Bytes::from(pattern_bytes(id, true, sent, n as usize)),
+                })
+            }
+            PeerFrame::WindowUpdate { stream, limit } => {
+                let (id, current) = match stream {
+                    None => (StreamId::CONNECTION, self.ledger.granted_conn),
+                    Some(sel) => {
+                        let id = self.pick(sel);
+                        let current = self
+                            .ledger
+                            .granted_stream
+                            .get(&id)
+                            .copied()
+                            .unwrap_or(self.ledger.peer_stream_window);
+                        (id, current)
+                    }
+                };
+                let limit = limit.value(current);
+                grant = Some(if id.is_connection() {
+                    Grant::Connection(limit)
+                } else {
+                    Grant::Stream(id, limit)
+                });
+                Frame::WindowUpdate(WindowUpdate { stream: id, limit })
+            }
+            PeerFrame::MaxStreams(count) => {
+                let count = count.value(self.ledger.granted_streams);
+                grant = Some(Grant::Streams(count));
+                Frame::MaxStreams(MaxStreams { count })
+            }
+            PeerFrame::Blocked { on, offset } => {
+                let (on, current) = match on {
+                    BlockedSel::Connection => (BlockedOn::Connection, self.ledger.sut_conn_limit),
+                    BlockedSel::StreamCount => {
+                        (BlockedOn::StreamCount, self.ledger.sut_streams_limit)
+                    }
+                    BlockedSel::Stream(sel) => {
+                        let id = self.pick(sel);
+                        (BlockedOn::Stream(id), self.sut_stream_limit(id))
+                    }
+                };
+                Frame::Blocked(Blocked {
+                    on,
+                    offset: offset.value(current),
+                })
+            }
+            PeerFrame::Reset { stream, code } => {
+                let id = self.pick(stream);
+                if self.peer_knows(id) {
+                    grant = Some(Grant::Reset(id));
+                }
+                Frame::Reset(Reset {
+                    stream: id,
+                    code: code.get(),
+                })
+            }
+            PeerFrame::Ping { ack, echo, payload } => {
+                let payload = match self.ledger.sut_last_ping {
+                    Some(p) if ack && echo => p,
+                    _ => payload,
+                };
+                if !ack {
+                    self.ledger.peer_pings.insert(payload);
+                }
+                Frame::Ping(Ping { ack, payload })
+            }
+            PeerFrame::GoAway {
+                last,
+                code,
+                debug_len,
+            } => Frame::GoAway(GoAway {
+                last_stream: last.map_or(StreamId::CONNECTION, |sel| self.pick(sel)),
+                code: code.get(),
+                debug: Bytes::from(vec![b'd'; usize::from(debug_len)]),
+            }),
+            PeerFrame::Settings { ack } => Frame::Settings(Settings {
+                ack,
+                values: SettingsValues::default(),
+            }),
+            PeerFrame::Unknown { kind, len } => {
+                let header = Header {
+                    len: u32::from(len),
+                    kind: kind.max(8),
+                    flags: 0,
+                    stream: StreamId::CONNECTION,
+                };
+                let mut bytes = header.encode().to_vec();
+                bytes.resize(HEADER_LEN + usize::from(len), 0);
+                self.append(&bytes, None);
+                return;
+            }
+        };
+        let bytes = frame.to_bytes();
+        self.append(&bytes, grant);
+    }
+
+    // ----- the application ---------------------------------------------------
+
+    fn held(&self, h: u8) -> Option<usize> {
+        (!self.handles.is_empty()).then(|| usize::from(h) % self.handles.len())
+    }
+
+    fn write(&mut self, h: u8, len: u16, zero_copy: bool) {
+        let Some(i) = self.held(h) else { return };
+        let id = self.handles[i].id;
+        let off = self.written.get(&id).copied().unwrap_or(0);
+        let len = usize::from(len) % (2 * SEND_BUFFER as usize + 1);
+        let data = pattern_bytes(id, false, off, len);
+        let result = if zero_copy {
+            let mut bytes = Bytes::from(data);
+            let result = self.conn.write_bytes(id, &mut bytes);
+            if let Ok(n) = result {
+                assert_eq!(bytes.len(), len - n, "write_bytes left the wrong rest");
+            }
+            result
+        } else {
+            self.conn.write(id, &data)
+        };
+        if let Ok(n) = result {
+            assert!(n <= len, "write accepted more than it was given");
+            *self.written.entry(id).or_insert(0) += n as u64;
+        }
+    }
+
+    fn read(&mut self, h: u8, max: u16) {
+        let Some(i) = self.held(h) else { return };
+        if !self.handles[i].reading {
+            return;
+        }
+        let id = self.handles[i].id;
+        let max = usize::from(max);
+        if let Ok(ReadOutcome::Data(bytes)) = self.conn.read(id, max) {
+            assert!(!bytes.is_empty(), "read returned empty Data");
+            assert!(bytes.len() <= max.max(1), "read returned more than asked");
+            let off = self.read.entry(id).or_insert(0);
+            // (After garbage, any bytes may have been delivered.)
+            assert!(
+                self.ledger.peer_garbage
+                    || bytes[..] == pattern_bytes(id, true, *off, bytes.len())[..],
+                "read on {id} at offset {off} returned bytes the peer did not send there"
+            );
+            *off += bytes.len() as u64;
+        }
+    }
+
+    fn apply(&mut self, op: Op) {
+        match op {
+            Op::Peer { frame, hold } => {
+                self.peer_frame(frame);
+                let hold = if hold >= 128 {
+                    usize::from(hold - 128) % 24
+                } else {
+                    0
+                };
+                self.deliver(hold);
+            }
+            Op::Garbage(mut bytes) => {
+                bytes.truncate(64);
+                self.ledger.peer_garbage = true;
+                self.append(&bytes, None);
+                self.deliver(0);
+            }
+            Op::Eof => {
+                self.conn.handle_eof(self.now);
+                assert!(self.conn.error().is_some(), "end of input ended nothing");
+            }
+            Op::Accept => {
+                if let Some(id) = self.conn.accept() {
+                    assert!(id.is_client_initiated(), "accepted the SUT's own {id}");
+                    // (Garbage may decode as DATA opening any id.)
+                    assert!(
+                        id.index() < self.ledger.peer_next_index || self.ledger.peer_garbage,
+                        "accepted {id}, which the peer never opened"
+                    );
+                    assert!(self.accepted.insert(id), "accepted {id} twice");
+                    self.ids.insert(id);
+                    self.handles.push(Handle { id, reading: true });
+                }
+            }
+            Op::Open => {
+                if let Ok(Some(id)) = self.conn.open(self.now) {
+                    let expected = server_id(self.opened.len() as u64);
+                    assert_eq!(Some(id), expected, "open() skipped or reused an id");
+                    self.opened.push(id);
+                    self.ids.insert(id);
+                    self.handles.push(Handle { id, reading: true });
+                }
+            }
+            Op::Write { h, len } => self.write(h, len, false),
+            Op::WriteBytes { h, len } => self.write(h, len, true),
+            Op::Finish(h) => {
+                if let Some(i) = self.held(h) {
+                    let _ = self.conn.finish(self.handles[i].id);
+                }
+            }
+            Op::Read { h, max } => self.read(h, max),
+            Op::Reset { h, code } => {
+                if let Some(i) = self.held(h) {
+                    self.conn.reset(self.handles[i].id, code.get());
+                }
+            }
+            Op::Release(h) => {
+                if let Some(i) = self.held(h) {
+                    let handle = self.handles.swap_remove(i);
+                    self.conn.release(handle.id);
+                }
+            }
+            Op::StopReading(h) => {
+                if let Some(i) = self.held(h) {
+                    self.handles[i].reading = false;
+                    self.conn.stop_reading(self.handles[i].id);
+                }
+            }
+            Op::Ping => self.conn.ping(),
+            Op::Close { code, debug_len } => {
+                let debug = vec![b'c'; usize::from(debug_len) % 1200];
+                self.conn.close(self.now, code.get(), &debug);
+            }
+            Op::AdvanceMillis(ms) => {
+                self.now += Duration::from_millis(u64::from(ms));
+                self.timeout();
+            }
+            Op::AdvanceSecs(s) => {
+                self.now += Duration::from_secs(u64::from(s));
+                self.timeout();
+            }
+            Op::ToTimeout => {
+                if let Some(at) = self.conn.poll_timeout() {
+                    self.now = self.now.max(at);
+                }
+                self.timeout();
+            }
+            Op::Transmit { max } => {
+                self.transmit(usize::from(max));
+                self.drain_events();
+            }
+            Op::TransmitAll { max } => {
+                let max = usize::from(max).max(1);
+                let mut rounds = 0u32;
+                while self.transmit(max) > 0 {
+                    rounds += 1;
+                    assert!(rounds < 1_000_000, "poll_transmit never runs dry");
+                }
+                self.drain_events();
+            }
+        }
+    }
+}
+
+fuzz_target!(|input: Input| {
+    let mut h = Harness::new(&input.settings);
+    // The SUT's preface and SETTINGS go first, so the peer may acknowledge.
+    h.transmit(usize::MAX);
+    h.check();
+    let mut hello = BytesMut::from(&encode_preface()[..]);
+    Frame::Settings(Settings {
+        ack: false,
+        values: input.settings.values(),
+    })
+    .encode(&mut hello);
+    if !input.withhold_ack {
+        Frame::Settings(Settings {
+            ack: true,
+            values: SettingsValues::default(),
+        })
+        .encode(&mut hello);
+    }
+    h.append(&hello, None);
+    h.deliver(0);
+    h.check();
+    for op in input.ops {
+        h.apply(op);
+        h.check();
+    }
+    // The end: everything owed goes out and is checked too.
+    h.apply(Op::TransmitAll { max: u16::MAX });
+    h.check();
+});
