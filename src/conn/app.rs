@@ -1,0 +1,308 @@
+//! Application commands of the sans-IO connection: open, accept, write,
+//! finish, read, reset, release, ping, close. None of them does I/O; what
+//! they owe the peer goes out on the next `poll_transmit`.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::stream::{Probe, Queued, StreamState};
+use super::timer::Timer;
+use super::{Connection, Phase, ReadOutcome};
+use crate::error::{ConnectionError, Initiator, OpenError, StreamError};
+use crate::frame::{ErrorCode, StreamId};
+
+impl Connection {
+    /// Opens a stream. `Ok(None)`: the peer's stream-count limit is reached
+    /// (or the handshake is not done); wait for [`Event::Connection`] and
+    /// call again.
+    pub fn open(&mut self, now: Instant) -> Result<Option<StreamId>, OpenError> {
+        match &self.error {
+            Some(err) if !err.is_graceful() => return Err(OpenError::ConnectionLost(err.clone())),
+            _ if self.is_going_away() => return Err(OpenError::GoingAway),
+            Some(err) => return Err(OpenError::ConnectionLost(err.clone())),
+            None => {}
+        }
+        let Some(peer) = self.peer else {
+            return Ok(None);
+        };
+        let index = self.next_local_index;
+        let Some(id) = self.side.id_at(index) else {
+            return Err(OpenError::IdsExhausted);
+        };
+        if self.open_send.available() == 0 {
+            // SPEC §11: probe the stream-count credit too.
+            if self.open_probe.is_none() {
+                self.open_probe = Some(Probe::start(now, self.config.probe_interval));
+                self.stats.zero_window_events += 1;
+                self.arm_probe_timer(now + self.config.probe_interval);
+            }
+            return Ok(None);
+        }
+        self.open_send.consume(1);
+        self.next_local_index += 1;
+        let mut stream = StreamState::new(peer.stream_window, u64::from(self.config.stream_window));
+        stream.needs_open = true;
+        self.streams.insert(id, stream);
+        self.schedule_data(id);
+        Ok(Some(id))
+    }
+
+    /// Takes the next stream the peer opened, if any.
+    pub fn accept(&mut self) -> Option<StreamId> {
+        self.accept_queue.pop_front()
+    }
+
+    /// True when no more streams will arrive for `accept` (GOAWAY or closed)
+    /// and the backlog is empty.
+    pub fn accept_finished(&self) -> bool {
+        self.accept_queue.is_empty()
+            && (self.goaway_sent || self.error.is_some() || self.phase == Phase::Closed)
+    }
+
+    /// Buffers bytes for sending on `id`, copying at most the free space of
+    /// its send buffer. `Ok(0)` for a non-empty `data` means the buffer is
+    /// full: wait for [`Event::Stream`].
+    pub fn write(&mut self, id: StreamId, data: &[u8]) -> Result<usize, StreamError> {
+        let n = data.len().min(self.writable(id)?);
+        if n > 0 {
+            self.push_send(id, Bytes::copy_from_slice(&data[..n]));
+        } else if !data.is_empty() {
+            self.note_writer_waiting(id);
+        }
+        Ok(n)
+    }
+
+    /// Buffers `data` without copying, if its send buffer has room for the
+    /// whole of it; otherwise as much as fits is split off the front.
+    /// Returns the bytes accepted; the rest stays in `data`.
+    pub fn write_bytes(&mut self, id: StreamId, data: &mut Bytes) -> Result<usize, StreamError> {
+        let n = data.len().min(self.writable(id)?);
+        if n > 0 {
+            let chunk = data.split_to(n);
+            self.push_send(id, chunk);
+        } else if !data.is_empty() {
+            self.note_writer_waiting(id);
+        }
+        Ok(n)
+    }
+
+    pub(super) fn writable(&self, id: StreamId) -> Result<usize, StreamError> {
+        let stream = self.streams.get(&id).ok_or_else(|| self.gone_error())?;
+        if let Some((code, initiator)) = stream.reset {
+            return Err(StreamError::Reset { code, initiator });
+        }
+        if let Some(err) = &self.error {
+            return Err(StreamError::ConnectionLost(err.clone()));
+        }
+        if stream.fin_queued {
+            return Err(StreamError::Finished);
+        }
+        Ok((self.config.send_buffer as usize).saturating_sub(stream.send_buffered))
+    }
+
+    pub(super) fn note_writer_waiting(&mut self, id: StreamId) {
+        if let Some(stream) = self.streams.get_mut(&id) {
+            stream.writer_waiting = true;
+        }
+    }
+
+    pub(super) fn push_send(&mut self, id: StreamId, chunk: Bytes) {
+        if let Some(stream) = self.streams.get_mut(&id) {
+            stream.send_buffered += chunk.len();
+            stream.send_buf.push_back(chunk);
+            self.schedule_data(id);
+        }
+    }
+
+    /// Finishes the send direction: a FIN follows the buffered bytes.
+    pub fn finish(&mut self, id: StreamId) -> Result<(), StreamError> {
+        let gone = self.gone_error();
+        let stream = self.streams.get_mut(&id).ok_or(gone)?;
+        if let Some((code, initiator)) = stream.reset {
+            return Err(StreamError::Reset { code, initiator });
+        }
+        if let Some(err) = &self.error {
+            return Err(StreamError::ConnectionLost(err.clone()));
+        }
+        if !stream.fin_queued {
+            stream.fin_queued = true;
+            self.schedule_data(id);
+        }
+        Ok(())
+    }
+
+    /// True once the FIN of `id` went out (or the stream is gone).
+    pub fn is_finish_sent(&self, id: StreamId) -> bool {
+        self.streams.get(&id).is_none_or(|s| s.fin_sent)
+    }
+
+    /// Reads up to `max` bytes from `id`. Buffered bytes are delivered even
+    /// after the connection failed; the error follows them.
+    pub fn read(&mut self, id: StreamId, max: usize) -> Result<ReadOutcome, StreamError> {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return Err(self.gone_error());
+        };
+        if let Some((code, initiator)) = stream.reset {
+            return Err(StreamError::Reset { code, initiator });
+        }
+        if let Some(chunk) = stream.take_recv(max.max(1)) {
+            let n = chunk.len() as u64;
+            // SPEC §9.4: credit is released when the application reads.
+            if stream.recv_credit.release(n) && !stream.fin_received {
+                stream.owe_window_update = true;
+                self.queue_control(id);
+            }
+            if self.conn_recv.release(n) {
+                self.owed.window_update = true;
+            }
+            self.maybe_reap(id);
+            return Ok(ReadOutcome::Data(chunk));
+        }
+        if stream.fin_received {
+            self.maybe_reap(id);
+            return Ok(ReadOutcome::Finished);
+        }
+        if let Some(err) = &self.error {
+            return Err(StreamError::ConnectionLost(err.clone()));
+        }
+        Ok(ReadOutcome::Blocked)
+    }
+
+    pub(super) fn gone_error(&self) -> StreamError {
+        match &self.error {
+            Some(err) => StreamError::ConnectionLost(err.clone()),
+            None => StreamError::Reset {
+                code: ErrorCode::CANCEL,
+                initiator: Initiator::Local,
+            },
+        }
+    }
+
+    /// Aborts `id` in both directions with `code` (SPEC §8.7).
+    pub fn reset(&mut self, id: StreamId, code: ErrorCode) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if stream.reset.is_some() || (stream.send_done() && stream.recv_done()) {
+            return;
+        }
+        stream.reset = Some((code, Initiator::Local));
+        stream.clear_send();
+        if stream.queued == Queued::ConnBlocked {
+            // Leave the connection-credit queue now, so the stream can be
+            // forgotten without waiting for connection credit.
+            stream.queued = Queued::No;
+            self.conn_blocked_queue.retain(|&queued| queued != id);
+        }
+        let discarded = stream.discard_recv();
+        let _ = stream.recv_credit.release(discarded);
+        stream.owe_window_update = false;
+        // SPEC §8.7: no RESET on a closed stream (both FINs exchanged, only
+        // unread data left): the reset is local, the peer is done with it.
+        let closed = stream.fin_sent && stream.fin_received;
+        if !closed {
+            stream.owe_reset = Some(code);
+            if !stream.needs_open {
+                self.queue_control(id);
+            }
+        }
+        // Otherwise the peer has not heard of the stream, but its id used
+        // stream-count credit (SPEC §9.6) that only a frame on it returns:
+        // write_data still sends the opening frame, in id order (§8.2),
+        // with this RESET right behind it.
+        self.release_conn_credit(discarded);
+        self.stop_watching(id);
+        self.wake(id);
+        self.maybe_reap(id);
+    }
+
+    /// The application dropped its handle to `id` (SPEC §8.8). Unread
+    /// data is discarded. If the peer may still send and the application
+    /// had not already stopped reading, the stream is reset with CANCEL;
+    /// otherwise buffered bytes and a FIN still go out, and the stream is
+    /// forgotten once the peer finishes too.
+    pub fn release(&mut self, id: StreamId) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        stream.released = true;
+        if stream.reset.is_none() && !stream.fin_received && !stream.recv_discard {
+            self.reset(id, ErrorCode::CANCEL);
+        } else if stream.reset.is_none() {
+            let queue_fin = !stream.fin_queued;
+            stream.fin_queued = true;
+            let discarded = stream.discard_recv();
+            let _ = stream.recv_credit.release(discarded);
+            stream.recv_discard = true;
+            self.release_conn_credit(discarded);
+            if queue_fin {
+                self.schedule_data(id);
+            }
+        }
+        self.maybe_reap(id);
+    }
+
+    /// The application will not read `id` any more (its read half was
+    /// dropped): buffered and future bytes are discarded and their credit
+    /// returned at once. The send direction is unaffected.
+    pub fn stop_reading(&mut self, id: StreamId) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        stream.recv_discard = true;
+        let discarded = stream.discard_recv();
+        let _ = stream.recv_credit.release(discarded);
+        self.release_conn_credit(discarded);
+        self.maybe_reap(id);
+    }
+
+    /// Sends a PING unless one is in flight. Its RTT shows in
+    /// [`Connection::rtt`] when the acknowledgement arrives. Beyond 50
+    /// PINGs in 1 s the next one waits (SPEC §12.1), and counts as in
+    /// flight meanwhile.
+    pub fn ping(&mut self) {
+        if self.ping_in_flight() || self.error.is_some() {
+            return;
+        }
+        self.ping_seq += 1;
+        self.ping_deferred = true;
+        self.send_deferred_ping(self.now);
+    }
+
+    /// Lets the deferred PING out if the sender budget allows, otherwise
+    /// arms the timer for when it will.
+    pub(super) fn send_deferred_ping(&mut self, now: Instant) {
+        if !self.ping_deferred {
+            return;
+        }
+        // SPEC §12.1: at most 50 PINGs without ACK in any 1 s; one in
+        // flight at a time is not enough when the round trip is short.
+        if self.ping_budget.try_take(now) {
+            self.ping_deferred = false;
+            self.owed.ping = Some(self.ping_seq.to_be_bytes());
+        } else {
+            let at = self.ping_budget.available_at(now);
+            self.timers.set(Timer::PingPace, at);
+        }
+    }
+
+    /// Starts closing: sends GOAWAY with `code`. With NO_ERROR, streams in
+    /// flight finish first (bounded by the drain timeout); with another
+    /// code the connection ends as soon as the GOAWAY is written.
+    pub fn close(&mut self, now: Instant, code: ErrorCode, debug: &[u8]) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        self.send_goaway(code, debug);
+        if code == ErrorCode::NO_ERROR && self.preface_received {
+            self.phase = Phase::Draining;
+            self.timers
+                .set(Timer::Drain, now + self.config.drain_timeout);
+            self.refuse_backlog();
+            self.check_drained();
+        } else {
+            self.fail(ConnectionError::LocallyClosed { code });
+        }
+    }
+}
