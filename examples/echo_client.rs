@@ -20,6 +20,8 @@
 
 #[path = "support/certs.rs"]
 mod certs;
+#[path = "support/cli.rs"]
+mod cli;
 #[path = "support/echo.rs"]
 mod echo;
 
@@ -32,20 +34,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use cli::Transport;
 use creditmux::{Config, Session, quic, tcp, tls};
 use echo::{ClientOptions, Mode, Progress, Summary};
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-enum Transport {
-    /// creditmux over plain TCP.
-    Tcp,
-    /// creditmux over TLS 1.3 over TCP.
-    Tls,
-    /// Each creditmux stream is a QUIC stream.
-    Quic,
-    /// creditmux framing over one QUIC stream.
-    QuicFramed,
-}
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 enum CliMode {
@@ -109,13 +100,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    cli::init_logging("warn");
     let args = Args::parse();
     match run(args).await {
         Ok(summary) if summary.verified => ExitCode::SUCCESS,

@@ -15,6 +15,8 @@
 
 #[path = "support/certs.rs"]
 mod certs;
+#[path = "support/cli.rs"]
+mod cli;
 #[path = "support/echo.rs"]
 mod echo;
 
@@ -25,22 +27,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
+use cli::Transport;
 use creditmux::{Config, ErrorCode, Session, quic, tcp, tls};
 use tokio::sync::watch;
-
-/// Transports the echo tools speak.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-enum Transport {
-    /// creditmux over plain TCP.
-    Tcp,
-    /// creditmux over TLS 1.3 over TCP.
-    Tls,
-    /// Each creditmux stream is a QUIC stream.
-    Quic,
-    /// creditmux framing over one QUIC stream.
-    QuicFramed,
-}
 
 /// Echo every creditmux stream back to its sender.
 #[derive(Parser, Debug)]
@@ -92,13 +82,7 @@ fn config(args: &Args) -> Result<Config, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    cli::init_logging("info");
     let args = Args::parse();
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,

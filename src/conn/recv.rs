@@ -183,6 +183,20 @@ impl Connection {
         }
     }
 
+    /// A control frame for a stream this side does not hold: a protocol
+    /// error if the id was never opened (SPEC §8.5), a stray frame on a
+    /// closed and forgotten id otherwise (§16.1).
+    fn on_unheld_stream(&mut self, now: Instant, id: StreamId, kind: &str) {
+        if self.is_idle(id) {
+            self.protocol_error(
+                ErrorCode::PROTOCOL_ERROR,
+                format!("{kind} on idle stream {id}"),
+            );
+        } else {
+            self.count_flood(now, Flood::StrayFrame);
+        }
+    }
+
     /// True for ids no stream was ever opened on (SPEC §8.2).
     fn is_idle(&self, id: StreamId) -> bool {
         if self.side.owns(id) {
@@ -466,14 +480,7 @@ impl Connection {
         }
         let id = update.stream;
         let Some(stream) = self.streams.get_mut(&id) else {
-            if self.is_idle(id) {
-                self.protocol_error(
-                    ErrorCode::PROTOCOL_ERROR,
-                    format!("WINDOW_UPDATE on idle stream {id}"),
-                );
-            } else {
-                self.count_flood(now, Flood::StrayFrame);
-            }
+            self.on_unheld_stream(now, id, "WINDOW_UPDATE");
             return;
         };
         if stream.is_closed() {
@@ -505,7 +512,6 @@ impl Connection {
             BlockedOn::Connection => self.owed.window_update = true,
             BlockedOn::StreamCount => self.owed.max_streams = true,
             BlockedOn::Stream(id) => {
-                let idle = self.is_idle(id);
                 match self.streams.get_mut(&id) {
                     Some(stream) if stream.is_closed() => {
                         // SPEC §6.5: ignored; a frame on a closed id (§16.1).
@@ -520,13 +526,7 @@ impl Connection {
                             self.queue_control(id);
                         }
                     }
-                    None if idle => {
-                        self.protocol_error(
-                            ErrorCode::PROTOCOL_ERROR,
-                            format!("BLOCKED on idle stream {id}"),
-                        );
-                    }
-                    None => self.count_flood(now, Flood::StrayFrame),
+                    None => self.on_unheld_stream(now, id, "BLOCKED"),
                 }
             }
         }
@@ -536,14 +536,7 @@ impl Connection {
         self.count_flood(now, Flood::Reset);
         let id = reset.stream;
         let Some(stream) = self.streams.get_mut(&id) else {
-            if self.is_idle(id) {
-                self.protocol_error(
-                    ErrorCode::PROTOCOL_ERROR,
-                    format!("RESET on idle stream {id}"),
-                );
-            } else {
-                self.count_flood(now, Flood::StrayFrame);
-            }
+            self.on_unheld_stream(now, id, "RESET");
             return;
         };
         if stream.is_closed() {
