@@ -15,6 +15,8 @@
 //!   (feature `tls`: TLS 1.3 with rustls and the ring provider) and `quic`
 //!   (feature `quic`: quinn, creditmux over one QUIC stream). All three
 //!   features are on by default.
+//! - [`message`] (feature `message`, on by default): typed serde messages
+//!   over a stream, length-prefixed bincode 2. Optional, above the protocol.
 //!
 //! # Example
 //!
@@ -59,6 +61,8 @@ mod driver;
 pub mod error;
 pub mod flow;
 pub mod frame;
+#[cfg(feature = "message")]
+pub mod message;
 #[cfg(feature = "runtime")]
 mod session;
 #[cfg(feature = "runtime")]

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use creditmux::message::{self, MessageConfig};
 use creditmux::{Session, Stream};
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TABLE_LEN: usize = 1 << 16;
@@ -365,7 +366,36 @@ async fn bulk_worker(
     }
 }
 
-/// One stream, many request/response exchanges on it.
+/// One request of the rr mode, sent as a typed message
+/// (`creditmux::message`): the server echoes the bytes blindly and the
+/// client decodes the echo as the same type and checks every field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// Per-stream sequence number, from 0.
+    pub seq: u64,
+    /// Length of `payload`.
+    pub len: u32,
+    /// FNV-1a (32-bit) of `payload`.
+    pub checksum: u32,
+    /// The deterministic pattern at this request's offset.
+    pub payload: Vec<u8>,
+}
+
+/// 32-bit FNV-1a.
+pub fn checksum(data: &[u8]) -> u32 {
+    data.iter().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// The message limit for rr payloads of `size` bytes: the payload plus
+/// the header fields and bincode's length prefix, with room to spare.
+pub fn rr_message_config(size: usize) -> MessageConfig {
+    let max = u32::try_from(size.saturating_add(64)).unwrap_or(u32::MAX);
+    MessageConfig::new().with_max_message_size(max)
+}
+
+/// One stream, many request/response exchanges on it, each a typed message.
 async fn rr_worker(
     session: &Session,
     opts: &ClientOptions,
@@ -375,36 +405,66 @@ async fn rr_worker(
     progress: &Progress,
     result: &mut WorkerResult,
 ) -> Result<(), String> {
-    let mut stream: Stream = session.open().await.map_err(|e| format!("open: {e}"))?;
+    let stream: Stream = session.open().await.map_err(|e| format!("open: {e}"))?;
+    let id = stream.id();
+    let (mut responses, mut requests) =
+        message::framed::<Request, Request>(stream, rr_message_config(opts.message_size));
     let seed = worker;
     let size = opts.message_size;
-    let mut request = vec![0u8; size];
-    let mut response = vec![0u8; size];
+    let len = u32::try_from(size).map_err(|_| format!("message size {size} above 4 GiB"))?;
+    let mut payload = vec![0u8; size];
     let mut offset = 0u64;
     let mut next = interval.map(|_| tokio::time::Instant::now());
     let mut sent = 0u64;
     while (deadline.is_some() || sent < opts.requests) && !done(deadline) {
         pace(&mut next, interval).await;
-        fill_pattern(seed, offset, &mut request);
+        fill_pattern(seed, offset, &mut payload);
+        let request = Request {
+            seq: sent,
+            len,
+            checksum: checksum(&payload),
+            payload: payload.clone(),
+        };
         let started = Instant::now();
-        stream
-            .write_all(&request)
+        requests
+            .send(request)
             .await
             .map_err(|e| format!("write: {e}"))?;
         result.bytes_sent += size as u64;
-        stream
-            .read_exact(&mut response)
-            .await
-            .map_err(|e| format!("read: {e}"))?;
+        let response = match responses.recv().await {
+            Some(Ok(response)) => response,
+            Some(Err(e)) => {
+                result.mismatches += 1;
+                if let Some(code) = e.reset_code() {
+                    requests.get_mut().reset(code);
+                }
+                return Err(format!("stream {id}: response {sent}: {e}"));
+            }
+            None => return Err(format!("stream {id}: ended before response {sent}")),
+        };
         result
             .histogram
             .saturating_record(started.elapsed().as_micros() as u64);
-        if let Some(at) = check_pattern(seed, offset, &response) {
+        let problem = if response.seq != sent {
+            Some(format!(
+                "sequence number {} instead of {sent}",
+                response.seq
+            ))
+        } else if response.len != len || response.payload.len() != size {
+            Some(format!(
+                "payload length {} (header {}) instead of {size}",
+                response.payload.len(),
+                response.len
+            ))
+        } else if response.checksum != checksum(&response.payload) {
+            Some("checksum does not match the payload".to_string())
+        } else {
+            check_pattern(seed, offset, &response.payload)
+                .map(|at| format!("echoed byte {at} differs from what was sent"))
+        };
+        if let Some(problem) = problem {
             result.mismatches += 1;
-            return Err(format!(
-                "stream {}: echoed byte {at} differs from what was sent",
-                stream.id()
-            ));
+            return Err(format!("stream {id}: response {sent}: {problem}"));
         }
         offset += size as u64;
         sent += 1;
@@ -414,24 +474,24 @@ async fn rr_worker(
             .bytes_verified
             .fetch_add(size as u64, Ordering::Relaxed);
     }
-    stream
-        .shutdown()
+    requests
+        .close()
         .await
         .map_err(|e| format!("shutdown: {e}"))?;
-    let mut rest = Vec::new();
-    stream
-        .read_to_end(&mut rest)
-        .await
-        .map_err(|e| format!("read: {e}"))?;
-    if !rest.is_empty() {
-        result.mismatches += 1;
-        return Err(format!(
-            "stream {}: {} unexpected bytes after the last response",
-            stream.id(),
-            rest.len()
-        ));
+    match responses.recv().await {
+        None => Ok(()),
+        Some(Ok(extra)) => {
+            result.mismatches += 1;
+            Err(format!(
+                "stream {id}: unexpected response {} after the last one",
+                extra.seq
+            ))
+        }
+        Some(Err(e)) => {
+            result.mismatches += 1;
+            Err(format!("stream {id}: after the last response: {e}"))
+        }
     }
-    Ok(())
 }
 
 /// Totals of one served connection.
