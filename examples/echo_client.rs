@@ -11,7 +11,7 @@
 //! cargo run --release --example echo_client -- --transport quic-framed --connect 127.0.0.1:7878 --ca /tmp/echo-ca.pem
 //! ```
 //!
-//! Over tls and quic-framed the embedded server uses a self-signed
+//! Over tls, quic and quic-framed the embedded server uses a self-signed
 //! certificate generated on start, which the client trusts; against a
 //! separate server, `--ca FILE` (PEM) names what to trust and
 //! `--server-name` the name to check (default: the host of `--connect`).
@@ -88,7 +88,7 @@ struct Args {
     /// Give up connecting after this long.
     #[arg(long, default_value = "10s", value_parser = echo::parse_duration)]
     connect_timeout: Duration,
-    /// CA certificates (PEM) to trust for tls and quic-framed with
+    /// CA certificates (PEM) to trust for tls, quic and quic-framed with
     /// --connect.
     #[arg(long, requires = "connect")]
     ca: Option<PathBuf>,
@@ -122,13 +122,6 @@ fn config(streams: usize) -> Result<Config, String> {
 }
 
 async fn run(args: Args) -> Result<Summary, String> {
-    if args.transport == Transport::Quic {
-        return Err(
-            "transport quic (one QUIC stream per creditmux stream) is not available in this \
-             build yet; use --transport quic-framed"
-                .into(),
-        );
-    }
     if args.streams == 0 {
         return Err("--streams must be at least 1".into());
     }
@@ -240,7 +233,7 @@ fn transport_name(transport: Transport) -> &'static str {
 }
 
 /// Starts an echo server for one connection on a loopback port of this
-/// process; over tls and quic-framed with a fresh self-signed certificate,
+/// process; over tls, quic and quic-framed with a fresh self-signed certificate,
 /// which the returned client config trusts.
 async fn embedded_server(
     transport: Transport,
@@ -274,12 +267,22 @@ async fn embedded_server(
             });
             (addr, task)
         }
-        (Transport::QuicFramed, Some(server_tls)) => {
-            let endpoint =
-                quic::server_endpoint(loopback, server_tls).map_err(|e| start_error(&e))?;
+        (Transport::QuicFramed | Transport::Quic, Some(server_tls)) => {
+            let native = transport == Transport::Quic;
+            let endpoint = if native {
+                quic::native_server_endpoint(loopback, server_tls, &config)
+            } else {
+                quic::server_endpoint(loopback, server_tls)
+            }
+            .map_err(|e| start_error(&e))?;
             let addr = endpoint.local_addr().map_err(|e| start_error(&e))?;
             let task = tokio::spawn(async move {
-                if let Ok(Some((session, _))) = quic::accept_framed(&endpoint, config).await {
+                let accepted = if native {
+                    quic::accept_native(&endpoint, config).await
+                } else {
+                    quic::accept_framed(&endpoint, config).await
+                };
+                if let Ok(Some((session, _))) = accepted {
                     echo::serve(session).await;
                 }
                 let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
@@ -334,7 +337,7 @@ async fn connect(
                 })?;
             Ok((session, None))
         }
-        (Transport::QuicFramed, Some(client_tls)) => {
+        (Transport::QuicFramed | Transport::Quic, Some(client_tls)) => {
             let remote = tokio::net::lookup_host(addr)
                 .await
                 .map_err(|e| connect_error(&e))?
@@ -347,11 +350,20 @@ async fn connect(
             }
             .parse()
             .expect("a valid address");
-            let endpoint =
-                quic::client_endpoint(bind, client_tls).map_err(|e| connect_error(&e))?;
-            let session = quic::connect_framed(&endpoint, remote, &server_name, config)
-                .await
-                .map_err(|e| handshake_error(&e))?;
+            let session_result;
+            let endpoint;
+            if args.transport == Transport::Quic {
+                endpoint = quic::native_client_endpoint(bind, client_tls, &config)
+                    .map_err(|e| connect_error(&e))?;
+                session_result =
+                    quic::connect_native(&endpoint, remote, &server_name, config).await;
+            } else {
+                endpoint =
+                    quic::client_endpoint(bind, client_tls).map_err(|e| connect_error(&e))?;
+                session_result =
+                    quic::connect_framed(&endpoint, remote, &server_name, config).await;
+            }
+            let session = session_result.map_err(|e| handshake_error(&e))?;
             Ok((session, Some(endpoint)))
         }
         _ => {

@@ -51,7 +51,7 @@ struct Args {
     /// Connection receive window (bytes; suffixes k, M, G).
     #[arg(long, value_parser = echo::parse_size)]
     connection_window: Option<u64>,
-    /// Certificate chain (PEM, leaf first) for tls and quic-framed;
+    /// Certificate chain (PEM, leaf first) for tls, quic and quic-framed;
     /// without it a self-signed certificate is generated on start.
     #[arg(long, requires = "key")]
     cert: Option<PathBuf>,
@@ -130,6 +130,7 @@ enum Listener {
     Tcp(tcp::Listener),
     Tls(tls::Listener),
     QuicFramed(quinn::Endpoint, Config),
+    QuicNative(quinn::Endpoint, Config),
 }
 
 impl Listener {
@@ -155,11 +156,9 @@ impl Listener {
                 Listener::QuicFramed(endpoint, config)
             }
             Transport::Quic => {
-                return Err(
-                    "transport quic (one QUIC stream per creditmux stream) is not \
-                     available in this build yet; use --transport quic-framed"
-                        .into(),
-                );
+                let endpoint = quic::native_server_endpoint(addr, server_tls(args)?, &config)
+                    .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+                Listener::QuicNative(endpoint, config)
             }
         })
     }
@@ -169,6 +168,7 @@ impl Listener {
             Listener::Tcp(_) => "tcp",
             Listener::Tls(_) => "tls",
             Listener::QuicFramed(..) => "quic-framed",
+            Listener::QuicNative(..) => "quic",
         }
     }
 
@@ -176,7 +176,9 @@ impl Listener {
         match self {
             Listener::Tcp(l) => l.local_addr(),
             Listener::Tls(l) => l.local_addr(),
-            Listener::QuicFramed(endpoint, _) => endpoint.local_addr(),
+            Listener::QuicFramed(endpoint, _) | Listener::QuicNative(endpoint, _) => {
+                endpoint.local_addr()
+            }
         }
         .map_err(|e| e.to_string())
     }
@@ -212,6 +214,17 @@ impl Listener {
                         });
                         Ok((peer, handshake))
                     }
+                    Listener::QuicNative(endpoint, config) => {
+                        let incoming = endpoint.accept().await?;
+                        let peer = incoming.remote_address();
+                        let config = config.clone();
+                        let handshake: Handshake = Box::pin(async move {
+                            quic::accept_native_incoming(incoming, config)
+                                .await
+                                .map_err(|e| e.to_string())
+                        });
+                        Ok((peer, handshake))
+                    }
                 };
             match accepted {
                 Ok(pair) => return Some(pair),
@@ -226,7 +239,7 @@ impl Listener {
 
     /// Lets closing QUIC connections tell their peers before exiting.
     async fn finish(self) {
-        if let Listener::QuicFramed(endpoint, _) = self {
+        if let Listener::QuicFramed(endpoint, _) | Listener::QuicNative(endpoint, _) = self {
             let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
         }
     }

@@ -161,6 +161,15 @@ impl Config {
     pub fn send_buffer(&self) -> u32 {
         self.send_buffer
     }
+    /// Idle time after which a keepalive PING is sent; `None` when
+    /// keepalive (and the idle timeout) is off.
+    pub fn keepalive_interval(&self) -> Option<Duration> {
+        self.keepalive_interval
+    }
+    /// Time after a keepalive PING within which something must arrive.
+    pub fn keepalive_timeout(&self) -> Duration {
+        self.keepalive_timeout
+    }
     /// Time allowed for a write to make progress before the session ends.
     pub fn write_timeout(&self) -> Duration {
         self.write_timeout

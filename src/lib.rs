@@ -13,7 +13,8 @@
 //! - Transports, which produce the byte stream a session runs over and know
 //!   nothing of frames or credit: [`tcp`] (feature `runtime`), `tls`
 //!   (feature `tls`: TLS 1.3 with rustls and the ring provider) and `quic`
-//!   (feature `quic`: quinn, creditmux over one QUIC stream). All three
+//!   (feature `quic`: quinn; creditmux over one QUIC stream, or natively
+//!   with one QUIC stream per creditmux stream). All three
 //!   features are on by default.
 //! - [`message`] (feature `message`, on by default): typed serde messages
 //!   over a stream, length-prefixed bincode 2. Optional, above the protocol.

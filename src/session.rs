@@ -13,6 +13,8 @@ use crate::driver::{Driver, Shared, now};
 use crate::error::{ConnectionError, OpenError};
 use crate::frame::ErrorCode;
 use crate::stream::Stream;
+#[cfg(feature = "quic")]
+use crate::transport::native;
 
 /// One multiplexed connection. Cheap to clone; every clone controls the
 /// same connection.
@@ -25,7 +27,16 @@ use crate::stream::Stream;
 /// keep working until they finish or the drain timeout passes, then the
 /// transport is shut down.
 pub struct Session {
-    shared: Arc<Shared>,
+    imp: Imp,
+}
+
+/// The engine behind a session.
+enum Imp {
+    /// The creditmux core over a byte stream (TCP, TLS, QUIC framed).
+    Mux(Arc<Shared>),
+    /// Native QUIC: one QUIC stream per creditmux stream.
+    #[cfg(feature = "quic")]
+    Native(Arc<native::Shared>),
 }
 
 impl Session {
@@ -54,9 +65,11 @@ impl Session {
         let conn = Connection::new(side, config, now());
         let shared = Arc::new(Shared::new(conn));
         tokio::spawn(Driver::new(io, shared.clone()));
-        let session = Session { shared };
+        let session = Session {
+            imp: Imp::Mux(shared.clone()),
+        };
         poll_fn(|cx| {
-            let mut inner = session.shared.lock();
+            let mut inner = shared.lock();
             if let Some(err) = inner.conn.error() {
                 return Poll::Ready(Err(err.clone()));
             }
@@ -73,13 +86,18 @@ impl Session {
     /// Opens a stream. Waits while the peer's stream-count limit is
     /// reached, and fails if the connection is closing or closed.
     pub async fn open(&self) -> Result<Stream, OpenError> {
+        let shared = match &self.imp {
+            Imp::Mux(shared) => shared,
+            #[cfg(feature = "quic")]
+            Imp::Native(native) => return native.open().await.map(Stream::native),
+        };
         poll_fn(|cx| {
-            let mut inner = self.shared.lock();
+            let mut inner = shared.lock();
             match inner.conn.open(now()) {
                 Ok(Some(id)) => {
                     inner.streams.entry(id).or_default();
                     inner.after_command();
-                    Poll::Ready(Ok(Stream::new(id, self.shared.clone())))
+                    Poll::Ready(Ok(Stream::new(id, shared.clone())))
                 }
                 Ok(None) => {
                     inner.after_command();
@@ -96,11 +114,16 @@ impl Session {
     /// streams will come because the connection was closed gracefully (a
     /// GOAWAY with NO_ERROR); `Err` if it ended with an error.
     pub async fn accept(&self) -> Result<Option<Stream>, ConnectionError> {
+        let shared = match &self.imp {
+            Imp::Mux(shared) => shared,
+            #[cfg(feature = "quic")]
+            Imp::Native(native) => return Ok(native.accept().await?.map(Stream::native)),
+        };
         poll_fn(|cx| {
-            let mut inner = self.shared.lock();
+            let mut inner = shared.lock();
             if let Some(id) = inner.conn.accept() {
                 inner.streams.entry(id).or_default();
-                return Poll::Ready(Ok(Some(Stream::new(id, self.shared.clone()))));
+                return Poll::Ready(Ok(Some(Stream::new(id, shared.clone()))));
             }
             if inner.conn.accept_finished() || inner.driver_done {
                 return Poll::Ready(match inner.conn.error() {
@@ -117,8 +140,13 @@ impl Session {
     /// Sends a PING and waits for its acknowledgement; returns the round
     /// trip time. Concurrent calls share one PING in flight.
     pub async fn ping(&self) -> Result<Duration, ConnectionError> {
+        let shared = match &self.imp {
+            Imp::Mux(shared) => shared,
+            #[cfg(feature = "quic")]
+            Imp::Native(native) => return native.ping().await,
+        };
         let target = {
-            let mut inner = self.shared.lock();
+            let mut inner = shared.lock();
             if !inner.conn.ping_in_flight() {
                 inner.conn.ping();
             }
@@ -126,7 +154,7 @@ impl Session {
             inner.conn.pings_completed() + 1
         };
         poll_fn(|cx| {
-            let mut inner = self.shared.lock();
+            let mut inner = shared.lock();
             if inner.conn.pings_completed() >= target {
                 return Poll::Ready(Ok(inner.conn.rtt().unwrap_or_default()));
             }
@@ -144,13 +172,18 @@ impl Session {
     /// the transport down. Returns once the connection has ended; `Ok` if
     /// this side's close ended it, otherwise the error that did.
     pub async fn close(&self, code: ErrorCode) -> Result<(), ConnectionError> {
+        let shared = match &self.imp {
+            Imp::Mux(shared) => shared,
+            #[cfg(feature = "quic")]
+            Imp::Native(native) => return native.close(code).await,
+        };
         {
-            let mut inner = self.shared.lock();
+            let mut inner = shared.lock();
             inner.conn.close(now(), code, b"");
             inner.after_command();
         }
         self.closed().await;
-        let inner = self.shared.lock();
+        let inner = shared.lock();
         match inner.conn.error() {
             Some(ConnectionError::LocallyClosed { .. }) | None => Ok(()),
             Some(err) => Err(err.clone()),
@@ -159,8 +192,13 @@ impl Session {
 
     /// Waits until the connection has ended and the transport is shut down.
     pub async fn closed(&self) {
+        let shared = match &self.imp {
+            Imp::Mux(shared) => shared,
+            #[cfg(feature = "quic")]
+            Imp::Native(native) => return native.closed().await,
+        };
         poll_fn(|cx| {
-            let mut inner = self.shared.lock();
+            let mut inner = shared.lock();
             if inner.driver_done {
                 return Poll::Ready(());
             }
@@ -172,28 +210,59 @@ impl Session {
 
     /// Why the connection ended, once it has.
     pub fn error(&self) -> Option<ConnectionError> {
-        self.shared.lock().conn.error().cloned()
+        match &self.imp {
+            Imp::Mux(shared) => shared.lock().conn.error().cloned(),
+            #[cfg(feature = "quic")]
+            Imp::Native(native) => native.error(),
+        }
     }
 
     /// Connection-level counters: bytes, frames, windows, blocked time,
-    /// probes, queue depths, RTT.
+    /// probes, queue depths, RTT. In native QUIC mode some come from quinn
+    /// and some are not available (zero); see
+    /// [`quic`](crate::quic#native-mode) for which.
     pub fn stats(&self) -> ConnectionStats {
-        self.shared.lock().conn.stats()
+        match &self.imp {
+            Imp::Mux(shared) => shared.lock().conn.stats(),
+            #[cfg(feature = "quic")]
+            Imp::Native(native) => native.stats(),
+        }
+    }
+
+    /// A session over a native QUIC connection whose handshake is done.
+    #[cfg(feature = "quic")]
+    pub(crate) fn native(shared: Arc<native::Shared>) -> Session {
+        Session {
+            imp: Imp::Native(shared),
+        }
     }
 }
 
 impl Clone for Session {
     fn clone(&self) -> Session {
-        self.shared.lock().session_handles += 1;
-        Session {
-            shared: self.shared.clone(),
-        }
+        let imp = match &self.imp {
+            Imp::Mux(shared) => {
+                shared.lock().session_handles += 1;
+                Imp::Mux(shared.clone())
+            }
+            #[cfg(feature = "quic")]
+            Imp::Native(native) => {
+                native.add_handle();
+                Imp::Native(native.clone())
+            }
+        };
+        Session { imp }
     }
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
-        let mut inner = self.shared.lock();
+        let shared = match &self.imp {
+            Imp::Mux(shared) => shared,
+            #[cfg(feature = "quic")]
+            Imp::Native(native) => return native.drop_handle(),
+        };
+        let mut inner = shared.lock();
         inner.session_handles -= 1;
         if inner.session_handles == 0 && !inner.conn.is_finished() {
             inner.conn.close(now(), ErrorCode::NO_ERROR, b"");
@@ -204,10 +273,15 @@ impl Drop for Session {
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let inner = self.shared.lock();
+        let (mode, side) = match &self.imp {
+            Imp::Mux(shared) => ("framed", shared.lock().conn.side()),
+            #[cfg(feature = "quic")]
+            Imp::Native(native) => ("native QUIC", native.side()),
+        };
         f.debug_struct("Session")
-            .field("side", &inner.conn.side())
-            .field("error", &inner.conn.error())
+            .field("mode", &mode)
+            .field("side", &side)
+            .field("error", &self.error())
             .finish_non_exhaustive()
     }
 }

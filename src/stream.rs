@@ -14,6 +14,8 @@ use crate::conn::{ReadOutcome, StreamStats};
 use crate::driver::Shared;
 use crate::error::{ConnectionError, StreamError};
 use crate::frame::{ErrorCode, StreamId};
+#[cfg(feature = "quic")]
+use crate::transport::native;
 
 /// Shared by the halves of one stream; releases the stream in the core
 /// when the last half is dropped.
@@ -50,48 +52,61 @@ pub struct Stream {
     send: SendStream,
 }
 
-impl Drop for Stream {
-    fn drop(&mut self) {
-        // Dropped whole: the halves must not act as if dropped alone; the
-        // shared StreamRef releases the stream.
-        self.recv.alone = false;
-        self.send.alone = false;
-    }
-}
-
 impl Stream {
+    /// The halves of a whole stream are built with `alone: false`: dropped
+    /// together they only drop their references, and the shared StreamRef
+    /// releases the stream. [`Stream::split`] makes them halves of their own.
     pub(crate) fn new(id: StreamId, shared: Arc<Shared>) -> Stream {
         let handle = Arc::new(StreamRef { id, shared });
         Stream {
             recv: RecvStream {
-                handle: handle.clone(),
+                imp: RecvImp::Mux(MuxRecv {
+                    handle: handle.clone(),
+                    alone: false,
+                }),
                 leftover: Bytes::new(),
-                alone: true,
             },
             send: SendStream {
-                handle,
-                alone: true,
+                imp: SendImp::Mux(MuxSend {
+                    handle,
+                    alone: false,
+                }),
+            },
+        }
+    }
+
+    /// A stream of a native QUIC session.
+    #[cfg(feature = "quic")]
+    pub(crate) fn native((recv, send): (native::RecvHalf, native::SendHalf)) -> Stream {
+        Stream {
+            recv: RecvStream {
+                imp: RecvImp::Native(recv),
+                leftover: Bytes::new(),
+            },
+            send: SendStream {
+                imp: SendImp::Native(send),
             },
         }
     }
 
     /// The stream id.
     pub fn id(&self) -> StreamId {
-        self.send.handle.id
+        self.send.id()
     }
 
     /// Splits into a read half and a write half, usable on separate tasks.
-    pub fn split(mut self) -> (RecvStream, SendStream) {
-        let recv = RecvStream {
-            handle: self.recv.handle.clone(),
-            leftover: std::mem::take(&mut self.recv.leftover),
-            alone: true,
-        };
-        let send = SendStream {
-            handle: self.send.handle.clone(),
-            alone: true,
-        };
-        // `self` drops here as a whole, which only drops its references.
+    pub fn split(self) -> (RecvStream, SendStream) {
+        let Stream { mut recv, mut send } = self;
+        match &mut recv.imp {
+            RecvImp::Mux(half) => half.alone = true,
+            #[cfg(feature = "quic")]
+            RecvImp::Native(half) => half.alone = true,
+        }
+        match &mut send.imp {
+            SendImp::Mux(half) => half.alone = true,
+            #[cfg(feature = "quic")]
+            SendImp::Native(half) => half.alone = true,
+        }
         (recv, send)
     }
 
@@ -135,8 +150,20 @@ impl std::fmt::Debug for Stream {
 /// (their credit is returned at once); dropping both halves is dropping
 /// the `Stream`.
 pub struct RecvStream {
-    handle: Arc<StreamRef>,
+    imp: RecvImp,
+    /// Part of a chunk not yet copied out by `poll_read`.
     leftover: Bytes,
+}
+
+enum RecvImp {
+    Mux(MuxRecv),
+    #[cfg(feature = "quic")]
+    Native(native::RecvHalf),
+}
+
+/// The read half of a stream of the creditmux core.
+struct MuxRecv {
+    handle: Arc<StreamRef>,
     /// False while part of a whole `Stream`.
     alone: bool,
 }
@@ -144,7 +171,11 @@ pub struct RecvStream {
 impl RecvStream {
     /// The stream id.
     pub fn id(&self) -> StreamId {
-        self.handle.id
+        match &self.imp {
+            RecvImp::Mux(half) => half.handle.id,
+            #[cfg(feature = "quic")]
+            RecvImp::Native(half) => half.id(),
+        }
     }
 
     /// The next chunk of bytes, without copying; `None` at the end.
@@ -155,6 +186,20 @@ impl RecvStream {
         poll_fn(|cx| self.poll_chunk(cx, usize::MAX)).await
     }
 
+    fn poll_chunk(
+        &mut self,
+        cx: &mut Context<'_>,
+        max: usize,
+    ) -> Poll<Result<Option<Bytes>, StreamError>> {
+        match &mut self.imp {
+            RecvImp::Mux(half) => half.poll_chunk(cx, max),
+            #[cfg(feature = "quic")]
+            RecvImp::Native(half) => half.poll_chunk(cx, max),
+        }
+    }
+}
+
+impl MuxRecv {
     fn poll_chunk(
         &mut self,
         cx: &mut Context<'_>,
@@ -182,7 +227,7 @@ impl RecvStream {
     }
 }
 
-impl Drop for RecvStream {
+impl Drop for MuxRecv {
     fn drop(&mut self) {
         // The last half releases the stream through StreamRef; a read half
         // dropped alone stops reading.
@@ -223,6 +268,17 @@ impl AsyncRead for RecvStream {
 ///
 /// Dropping it finishes the write side (FIN after the buffered bytes).
 pub struct SendStream {
+    imp: SendImp,
+}
+
+enum SendImp {
+    Mux(MuxSend),
+    #[cfg(feature = "quic")]
+    Native(native::SendHalf),
+}
+
+/// The write half of a stream of the creditmux core.
+struct MuxSend {
     handle: Arc<StreamRef>,
     /// False while part of a whole `Stream`.
     alone: bool,
@@ -231,11 +287,53 @@ pub struct SendStream {
 impl SendStream {
     /// The stream id.
     pub fn id(&self) -> StreamId {
-        self.handle.id
+        match &self.imp {
+            SendImp::Mux(half) => half.handle.id,
+            #[cfg(feature = "quic")]
+            SendImp::Native(half) => half.id(),
+        }
     }
 
     /// Sends `data` without copying; waits while the send buffer is full.
-    pub async fn send(&mut self, mut data: Bytes) -> Result<(), StreamError> {
+    pub async fn send(&mut self, data: Bytes) -> Result<(), StreamError> {
+        match &mut self.imp {
+            SendImp::Mux(half) => half.send(data).await,
+            #[cfg(feature = "quic")]
+            SendImp::Native(half) => half.send(data).await,
+        }
+    }
+
+    /// Finishes the write side: a FIN follows the buffered bytes.
+    pub fn finish(&mut self) -> Result<(), StreamError> {
+        match &mut self.imp {
+            SendImp::Mux(half) => half.finish(),
+            #[cfg(feature = "quic")]
+            SendImp::Native(half) => half.finish(),
+        }
+    }
+
+    /// Aborts the stream in both directions with `code`.
+    pub fn reset(&mut self, code: ErrorCode) {
+        match &mut self.imp {
+            SendImp::Mux(half) => half.reset(code),
+            #[cfg(feature = "quic")]
+            SendImp::Native(half) => half.reset(code),
+        }
+    }
+
+    /// Per-stream counters, while the stream is open. In native QUIC mode
+    /// only the byte counts are kept; the rest is zero.
+    pub fn stats(&self) -> Option<StreamStats> {
+        match &self.imp {
+            SendImp::Mux(half) => half.handle.shared.lock().conn.stream_stats(half.handle.id),
+            #[cfg(feature = "quic")]
+            SendImp::Native(half) => Some(half.stats()),
+        }
+    }
+}
+
+impl MuxSend {
+    async fn send(&mut self, mut data: Bytes) -> Result<(), StreamError> {
         poll_fn(|cx| {
             let id = self.handle.id;
             let mut inner = self.handle.shared.lock();
@@ -256,46 +354,20 @@ impl SendStream {
         .await
     }
 
-    /// Finishes the write side: a FIN follows the buffered bytes.
-    pub fn finish(&mut self) -> Result<(), StreamError> {
+    fn finish(&mut self) -> Result<(), StreamError> {
         let mut inner = self.handle.shared.lock();
         let result = inner.conn.finish(self.handle.id);
         inner.after_command();
         result
     }
 
-    /// Aborts the stream in both directions with `code`.
-    pub fn reset(&mut self, code: ErrorCode) {
+    fn reset(&mut self, code: ErrorCode) {
         let mut inner = self.handle.shared.lock();
         inner.conn.reset(self.handle.id, code);
         inner.after_command();
     }
 
-    /// Per-stream counters, while the stream is open.
-    pub fn stats(&self) -> Option<StreamStats> {
-        self.handle.shared.lock().conn.stream_stats(self.handle.id)
-    }
-}
-
-impl Drop for SendStream {
-    fn drop(&mut self) {
-        if self.alone && Arc::strong_count(&self.handle) > 1 {
-            let mut inner = self.handle.shared.lock();
-            let _ = inner.conn.finish(self.handle.id);
-            inner.after_command();
-        }
-    }
-}
-
-impl AsyncWrite for SendStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        if buf.is_empty() {
-            return Poll::Ready(Ok(0));
-        }
+    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let id = self.handle.id;
         let mut inner = self.handle.shared.lock();
         match inner.conn.write(id, buf) {
@@ -309,6 +381,33 @@ impl AsyncWrite for SendStream {
                 Poll::Ready(Ok(n))
             }
             Err(err) => Poll::Ready(Err(err.into())),
+        }
+    }
+}
+
+impl Drop for MuxSend {
+    fn drop(&mut self) {
+        if self.alone && Arc::strong_count(&self.handle) > 1 {
+            let mut inner = self.handle.shared.lock();
+            let _ = inner.conn.finish(self.handle.id);
+            inner.after_command();
+        }
+    }
+}
+
+impl AsyncWrite for SendStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        match &mut self.imp {
+            SendImp::Mux(half) => half.poll_write(cx, buf),
+            #[cfg(feature = "quic")]
+            SendImp::Native(half) => half.poll_write(cx, buf).map_err(io::Error::from),
         }
     }
 

@@ -369,8 +369,8 @@ fn the_client_binary_verifies_against_the_server_binary_over_quic_framed() {
 /// The one-command path over each secure transport: an embedded server
 /// with a self-signed certificate generated on start.
 #[test]
-fn the_client_binary_verifies_standalone_over_tls_and_quic_framed() {
-    for transport in ["tls", "quic-framed"] {
+fn the_client_binary_verifies_standalone_over_tls_and_both_quic_modes() {
+    for transport in ["tls", "quic", "quic-framed"] {
         let output = Command::new(example("echo_client"))
             .args([
                 "--transport",
@@ -394,12 +394,31 @@ fn the_client_binary_verifies_standalone_over_tls_and_quic_framed() {
 }
 
 #[test]
-fn native_quic_is_refused_with_a_clear_message() {
+fn the_client_binary_verifies_against_the_server_binary_over_native_quic() {
+    binaries_verify_over("quic");
+}
+
+/// A native-QUIC client against a framed-QUIC server: the modes have
+/// different ALPN identifiers, so the client fails with one clear line.
+#[test]
+fn a_native_client_against_a_framed_server_fails_with_one_line() {
+    let ca = std::env::temp_dir().join(format!("creditmux-mode-ca-{}.pem", std::process::id()));
+    let ca_arg = ca.to_str().unwrap();
+    let (_server, addr) = spawn_server(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--transport",
+        "quic-framed",
+        "--write-ca",
+        ca_arg,
+    ]);
     let output = Command::new(example("echo_client"))
-        .args(["--transport", "quic"])
+        .args(["--transport", "quic", "--connect", &addr, "--ca", ca_arg])
         .output()
         .unwrap();
+    let _ = std::fs::remove_file(&ca);
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("use --transport quic-framed"), "{stderr}");
+    assert!(stderr.contains("ALPN"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }

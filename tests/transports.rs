@@ -204,6 +204,34 @@ mod quic_pairs {
         assert!(peer.ip().is_loopback());
         (client, server, client_ep, server_ep)
     }
+
+    /// A native session pair with `config` on both sides, plus both
+    /// endpoints.
+    pub async fn native_pair(
+        config: Config,
+    ) -> (Session, Session, quinn::Endpoint, quinn::Endpoint) {
+        let identity = Identity::self_signed();
+        let server_ep =
+            quic::native_server_endpoint(loopback(), identity.server_config().unwrap(), &config)
+                .unwrap();
+        let addr = server_ep.local_addr().unwrap();
+        let accepting = server_ep.clone();
+        let server_config = config.clone();
+        let server = tokio::spawn(async move {
+            quic::accept_native(&accepting, server_config)
+                .await
+                .unwrap()
+                .expect("a connection")
+        });
+        let client_ep =
+            quic::native_client_endpoint(loopback(), identity.client_config(), &config).unwrap();
+        let client = quic::connect_native(&client_ep, addr, "localhost", config)
+            .await
+            .unwrap();
+        let (server, peer) = server.await.unwrap();
+        assert!(peer.ip().is_loopback());
+        (client, server, client_ep, server_ep)
+    }
 }
 
 // ----- the suite over each transport ---------------------------------------
@@ -235,6 +263,22 @@ async fn quic_framed_echoes_1_10_100_streams_both_ways_byte_exact() {
         echo_suite(client, server).await;
         // The sessions closed their QUIC connection; both endpoints go
         // idle once the close has been exchanged.
+        for endpoint in [client_ep, server_ep] {
+            tokio::time::timeout(Duration::from_secs(5), endpoint.wait_idle())
+                .await
+                .expect("endpoint idle");
+        }
+    })
+    .await;
+}
+
+#[cfg(feature = "quic")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_native_echoes_1_10_100_streams_both_ways_byte_exact() {
+    bounded(async {
+        let (client, server, client_ep, server_ep) =
+            quic_pairs::native_pair(Config::default()).await;
+        echo_suite(client, server).await;
         for endpoint in [client_ep, server_ep] {
             tokio::time::timeout(Duration::from_secs(5), endpoint.wait_idle())
                 .await
@@ -672,5 +716,220 @@ mod quic_failures {
         tls.max_early_data_size = 1024;
         let err = quic::server_config(Arc::new(tls)).unwrap_err();
         assert!(matches!(err, quic::ConfigError::Tls(_)), "{err:?}");
+    }
+}
+
+// ----- QUIC native mode --------------------------------------------------------
+
+#[cfg(feature = "quic")]
+mod quic_native {
+    use super::quic_pairs::{loopback, native_pair};
+    use super::*;
+    use creditmux::tls::TlsError;
+    use creditmux::{Initiator, OpenError, StreamError, quic};
+
+    #[tokio::test]
+    async fn a_native_client_and_a_framed_server_fail_with_typed_alpn_errors() {
+        bounded(async {
+            let identity = Identity::self_signed();
+            let server_ep =
+                quic::server_endpoint(loopback(), identity.server_config().unwrap()).unwrap();
+            let addr = server_ep.local_addr().unwrap();
+            let server =
+                tokio::spawn(
+                    async move { quic::accept_framed(&server_ep, Config::default()).await },
+                );
+            let client_ep = quic::native_client_endpoint(
+                loopback(),
+                identity.client_config(),
+                &Config::default(),
+            )
+            .unwrap();
+            let err = quic::connect_native(&client_ep, addr, "localhost", Config::default())
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, quic::ConnectError::Tls(TlsError::Alpn { .. })),
+                "{err:?}"
+            );
+            let err = server.await.unwrap().unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    quic::AcceptError::Tls {
+                        source: TlsError::Alpn { .. },
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+        })
+        .await;
+    }
+
+    #[test]
+    fn native_configs_offer_exactly_the_native_alpn() {
+        let identity = Identity::self_signed();
+        // The helper configs offer creditmux/1; native mode replaces it.
+        let config = Config::default();
+        assert!(quic::native_client_config(identity.client_config(), &config).is_ok());
+        assert!(quic::native_server_config(identity.server_config().unwrap(), &config).is_ok());
+        assert_ne!(quic::NATIVE_ALPN, quic::ALPN);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reset_reaches_both_directions_of_the_peer_with_its_code() {
+        bounded(async {
+            let (client, server, _c, _s) = native_pair(Config::default()).await;
+            let mut stream = client.open().await.unwrap();
+            stream.write_all(b"hello").await.unwrap();
+            let mut peer = server.accept().await.unwrap().expect("a stream");
+            let mut hello = [0u8; 5];
+            peer.read_exact(&mut hello).await.unwrap();
+            stream.reset(ErrorCode(0x42));
+            let expected = StreamError::Reset {
+                code: ErrorCode(0x42),
+                initiator: Initiator::Remote,
+            };
+            assert_eq!(peer.recv().await.unwrap_err(), expected);
+            // The peer's write direction was stopped with the same code.
+            let mut write_err = None;
+            for _ in 0..1000 {
+                if let Err(err) = peer.send(bytes::Bytes::from_static(b"x")).await {
+                    write_err = Some(err);
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(write_err, Some(expected));
+            let stats = client.stats();
+            assert_eq!(stats.data_bytes_sent, 5);
+            assert!(server.stats().data_bytes_received >= 5);
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ping_measures_a_round_trip_on_the_control_stream() {
+        bounded(async {
+            let (client, server, _c, _s) = native_pair(Config::default()).await;
+            let rtt = client.ping().await.unwrap();
+            assert!(rtt > Duration::ZERO);
+            server.ping().await.unwrap();
+            assert_eq!(client.stats().rtt, Some(rtt));
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn goaway_stops_new_streams_and_lets_open_ones_finish() {
+        bounded(async {
+            let (client, server, _c, _s) = native_pair(Config::default()).await;
+            let mut stream = client.open().await.unwrap();
+            stream.write_all(b"before").await.unwrap();
+            let mut peer = server.accept().await.unwrap().expect("a stream");
+            let closing = {
+                let server = server.clone();
+                tokio::spawn(async move { server.close(ErrorCode::NO_ERROR).await })
+            };
+            // The GOAWAY arrives on the control stream: open() fails.
+            let mut refused = None;
+            for _ in 0..1000 {
+                match client.open().await {
+                    Err(err) => {
+                        refused = Some(err);
+                        break;
+                    }
+                    Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+                }
+            }
+            assert_eq!(refused, Some(OpenError::GoingAway));
+            // The open stream still works both ways.
+            stream.write_all(b" after").await.unwrap();
+            stream.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            peer.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got, b"before after");
+            peer.write_all(b"reply").await.unwrap();
+            peer.shutdown().await.unwrap();
+            let mut reply = Vec::new();
+            stream.read_to_end(&mut reply).await.unwrap();
+            assert_eq!(reply, b"reply");
+            drop((stream, peer));
+            closing.await.unwrap().expect("graceful close");
+            client.closed().await;
+            let end = client.error().expect("ended");
+            assert!(end.is_graceful(), "{end:?}");
+            assert!(server.error().unwrap().is_graceful());
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn closing_with_an_error_code_reports_it_to_the_peer() {
+        bounded(async {
+            let (client, server, _c, _s) = native_pair(Config::default()).await;
+            client.close(ErrorCode(0x77)).await.unwrap();
+            server.closed().await;
+            match server.error() {
+                Some(creditmux::ConnectionError::ClosedByPeer { code, .. }) => {
+                    assert_eq!(code, ErrorCode(0x77))
+                }
+                other => panic!("server saw {other:?}"),
+            }
+            assert!(matches!(
+                server.open().await,
+                Err(OpenError::ConnectionLost(_))
+            ));
+        })
+        .await;
+    }
+
+    /// The stream window is QUIC's MAX_STREAM_DATA: a stream nobody reads
+    /// takes at most that much, and another stream moves 4 MiB meanwhile.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_never_read_stream_holds_only_its_window_and_does_not_stall_another() {
+        bounded(async {
+            let window = 64 * 1024;
+            let config = Config::builder()
+                .stream_window(window)
+                .connection_window(1024 * 1024)
+                .build()
+                .unwrap();
+            let (client, server, _c, _s) = native_pair(config).await;
+            let mut stuck = client.open().await.unwrap();
+            stuck.write_all(b"s").await.unwrap();
+            let accepted = server.accept().await.unwrap().expect("stuck stream");
+            let written = Arc::new(std::sync::atomic::AtomicUsize::new(1));
+            let counter = written.clone();
+            let writer = tokio::spawn(async move {
+                let chunk = vec![7u8; 4096];
+                loop {
+                    let n = stuck.write(&chunk).await.unwrap();
+                    counter.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+            let mut free = client.open().await.unwrap();
+            let payload = vec![9u8; 4 * 1024 * 1024];
+            let sent = payload.clone();
+            let sender = tokio::spawn(async move {
+                free.write_all(&sent).await.unwrap();
+                free.shutdown().await.unwrap();
+                free
+            });
+            let mut other = server.accept().await.unwrap().expect("free stream");
+            let mut got = Vec::new();
+            other.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got, payload);
+            let _free = sender.await.unwrap();
+            let taken = written.load(std::sync::atomic::Ordering::SeqCst);
+            assert!(
+                taken <= window as usize,
+                "{taken} bytes accepted on a stream with a {window}-byte window"
+            );
+            writer.abort();
+            drop(accepted);
+        })
+        .await;
     }
 }

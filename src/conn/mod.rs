@@ -25,7 +25,7 @@
 //! buffer has been written, the driver shuts the transport down.
 
 mod app;
-mod flood;
+pub(crate) mod flood;
 mod recv;
 mod send;
 mod stream;

@@ -9,9 +9,15 @@
 //! - [`tcp`] (feature `runtime`): plain TCP with `TCP_NODELAY`.
 //! - [`tls`] (feature `tls`): TLS 1.3 over TCP with rustls and the ring
 //!   provider, ALPN `creditmux/1`.
-//! - [`quic`] (feature `quic`): the creditmux framing over one QUIC
-//!   bidirectional stream (quinn), ALPN `creditmux/1`.
+//! - [`quic`] (feature `quic`): QUIC with quinn, in two modes: framed (the
+//!   creditmux framing over one QUIC bidirectional stream, ALPN
+//!   `creditmux/1`) and native (one QUIC stream per creditmux stream, QUIC
+//!   flow control as the credit, ALPN `creditmux-native/1`). Native mode
+//!   is the one transport with its own session engine (`native`), since
+//!   QUIC already does what the creditmux core does over a byte stream.
 
+#[cfg(feature = "quic")]
+pub(crate) mod native;
 #[cfg(feature = "quic")]
 pub mod quic;
 pub mod tcp;

@@ -1,28 +1,53 @@
-//! creditmux over QUIC (quinn), framed mode: the creditmux protocol runs
-//! unchanged over **one** QUIC bidirectional stream, with QUIC as a secure,
-//! connection-migrating transport over UDP.
+//! creditmux over QUIC (quinn), in two modes.
 //!
-//! The client opens the bidirectional stream and writes the creditmux
-//! preface at once (QUIC streams become visible to the peer with their
-//! first byte); the server accepts it. Both sides require the ALPN
-//! identifier [`ALPN`] (`creditmux/1`).
+//! - **Framed** ([`connect_framed`], [`accept_framed`]; ALPN [`ALPN`],
+//!   `creditmux/1`): the creditmux protocol runs unchanged over **one**
+//!   QUIC bidirectional stream, with QUIC as a secure transport over UDP.
+//!   The client opens the stream and writes the preface at once (QUIC
+//!   streams become visible to the peer with their first byte); the server
+//!   accepts it. creditmux's own credit, ordering and stream semantics stay
+//!   exactly as over TCP, so a lost UDP packet still delays every creditmux
+//!   stream behind it (head-of-line blocking, as over TCP).
+//! - **Native** ([`connect_native`], [`accept_native`]; ALPN
+//!   [`NATIVE_ALPN`], `creditmux-native/1`): every creditmux stream is its
+//!   own QUIC stream, so a lost packet delays only the streams whose bytes
+//!   it carried. QUIC's flow control carries the credit, set from the same
+//!   [`Config`] by [`native_transport`]: the stream window is
+//!   MAX_STREAM_DATA, the connection window MAX_DATA, the incoming stream
+//!   limit MAX_STREAMS. PING and GOAWAY travel on one control stream per
+//!   side. proto/SPEC.md §18 defines the mapping.
 //!
-//! Framed mode keeps creditmux's own credit, ordering and stream semantics
-//! exactly as over TCP, so a lost UDP packet still delays every creditmux
-//! stream behind it (head-of-line blocking, as over TCP). The native mode,
-//! where each creditmux stream is its own QUIC stream, is not part of this
-//! module yet.
+//! Both give a [`Session`] with the same API as over TCP: `open`, `accept`,
+//! `ping`, `close`, [`Stream`](crate::Stream) with `AsyncRead`/`AsyncWrite`
+//! and zero-copy `send`/`recv`, the same errors and drop semantics.
+//!
+//! # Native mode
+//!
+//! Differences an application can see:
+//!
+//! - A stream reaches the peer's `accept` with its first byte (or FIN), not
+//!   at `open`: write first on a stream you open.
+//! - [`Session::stats`] takes transport bytes (UDP payload), frames (QUIC
+//!   frames) and zero-window events (QUIC `*_BLOCKED` frames sent; the ones
+//!   received count as probes answered) from quinn; the windows, buffered
+//!   bytes, queue depths and blocked time stay inside quinn and read zero.
+//!   Stream stats carry the byte counts only.
+//! - The two modes do not interoperate: a framed endpoint rejects a native
+//!   peer (and the other way round) with a typed ALPN error.
 //!
 //! # Setup
 //!
-//! [`client_endpoint`] / [`server_endpoint`] bind a quinn [`Endpoint`]
-//! from the application's rustls config (plus [`ALPN`] if missing; see
-//! [`tls`](crate::tls) for the config helpers and the ring provider).
-//! [`connect_framed`] and [`accept_framed`] then give one [`Session`] per
-//! QUIC connection; [`framed_client`] / [`framed_server`] do the same over
-//! a [`Connection`] the application set up itself. Before a process
-//! exits, [`Endpoint::wait_idle`] gives closing connections a chance to
-//! tell their peers.
+//! [`client_endpoint`] / [`server_endpoint`] (framed) and
+//! [`native_client_endpoint`] / [`native_server_endpoint`] bind a quinn
+//! [`Endpoint`] from the application's rustls config (with the mode's ALPN
+//! put first; see [`tls`](crate::tls) for the config helpers and the ring
+//! provider). [`connect_framed`] / [`accept_framed`] and
+//! [`connect_native`] / [`accept_native`] then give one [`Session`] per
+//! QUIC connection; [`framed_client`] / [`framed_server`] and
+//! [`native_client`] / [`native_server`] do the same over a
+//! [`Connection`] the application set up itself. Before a process exits,
+//! [`Endpoint::wait_idle`] gives closing connections a chance to tell
+//! their peers.
 //!
 //! ```no_run
 //! # async fn run(server_tls: std::sync::Arc<rustls::ServerConfig>,
@@ -30,16 +55,20 @@
 //! #     -> Result<(), Box<dyn std::error::Error>> {
 //! use creditmux::{quic, Config};
 //!
-//! let server = quic::server_endpoint("127.0.0.1:0".parse()?, server_tls)?;
+//! let config = Config::default();
+//! let server = quic::native_server_endpoint("127.0.0.1:0".parse()?, server_tls, &config)?;
 //! let addr = server.local_addr()?;
+//! let server_config = config.clone();
 //! tokio::spawn(async move {
-//!     while let Ok(Some((session, _peer))) = quic::accept_framed(&server, Config::default()).await {
+//!     while let Ok(Some((session, _peer))) =
+//!         quic::accept_native(&server, server_config.clone()).await
+//!     {
 //!         // serve `session`
 //! #       drop(session);
 //!     }
 //! });
-//! let client = quic::client_endpoint("127.0.0.1:0".parse()?, client_tls)?;
-//! let session = quic::connect_framed(&client, addr, "localhost", Config::default()).await?;
+//! let client = quic::native_client_endpoint("127.0.0.1:0".parse()?, client_tls, &config)?;
+//! let session = quic::connect_native(&client, addr, "localhost", config).await?;
 //! # drop(session);
 //! # Ok(())
 //! # }
@@ -59,12 +88,20 @@ use rustls::AlertDescription;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::native;
 use super::tls::{TlsError, check_alpn, client_with_alpn, server_with_alpn};
 use crate::config::Config;
+use crate::conn::Side;
 use crate::error::ConnectionError;
 use crate::session::Session;
 
 pub use super::tls::ALPN;
+
+/// The ALPN identifier of native mode: creditmux wire protocol version 1
+/// mapped onto QUIC streams (SPEC §18). Distinct from [`ALPN`], so a
+/// native peer and a framed peer fail the TLS handshake with a clear
+/// error instead of misreading each other's streams.
+pub const NATIVE_ALPN: &[u8] = b"creditmux-native/1";
 
 /// Why a QUIC config or endpoint could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -164,14 +201,83 @@ impl AcceptError {
     }
 }
 
-/// A quinn client config from `tls` (plus [`ALPN`] if missing), with
-/// quinn's default transport parameters.
+/// A quinn client config for framed mode from `tls` (with [`ALPN`] put
+/// first), with quinn's default transport parameters.
 ///
 /// Checks up front what quinn would otherwise only find (and panic on)
 /// when the first connection starts: TLS 1.3 enabled and a QUIC-capable
 /// suite present.
 pub fn client_config(tls: Arc<rustls::ClientConfig>) -> Result<quinn::ClientConfig, ConfigError> {
-    let tls = client_with_alpn(tls);
+    Ok(quinn::ClientConfig::new(quic_client_crypto(tls, ALPN)?))
+}
+
+/// A quinn server config for framed mode from `tls` (with [`ALPN`] put
+/// first), with quinn's default transport parameters.
+///
+/// Checks up front what quinn would otherwise only find (and panic on)
+/// when the first connection arrives: TLS 1.3 enabled, a QUIC-capable
+/// suite present, and `max_early_data_size` 0 or `u32::MAX`.
+pub fn server_config(tls: Arc<rustls::ServerConfig>) -> Result<quinn::ServerConfig, ConfigError> {
+    Ok(quinn::ServerConfig::with_crypto(quic_server_crypto(
+        tls, ALPN,
+    )?))
+}
+
+/// A quinn client config for native mode: `tls` with [`NATIVE_ALPN`] put
+/// first, and the transport parameters of [`native_transport`]`(config)`.
+/// The same checks as [`client_config`].
+pub fn native_client_config(
+    tls: Arc<rustls::ClientConfig>,
+    config: &Config,
+) -> Result<quinn::ClientConfig, ConfigError> {
+    let mut quic = quinn::ClientConfig::new(quic_client_crypto(tls, NATIVE_ALPN)?);
+    quic.transport_config(Arc::new(native_transport(config)));
+    Ok(quic)
+}
+
+/// A quinn server config for native mode: `tls` with [`NATIVE_ALPN`] put
+/// first, and the transport parameters of [`native_transport`]`(config)`.
+/// The same checks as [`server_config`].
+pub fn native_server_config(
+    tls: Arc<rustls::ServerConfig>,
+    config: &Config,
+) -> Result<quinn::ServerConfig, ConfigError> {
+    let mut quic = quinn::ServerConfig::with_crypto(quic_server_crypto(tls, NATIVE_ALPN)?);
+    quic.transport_config(Arc::new(native_transport(config)));
+    Ok(quic)
+}
+
+/// QUIC transport parameters that carry a creditmux [`Config`] in native
+/// mode (SPEC §18.2):
+///
+/// | creditmux | QUIC |
+/// |---|---|
+/// | `stream_window` | initial MAX_STREAM_DATA (`stream_receive_window`) |
+/// | `connection_window` | initial MAX_DATA (`receive_window`), and the send window (bytes in flight or buffered, all streams) |
+/// | `max_incoming_streams` | MAX_STREAMS (bidirectional) |
+/// | one control stream per side | MAX_STREAMS (unidirectional) = 1 |
+/// | `keepalive_interval` | keep-alive PING interval |
+/// | `keepalive_interval + keepalive_timeout` | idle timeout (none without keepalive) |
+pub fn native_transport(config: &Config) -> quinn::TransportConfig {
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .stream_receive_window(VarInt::from_u32(config.stream_window()))
+        .receive_window(VarInt::from_u32(config.connection_window()))
+        .send_window(u64::from(config.connection_window()))
+        .max_concurrent_bidi_streams(VarInt::from_u32(config.max_incoming_streams()))
+        .max_concurrent_uni_streams(VarInt::from_u32(1))
+        .keep_alive_interval(config.keepalive_interval())
+        .max_idle_timeout(config.keepalive_interval().and_then(|interval| {
+            quinn::IdleTimeout::try_from(interval + config.keepalive_timeout()).ok()
+        }));
+    transport
+}
+
+fn quic_client_crypto(
+    tls: Arc<rustls::ClientConfig>,
+    alpn: &[u8],
+) -> Result<Arc<QuicClientConfig>, ConfigError> {
+    let tls = client_with_alpn(tls, alpn);
     rustls::quic::ClientConnection::new(
         tls.clone(),
         rustls::quic::Version::V1,
@@ -179,22 +285,21 @@ pub fn client_config(tls: Arc<rustls::ClientConfig>) -> Result<quinn::ClientConf
         Vec::new(),
     )
     .map_err(ConfigError::Tls)?;
-    let crypto = QuicClientConfig::try_from(tls).map_err(|_| ConfigError::NoInitialCipherSuite)?;
-    Ok(quinn::ClientConfig::new(Arc::new(crypto)))
+    QuicClientConfig::try_from(tls)
+        .map(Arc::new)
+        .map_err(|_| ConfigError::NoInitialCipherSuite)
 }
 
-/// A quinn server config from `tls` (plus [`ALPN`] if missing), with
-/// quinn's default transport parameters.
-///
-/// Checks up front what quinn would otherwise only find (and panic on)
-/// when the first connection arrives: TLS 1.3 enabled, a QUIC-capable
-/// suite present, and `max_early_data_size` 0 or `u32::MAX`.
-pub fn server_config(tls: Arc<rustls::ServerConfig>) -> Result<quinn::ServerConfig, ConfigError> {
-    let tls = server_with_alpn(tls);
+fn quic_server_crypto(
+    tls: Arc<rustls::ServerConfig>,
+    alpn: &[u8],
+) -> Result<Arc<QuicServerConfig>, ConfigError> {
+    let tls = server_with_alpn(tls, alpn);
     rustls::quic::ServerConnection::new(tls.clone(), rustls::quic::Version::V1, Vec::new())
         .map_err(ConfigError::Tls)?;
-    let crypto = QuicServerConfig::try_from(tls).map_err(|_| ConfigError::NoInitialCipherSuite)?;
-    Ok(quinn::ServerConfig::with_crypto(Arc::new(crypto)))
+    QuicServerConfig::try_from(tls)
+        .map(Arc::new)
+        .map_err(|_| ConfigError::NoInitialCipherSuite)
 }
 
 /// A client endpoint bound to `bind` (`0.0.0.0:0` or `[::]:0` for any)
@@ -203,10 +308,7 @@ pub fn client_endpoint(
     bind: SocketAddr,
     tls: Arc<rustls::ClientConfig>,
 ) -> Result<Endpoint, ConfigError> {
-    let config = client_config(tls)?;
-    let mut endpoint = Endpoint::client(bind).map_err(ConfigError::Bind)?;
-    endpoint.set_default_client_config(config);
-    Ok(endpoint)
+    endpoint_with_client(bind, client_config(tls)?)
 }
 
 /// A server endpoint bound to `bind` with a server config from `tls`; see
@@ -215,8 +317,34 @@ pub fn server_endpoint(
     bind: SocketAddr,
     tls: Arc<rustls::ServerConfig>,
 ) -> Result<Endpoint, ConfigError> {
-    let config = server_config(tls)?;
-    Endpoint::server(config, bind).map_err(ConfigError::Bind)
+    Endpoint::server(server_config(tls)?, bind).map_err(ConfigError::Bind)
+}
+
+/// A native-mode client endpoint; see [`native_client_config`].
+pub fn native_client_endpoint(
+    bind: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+    config: &Config,
+) -> Result<Endpoint, ConfigError> {
+    endpoint_with_client(bind, native_client_config(tls, config)?)
+}
+
+/// A native-mode server endpoint; see [`native_server_config`].
+pub fn native_server_endpoint(
+    bind: SocketAddr,
+    tls: Arc<rustls::ServerConfig>,
+    config: &Config,
+) -> Result<Endpoint, ConfigError> {
+    Endpoint::server(native_server_config(tls, config)?, bind).map_err(ConfigError::Bind)
+}
+
+fn endpoint_with_client(
+    bind: SocketAddr,
+    config: quinn::ClientConfig,
+) -> Result<Endpoint, ConfigError> {
+    let mut endpoint = Endpoint::client(bind).map_err(ConfigError::Bind)?;
+    endpoint.set_default_client_config(config);
+    Ok(endpoint)
 }
 
 /// Connects to `addr` with the endpoint's default client config, then
@@ -231,18 +359,28 @@ pub async fn connect_framed(
     server_name: &str,
     config: Config,
 ) -> Result<Session, ConnectError> {
+    let connection = connect(endpoint, addr, server_name, &config).await?;
+    framed_client(connection, config).await
+}
+
+/// The QUIC handshake of a client, bounded by the handshake timeout.
+async fn connect(
+    endpoint: &Endpoint,
+    addr: SocketAddr,
+    server_name: &str,
+    config: &Config,
+) -> Result<Connection, ConnectError> {
     let connecting = endpoint
         .connect(addr, server_name)
         .map_err(ConnectError::Start)?;
     let timeout = config.handshake_timeout();
-    let connection = tokio::time::timeout(timeout, connecting)
+    tokio::time::timeout(timeout, connecting)
         .await
         .map_err(|_| ConnectError::Timeout(timeout))?
         .map_err(|err| match tls_failure(&err) {
             Some(tls) => ConnectError::Tls(tls),
             None => ConnectError::Connection(err),
-        })?;
-    framed_client(connection, config).await
+        })
 }
 
 /// Runs creditmux as the client over an established QUIC connection:
@@ -256,7 +394,7 @@ pub async fn framed_client(
     connection: Connection,
     config: Config,
 ) -> Result<Session, ConnectError> {
-    check_alpn_or_close(&connection)?;
+    check_alpn_or_close(&connection, ALPN)?;
     let timeout = config.handshake_timeout();
     let (send, recv) = tokio::time::timeout(timeout, connection.open_bi())
         .await
@@ -293,6 +431,15 @@ pub async fn accept_incoming(
     incoming: quinn::Incoming,
     config: Config,
 ) -> Result<Session, AcceptError> {
+    let connection = handshake_incoming(incoming, &config).await?;
+    framed_server(connection, config).await
+}
+
+/// The QUIC handshake of a server, bounded by the handshake timeout.
+async fn handshake_incoming(
+    incoming: quinn::Incoming,
+    config: &Config,
+) -> Result<Connection, AcceptError> {
     let peer = incoming.remote_address();
     let failed = |err: quinn::ConnectionError| match tls_failure(&err) {
         Some(source) => AcceptError::Tls { peer, source },
@@ -302,11 +449,10 @@ pub async fn accept_incoming(
     // failure (no common ALPN, say) can surface before the handshake
     // future exists.
     let connecting = incoming.accept().map_err(failed)?;
-    let connection = tokio::time::timeout(config.handshake_timeout(), connecting)
+    tokio::time::timeout(config.handshake_timeout(), connecting)
         .await
         .map_err(|_| AcceptError::Timeout { peer })?
-        .map_err(failed)?;
-    framed_server(connection, config).await
+        .map_err(failed)
 }
 
 /// Runs creditmux as the server over an established QUIC connection:
@@ -318,7 +464,7 @@ pub async fn accept_incoming(
 /// here on and closes it when the session ends.
 pub async fn framed_server(connection: Connection, config: Config) -> Result<Session, AcceptError> {
     let peer = connection.remote_address();
-    check_alpn_or_close(&connection).map_err(|source| AcceptError::Tls { peer, source })?;
+    check_alpn_or_close(&connection, ALPN).map_err(|source| AcceptError::Tls { peer, source })?;
     let (send, recv) = tokio::time::timeout(config.handshake_timeout(), connection.accept_bi())
         .await
         .map_err(|_| AcceptError::Timeout { peer })?
@@ -329,22 +475,97 @@ pub async fn framed_server(connection: Connection, config: Config) -> Result<Ses
         .map_err(|source| AcceptError::Handshake { peer, source })
 }
 
+// ----- native mode -----------------------------------------------------------
+
+/// Connects to `addr` with the endpoint's default client config (build the
+/// endpoint with [`native_client_endpoint`], or give it a config from
+/// [`native_client_config`]), then runs [`native_client`].
+pub async fn connect_native(
+    endpoint: &Endpoint,
+    addr: SocketAddr,
+    server_name: &str,
+    config: Config,
+) -> Result<Session, ConnectError> {
+    let connection = connect(endpoint, addr, server_name, &config).await?;
+    native_client(connection, config).await
+}
+
+/// Runs a native-mode session as the client over an established QUIC
+/// connection: checks ALPN ([`NATIVE_ALPN`]), then opens this side's
+/// control stream and waits for the server's (SPEC §18.3), bounded by
+/// [`Config::handshake_timeout`].
+///
+/// The connection's flow-control limits are the transport parameters it
+/// was set up with; [`native_client_config`] sets them from a [`Config`].
+/// The session owns the connection from here on and closes it when the
+/// session ends.
+pub async fn native_client(
+    connection: Connection,
+    config: Config,
+) -> Result<Session, ConnectError> {
+    check_alpn_or_close(&connection, NATIVE_ALPN)?;
+    native::start(connection, config, Side::Client)
+        .await
+        .map(Session::native)
+        .map_err(ConnectError::Handshake)
+}
+
+/// Waits for the next connection on `endpoint` (built with
+/// [`native_server_endpoint`]) and runs [`native_server`] on it.
+/// `Ok(None)` once the endpoint is closed. Runs inline like
+/// [`accept_framed`]; [`accept_native_incoming`] is the per-task variant.
+pub async fn accept_native(
+    endpoint: &Endpoint,
+    config: Config,
+) -> Result<Option<(Session, SocketAddr)>, AcceptError> {
+    let Some(incoming) = endpoint.accept().await else {
+        return Ok(None);
+    };
+    let peer = incoming.remote_address();
+    Ok(Some((
+        accept_native_incoming(incoming, config).await?,
+        peer,
+    )))
+}
+
+/// Completes the QUIC handshake of `incoming`, then runs [`native_server`].
+pub async fn accept_native_incoming(
+    incoming: quinn::Incoming,
+    config: Config,
+) -> Result<Session, AcceptError> {
+    let connection = handshake_incoming(incoming, &config).await?;
+    native_server(connection, config).await
+}
+
+/// Runs a native-mode session as the server over an established QUIC
+/// connection: checks ALPN ([`NATIVE_ALPN`]), then exchanges control
+/// streams with the client, bounded by [`Config::handshake_timeout`].
+pub async fn native_server(connection: Connection, config: Config) -> Result<Session, AcceptError> {
+    let peer = connection.remote_address();
+    check_alpn_or_close(&connection, NATIVE_ALPN)
+        .map_err(|source| AcceptError::Tls { peer, source })?;
+    native::start(connection, config, Side::Server)
+        .await
+        .map(Session::native)
+        .map_err(|source| AcceptError::Handshake { peer, source })
+}
+
 /// The application error code a connection is closed with when ALPN did
 /// not settle on `creditmux/1`: 0x100 + the TLS alert
 /// no_application_protocol, the code TLS itself would use (RFC 9001 §4.8).
 const NO_APPLICATION_PROTOCOL: u32 = 0x100 | 120;
 
-/// Checks that the handshake settled on [`ALPN`]; if not, closes the
+/// Checks that the handshake settled on `alpn`; if not, closes the
 /// connection with [`NO_APPLICATION_PROTOCOL`] so the peer learns why.
-fn check_alpn_or_close(connection: &Connection) -> Result<(), TlsError> {
+fn check_alpn_or_close(connection: &Connection, alpn: &[u8]) -> Result<(), TlsError> {
     let negotiated = connection
         .handshake_data()
         .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
         .and_then(|data| data.protocol);
-    check_alpn(negotiated.as_deref()).inspect_err(|_| {
+    check_alpn(negotiated.as_deref(), alpn).inspect_err(|_| {
         connection.close(
             VarInt::from_u32(NO_APPLICATION_PROTOCOL),
-            b"ALPN creditmux/1 required",
+            b"another creditmux ALPN required",
         );
     })
 }

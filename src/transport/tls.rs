@@ -12,8 +12,9 @@
 //! The helpers take the application's own `Arc<rustls::ClientConfig>` /
 //! `Arc<rustls::ServerConfig>`, so trust roots, client authentication,
 //! key logging and session resumption stay under its control. The only
-//! change made is adding [`ALPN`] to `alpn_protocols` when it is missing
-//! (on a copy; the caller's config is not modified). [`client_config`] and
+//! change made is putting [`ALPN`] first in `alpn_protocols` (dropping
+//! native QUIC's `creditmux-native/1` if present), on a copy and only when
+//! needed; the caller's config is not modified. [`client_config`] and
 //! [`server_config`] build configs for the common case.
 //!
 //! # Crypto provider
@@ -90,30 +91,43 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-/// `config` with [`ALPN`] offered first, copied only when it is missing.
-pub(crate) fn client_with_alpn(config: Arc<ClientConfig>) -> Arc<ClientConfig> {
-    if config.alpn_protocols.iter().any(|p| p == ALPN) {
+/// `config` with `alpn` offered first, copied only when that changes it.
+/// Any other creditmux identifier is dropped: one connection runs one mode.
+pub(crate) fn client_with_alpn(config: Arc<ClientConfig>, alpn: &[u8]) -> Arc<ClientConfig> {
+    if config.alpn_protocols.first().is_some_and(|p| p == alpn)
+        && !config.alpn_protocols[1..].iter().any(|p| is_creditmux(p))
+    {
         return config;
     }
     let mut config = (*config).clone();
-    config.alpn_protocols.insert(0, ALPN.to_vec());
+    config.alpn_protocols.retain(|p| !is_creditmux(p));
+    config.alpn_protocols.insert(0, alpn.to_vec());
     Arc::new(config)
 }
 
-/// `config` with [`ALPN`] preferred, copied only when it is missing.
-pub(crate) fn server_with_alpn(config: Arc<ServerConfig>) -> Arc<ServerConfig> {
-    if config.alpn_protocols.iter().any(|p| p == ALPN) {
+/// `config` with `alpn` preferred, copied only when that changes it. Any
+/// other creditmux identifier is dropped, as for the client.
+pub(crate) fn server_with_alpn(config: Arc<ServerConfig>, alpn: &[u8]) -> Arc<ServerConfig> {
+    if config.alpn_protocols.first().is_some_and(|p| p == alpn)
+        && !config.alpn_protocols[1..].iter().any(|p| is_creditmux(p))
+    {
         return config;
     }
     let mut config = (*config).clone();
-    config.alpn_protocols.insert(0, ALPN.to_vec());
+    config.alpn_protocols.retain(|p| !is_creditmux(p));
+    config.alpn_protocols.insert(0, alpn.to_vec());
     Arc::new(config)
 }
 
-/// `Err(Alpn)` unless the handshake settled on [`ALPN`].
-pub(crate) fn check_alpn(negotiated: Option<&[u8]>) -> Result<(), TlsError> {
+/// Whether `protocol` is one of creditmux's ALPN identifiers.
+fn is_creditmux(protocol: &[u8]) -> bool {
+    protocol.starts_with(b"creditmux")
+}
+
+/// `Err(Alpn)` unless the handshake settled on `alpn`.
+pub(crate) fn check_alpn(negotiated: Option<&[u8]>, alpn: &[u8]) -> Result<(), TlsError> {
     match negotiated {
-        Some(p) if p == ALPN => Ok(()),
+        Some(p) if p == alpn => Ok(()),
         other => Err(TlsError::Alpn {
             negotiated: other.map(<[u8]>::to_vec),
         }),
@@ -142,10 +156,12 @@ pub enum TlsError {
         /// The TLS alert the peer sent.
         alert: AlertDescription,
     },
-    /// The peer does not speak creditmux: the handshake settled on no ALPN
-    /// protocol, or on another one than `creditmux/1`. `negotiated` is the
-    /// protocol agreed on, if any.
-    #[error("the peer does not speak {}: ALPN negotiated {}", String::from_utf8_lossy(ALPN), .negotiated.as_deref().map_or_else(|| "nothing".to_string(), |p| format!("{:?}", String::from_utf8_lossy(p))))]
+    /// The peer does not speak creditmux in this mode: the handshake
+    /// settled on no ALPN protocol, or on another one than the mode
+    /// requires (`creditmux/1` over TLS and framed QUIC,
+    /// `creditmux-native/1` for native QUIC). `negotiated` is the protocol
+    /// agreed on, if any.
+    #[error("the peer does not speak this creditmux mode: ALPN negotiated {}", .negotiated.as_deref().map_or_else(|| "nothing".to_string(), |p| format!("{:?}", String::from_utf8_lossy(p))))]
     Alpn {
         /// The protocol the handshake agreed on; `None` for none.
         negotiated: Option<Vec<u8>>,
@@ -324,7 +340,7 @@ pub async fn connect(
 ) -> Result<Session, ConnectError> {
     let name = ServerName::try_from(server_name.to_owned())
         .map_err(|_| ConnectError::InvalidServerName(server_name.to_owned()))?;
-    let connector = TlsConnector::from(client_with_alpn(client_config));
+    let connector = TlsConnector::from(client_with_alpn(client_config, ALPN));
     let timeout = config.handshake_timeout();
     let tls = tokio::time::timeout(timeout, async {
         let socket = TcpStream::connect(addr)
@@ -341,7 +357,7 @@ pub async fn connect(
     })
     .await
     .map_err(|_| ConnectError::Timeout(timeout))??;
-    check_alpn(tls.get_ref().1.alpn_protocol())?;
+    check_alpn(tls.get_ref().1.alpn_protocol(), ALPN)?;
     Session::client(TlsStream::Client(tls), config)
         .await
         .map_err(ConnectError::Handshake)
@@ -379,7 +395,7 @@ impl Listener {
     ) -> Listener {
         Listener {
             listener,
-            acceptor: TlsAcceptor::from(server_with_alpn(server_config)),
+            acceptor: TlsAcceptor::from(server_with_alpn(server_config, ALPN)),
             config,
         }
     }
@@ -463,7 +479,7 @@ impl Incoming {
                     HandshakeFailure::Io(source) => AcceptError::Io { peer, source },
                     HandshakeFailure::Tls(source) => AcceptError::Tls { peer, source },
                 })?;
-            check_alpn(tls.get_ref().1.alpn_protocol())
+            check_alpn(tls.get_ref().1.alpn_protocol(), ALPN)
                 .map_err(|source| AcceptError::Tls { peer, source })?;
             Session::server(TlsStream::Server(tls), config)
                 .await

@@ -1,0 +1,1046 @@
+//! Native QUIC mode: every creditmux stream is one QUIC bidirectional
+//! stream and QUIC's own flow control carries the credit (SPEC §18). This
+//! module holds the session and stream state behind the public
+//! [`Session`](crate::Session) and [`Stream`](crate::Stream) types; the
+//! entry points are in [`quic`](crate::quic).
+//!
+//! Each side opens one unidirectional control stream at the start. It
+//! carries the preface, then PING and GOAWAY frames in the SPEC's encoding.
+//! One task per connection reads the peer's control stream, writes this
+//! side's, refuses streams after a GOAWAY and ends the connection.
+
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use quinn::{Connection, VarInt};
+use tokio::sync::Notify;
+
+use crate::config::Config;
+use crate::conn::flood::{Flood, FloodCounters};
+use crate::conn::{ConnectionStats, Side, StreamStats};
+use crate::driver::now;
+use crate::error::{ConnectionError, Initiator, OpenError, StreamError};
+use crate::frame::{
+    Decoded, ErrorCode, Frame, FrameDecoder, GoAway, PREFACE_LEN, Ping, PrefaceError, StreamId,
+    decode_preface, encode_preface,
+};
+
+/// Most bytes taken off the peer's control stream per read.
+const CONTROL_READ_CHUNK: usize = 16 * 1024;
+
+/// The state one native session's handles and its control task share.
+pub(crate) struct Shared {
+    connection: Connection,
+    side: Side,
+    config: Config,
+    state: Mutex<State>,
+    /// Wakes the control task: something to write, or a stream released.
+    task: Notify,
+    /// Wakes application waiters: a PING answered, a GOAWAY, the end.
+    changed: Notify,
+    data_sent: AtomicU64,
+    data_received: AtomicU64,
+}
+
+#[derive(Debug)]
+struct State {
+    session_handles: usize,
+    /// Stream handles alive (a stream counts until both halves are gone).
+    open_streams: u64,
+    /// Highest peer-initiated stream handed to the application.
+    last_accepted: StreamId,
+    /// This side sent (or owes) a graceful GOAWAY.
+    goaway_sent: bool,
+    goaway_owed: bool,
+    /// Lowest last_stream_id of the peer's GOAWAYs.
+    peer_goaway: Option<StreamId>,
+    goaways_received: u32,
+    ping_owed: bool,
+    pong_owed: Option<[u8; 8]>,
+    next_ping: u64,
+    ping_in_flight: Option<([u8; 8], Instant)>,
+    pings_completed: u64,
+    rtt: Option<Duration>,
+    /// Why the connection is ending, once decided (a GOAWAY either way, a
+    /// local close, a violation).
+    cause: Option<ConnectionError>,
+    /// Why it ended, once the QUIC connection is closed.
+    error: Option<ConnectionError>,
+    done: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records why the connection ends unless something else already did.
+    fn set_cause(state: &mut State, cause: ConnectionError) {
+        match &state.cause {
+            // An error replaces a graceful shutdown in progress.
+            Some(existing) if !existing.is_graceful() || cause.is_graceful() => {}
+            _ => state.cause = Some(cause),
+        }
+    }
+
+    /// Closes the QUIC connection with `code` for `cause`.
+    fn abort(&self, code: ErrorCode, cause: ConnectionError, reason: &str) {
+        Shared::set_cause(&mut self.lock(), cause);
+        self.connection
+            .close(VarInt::from_u32(code.0), reason.as_bytes());
+    }
+
+    /// What the application sees for `err`, the reason quinn gives.
+    fn connection_error(&self, err: &quinn::ConnectionError) -> ConnectionError {
+        let state = self.lock();
+        if let Some(error) = &state.error {
+            return error.clone();
+        }
+        resolve(state.cause.as_ref(), err)
+    }
+
+    fn stream_error(&self, err: &quinn::ConnectionError) -> StreamError {
+        StreamError::ConnectionLost(self.connection_error(err))
+    }
+
+    /// The connection ended with `err`: record it and wake everyone.
+    fn finish(&self, err: &quinn::ConnectionError) {
+        {
+            let mut state = self.lock();
+            if state.error.is_none() {
+                state.error = Some(resolve(state.cause.as_ref(), err));
+            }
+            state.done = true;
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// A future that completes on the next [`Shared::changed`] wake-up,
+    /// registered before the caller checks the state.
+    async fn wait_changed<T>(&self, mut check: impl FnMut(&mut State) -> Option<T>) -> T {
+        loop {
+            let notified = self.changed.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(value) = check(&mut self.lock()) {
+                return value;
+            }
+            notified.await;
+        }
+    }
+
+    fn creditmux_id(&self, id: quinn::StreamId) -> Option<StreamId> {
+        let index = u32::try_from(id.index()).ok()?;
+        let initiator = match id.initiator() {
+            quinn::Side::Client => 1,
+            quinn::Side::Server => 2,
+        };
+        StreamId::new(index.checked_mul(2)?.checked_add(initiator)?)
+    }
+
+    fn stream(
+        self: &Arc<Shared>,
+        send: quinn::SendStream,
+        recv: quinn::RecvStream,
+        id: StreamId,
+    ) -> (RecvHalf, SendHalf) {
+        self.lock().open_streams += 1;
+        let handle = Arc::new(StreamRef {
+            id,
+            shared: self.clone(),
+            recv: Mutex::new(Some(recv)),
+            recv_finished: AtomicBool::new(false),
+            bytes_sent: AtomicU64::new(0),
+            bytes_received: AtomicU64::new(0),
+            local_reset: Mutex::new(None),
+        });
+        (
+            RecvHalf {
+                handle: handle.clone(),
+                alone: true,
+            },
+            SendHalf {
+                handle,
+                send,
+                alone: true,
+            },
+        )
+    }
+}
+
+/// The end the application sees: the cause this side decided, unless the
+/// connection ended otherwise (an error after a graceful shutdown began).
+fn resolve(cause: Option<&ConnectionError>, err: &quinn::ConnectionError) -> ConnectionError {
+    use quinn::ConnectionError as Q;
+    let benign = match err {
+        Q::LocallyClosed => true,
+        Q::ApplicationClosed(close) => close.error_code == VarInt::from_u32(0),
+        _ => false,
+    };
+    if let Some(cause) = cause
+        && (benign || !cause.is_graceful())
+    {
+        return cause.clone();
+    }
+    match err {
+        Q::LocallyClosed => ConnectionError::LocallyClosed {
+            code: ErrorCode::NO_ERROR,
+        },
+        Q::ApplicationClosed(close) => ConnectionError::ClosedByPeer {
+            code: error_code(close.error_code),
+            debug: debug_text(&close.reason),
+        },
+        Q::TimedOut => ConnectionError::IdleTimeout,
+        Q::Reset => ConnectionError::TransportClosed,
+        Q::TransportError(err) => ConnectionError::ProtocolViolation {
+            code: ErrorCode::PROTOCOL_ERROR,
+            reason: format!("QUIC: {err}"),
+        },
+        other => ConnectionError::Io {
+            kind: std::io::ErrorKind::ConnectionAborted,
+            message: format!("QUIC: {other}"),
+        },
+    }
+}
+
+/// A QUIC application error code as a creditmux code; codes beyond 32 bits
+/// (which no creditmux peer sends) saturate.
+fn error_code(code: VarInt) -> ErrorCode {
+    ErrorCode(u32::try_from(code.into_inner()).unwrap_or(u32::MAX))
+}
+
+/// Debug data as the application sees it: at most 1 KiB, lossily UTF-8.
+fn debug_text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]).into_owned()
+}
+
+// ----- handshake -------------------------------------------------------------
+
+/// Opens this side's control stream, writes the preface, and waits for the
+/// peer's control stream and preface (bounded by the handshake timeout).
+/// Then starts the control task.
+pub(crate) async fn start(
+    connection: Connection,
+    config: Config,
+    side: Side,
+) -> Result<Arc<Shared>, ConnectionError> {
+    let timeout = config.handshake_timeout();
+    let handshake = async {
+        let opened = async {
+            let mut send = connection.open_uni().await?;
+            // A write error shows as the connection's error below.
+            let _ = send.write_all(&encode_preface()).await;
+            Ok::<_, quinn::ConnectionError>(send)
+        };
+        let (send, recv) = tokio::try_join!(opened, connection.accept_uni())?;
+        Ok::<_, quinn::ConnectionError>((send, recv))
+    };
+    let (send, mut recv) = match tokio::time::timeout(timeout, handshake).await {
+        Ok(Ok(streams)) => streams,
+        Ok(Err(err)) => return Err(resolve(None, &err)),
+        Err(_) => {
+            connection.close(
+                VarInt::from_u32(ErrorCode::SETTINGS_TIMEOUT.0),
+                b"handshake timeout",
+            );
+            return Err(ConnectionError::HandshakeTimeout);
+        }
+    };
+    let input = match tokio::time::timeout(timeout, read_preface(&mut recv)).await {
+        Ok(Ok(input)) => input,
+        Ok(Err(err)) => {
+            let (code, reason): (ErrorCode, &[u8]) = match &err {
+                ConnectionError::Preface(PrefaceError::UnsupportedVersion { .. }) => {
+                    (ErrorCode::VERSION_MISMATCH, b"supported: 1")
+                }
+                _ => (ErrorCode::PROTOCOL_ERROR, b"invalid preface"),
+            };
+            connection.close(VarInt::from_u32(code.0), reason);
+            return Err(err);
+        }
+        Err(_) => {
+            connection.close(
+                VarInt::from_u32(ErrorCode::SETTINGS_TIMEOUT.0),
+                b"handshake timeout",
+            );
+            return Err(ConnectionError::HandshakeTimeout);
+        }
+    };
+    let shared = Arc::new(Shared {
+        connection,
+        side,
+        config,
+        state: Mutex::new(State {
+            session_handles: 1,
+            open_streams: 0,
+            last_accepted: StreamId::CONNECTION,
+            goaway_sent: false,
+            goaway_owed: false,
+            peer_goaway: None,
+            goaways_received: 0,
+            ping_owed: false,
+            pong_owed: None,
+            next_ping: 0,
+            ping_in_flight: None,
+            pings_completed: 0,
+            rtt: None,
+            cause: None,
+            error: None,
+            done: false,
+        }),
+        task: Notify::new(),
+        changed: Notify::new(),
+        data_sent: AtomicU64::new(0),
+        data_received: AtomicU64::new(0),
+    });
+    tokio::spawn(control_task(shared.clone(), send, recv, input));
+    Ok(shared)
+}
+
+/// Reads the peer's preface off its control stream (SPEC §3.3: bad magic is
+/// decided at the first differing byte). Returns the bytes after it.
+async fn read_preface(recv: &mut quinn::RecvStream) -> Result<BytesMut, ConnectionError> {
+    let mut input = BytesMut::new();
+    loop {
+        match decode_preface(&input) {
+            Ok(Some(_)) => {
+                input.advance(PREFACE_LEN);
+                return Ok(input);
+            }
+            Ok(None) => {}
+            Err(err) => return Err(err.into()),
+        }
+        match recv.read_chunk(PREFACE_LEN - input.len(), true).await {
+            Ok(Some(chunk)) => input.extend_from_slice(&chunk.bytes),
+            Ok(None) | Err(quinn::ReadError::Reset(_)) => {
+                return Err(ConnectionError::ProtocolViolation {
+                    code: ErrorCode::PROTOCOL_ERROR,
+                    reason: "control stream ended before the preface".into(),
+                });
+            }
+            Err(quinn::ReadError::ConnectionLost(err)) => return Err(resolve(None, &err)),
+            Err(err) => {
+                return Err(ConnectionError::Io {
+                    kind: std::io::ErrorKind::ConnectionAborted,
+                    message: format!("QUIC: {err}"),
+                });
+            }
+        }
+    }
+}
+
+// ----- the control task ------------------------------------------------------
+
+/// Runs one native connection's control plane until the QUIC connection
+/// closes: answers and completes PINGs, sends and acts on GOAWAY, refuses
+/// streams after its own GOAWAY, finishes the control stream once drained
+/// and closes the connection when both sides have, or at the drain timeout.
+async fn control_task(
+    shared: Arc<Shared>,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    mut input: BytesMut,
+) {
+    let mut decoder = FrameDecoder::new(shared.config.max_frame_payload());
+    let mut flood = FloodCounters::new(shared.config.flood_limits());
+    let mut out = BytesMut::new();
+    let mut fin_sent = false;
+    let mut peer_fin = false;
+    let mut drain_deadline: Option<tokio::time::Instant> = None;
+    on_control_input(&shared, &mut decoder, &mut flood, &mut input);
+    loop {
+        let notified = shared.task.notified();
+        let (goaway_sent, draining, open) = {
+            let mut state = shared.lock();
+            if let Some(payload) = state.pong_owed.take() {
+                Frame::Ping(Ping { ack: true, payload }).encode(&mut out);
+            }
+            if state.ping_owed {
+                state.ping_owed = false;
+                let payload = state.next_ping.to_be_bytes();
+                state.next_ping += 1;
+                state.ping_in_flight = Some((payload, now()));
+                Frame::Ping(Ping {
+                    ack: false,
+                    payload,
+                })
+                .encode(&mut out);
+            }
+            if state.goaway_owed {
+                state.goaway_owed = false;
+                Frame::GoAway(GoAway {
+                    last_stream: state.last_accepted,
+                    code: ErrorCode::NO_ERROR,
+                    debug: Bytes::new(),
+                })
+                .encode(&mut out);
+            }
+            let draining = state.goaway_sent || state.peer_goaway.is_some();
+            (state.goaway_sent, draining, state.open_streams)
+        };
+        if draining && drain_deadline.is_none() {
+            drain_deadline = Some(tokio::time::Instant::now() + shared.config.drain_timeout());
+        }
+        // SPEC §18.6: a drained side finishes its control stream; the
+        // connection closes once both have.
+        if draining && open == 0 && out.is_empty() && !fin_sent {
+            let _ = send.finish();
+            fin_sent = true;
+        }
+        if fin_sent && peer_fin {
+            shared
+                .connection
+                .close(VarInt::from_u32(0), b"creditmux session ended");
+        }
+        tokio::select! {
+            biased;
+            err = shared.connection.closed() => {
+                shared.finish(&err);
+                return;
+            }
+            () = notified => {}
+            written = poll_fn(|cx| poll_write_some(&mut send, cx, &out)), if !out.is_empty() => {
+                match written {
+                    Ok(n) => out.advance(n),
+                    Err(quinn::WriteError::Stopped(_)) => {
+                        control_violation(&shared, "the peer stopped this side's control stream");
+                    }
+                    // The connection is gone; its error arrives above.
+                    Err(_) => out.clear(),
+                }
+            }
+            read = recv.read_chunk(CONTROL_READ_CHUNK, true), if !peer_fin => match read {
+                Ok(Some(chunk)) => {
+                    input.extend_from_slice(&chunk.bytes);
+                    on_control_input(&shared, &mut decoder, &mut flood, &mut input);
+                }
+                Ok(None) => {
+                    peer_fin = true;
+                    let state = shared.lock();
+                    let drained = state.goaway_sent || state.peer_goaway.is_some();
+                    drop(state);
+                    if !drained || !input.is_empty() {
+                        control_violation(&shared, "the peer finished its control stream early");
+                    }
+                }
+                Err(quinn::ReadError::Reset(_)) => {
+                    peer_fin = true;
+                    control_violation(&shared, "the peer reset its control stream");
+                }
+                Err(_) => peer_fin = true,
+            },
+            incoming = shared.connection.accept_bi(), if goaway_sent => {
+                // SPEC §13.2: after a GOAWAY, new peer streams are refused.
+                if let Ok((mut send, mut recv)) = incoming {
+                    let _ = send.reset(VarInt::from_u32(ErrorCode::REFUSED_STREAM.0));
+                    let _ = recv.stop(VarInt::from_u32(ErrorCode::REFUSED_STREAM.0));
+                }
+            }
+            () = sleep_until(drain_deadline) => {
+                drain_deadline = None;
+                shared.connection.close(VarInt::from_u32(ErrorCode::CANCEL.0), b"drain timeout");
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn poll_write_some(
+    send: &mut quinn::SendStream,
+    cx: &mut Context<'_>,
+    out: &[u8],
+) -> Poll<Result<usize, quinn::WriteError>> {
+    Pin::new(send).poll_write(cx, out)
+}
+
+fn control_violation(shared: &Shared, reason: &str) {
+    shared.abort(
+        ErrorCode::PROTOCOL_ERROR,
+        ConnectionError::ProtocolViolation {
+            code: ErrorCode::PROTOCOL_ERROR,
+            reason: reason.to_string(),
+        },
+        reason,
+    );
+}
+
+/// Acts on every whole frame in `input` (SPEC §18.3).
+fn on_control_input(
+    shared: &Shared,
+    decoder: &mut FrameDecoder,
+    flood: &mut FloodCounters,
+    input: &mut BytesMut,
+) {
+    loop {
+        let decoded = match decoder.decode_next(input) {
+            Ok(Some(decoded)) => decoded,
+            Ok(None) => return,
+            Err(err) => {
+                let code = err.code();
+                shared.abort(code, ConnectionError::Frame(err), "invalid control frame");
+                input.clear();
+                return;
+            }
+        };
+        let counted = match decoded {
+            Decoded::Ignored(_) => Some(Flood::UnknownFrame),
+            Decoded::Frame(Frame::Ping(ping)) => {
+                let mut state = shared.lock();
+                if ping.ack {
+                    if let Some((payload, sent)) = state.ping_in_flight
+                        && payload == ping.payload
+                    {
+                        state.ping_in_flight = None;
+                        state.rtt = Some(sent.elapsed());
+                        state.pings_completed += 1;
+                        drop(state);
+                        shared.changed.notify_waiters();
+                    }
+                } else {
+                    // SPEC §10.3: a newer PING replaces a pending reply.
+                    state.pong_owed = Some(ping.payload);
+                    drop(state);
+                    shared.task.notify_one();
+                }
+                Some(Flood::Ping)
+            }
+            Decoded::Frame(Frame::GoAway(goaway)) => {
+                on_goaway(shared, goaway);
+                None
+            }
+            Decoded::Frame(other) => {
+                let reason = format!(
+                    "frame type {:#x} on the native control stream",
+                    other.header().kind
+                );
+                control_violation(shared, &reason);
+                input.clear();
+                return;
+            }
+        };
+        if let Some(what) = counted
+            && let Err(what) = flood.count(now(), what)
+        {
+            let reason = format!("flood limit exceeded: {}", what.name());
+            shared.abort(
+                ErrorCode::ENHANCE_YOUR_CALM,
+                ConnectionError::ProtocolViolation {
+                    code: ErrorCode::ENHANCE_YOUR_CALM,
+                    reason: reason.clone(),
+                },
+                &reason,
+            );
+            input.clear();
+            return;
+        }
+    }
+}
+
+fn on_goaway(shared: &Shared, goaway: GoAway) {
+    let mut state = shared.lock();
+    state.goaways_received += 1;
+    if state.goaways_received > 5 {
+        drop(state);
+        let reason = "more than 5 GOAWAY frames";
+        shared.abort(
+            ErrorCode::ENHANCE_YOUR_CALM,
+            ConnectionError::ProtocolViolation {
+                code: ErrorCode::ENHANCE_YOUR_CALM,
+                reason: reason.into(),
+            },
+            reason,
+        );
+        return;
+    }
+    let last = state.peer_goaway.map_or(goaway.last_stream, |previous| {
+        previous.min(goaway.last_stream)
+    });
+    state.peer_goaway = Some(last);
+    let cause = ConnectionError::ClosedByPeer {
+        code: goaway.code,
+        debug: debug_text(&goaway.debug),
+    };
+    Shared::set_cause(&mut state, cause);
+    drop(state);
+    if goaway.code != ErrorCode::NO_ERROR {
+        shared
+            .connection
+            .close(VarInt::from_u32(goaway.code.0), b"GOAWAY received");
+    }
+    shared.changed.notify_waiters();
+    shared.task.notify_one();
+}
+
+// ----- session operations ----------------------------------------------------
+
+impl Shared {
+    pub(crate) fn side(&self) -> Side {
+        self.side
+    }
+
+    pub(crate) fn add_handle(&self) {
+        self.lock().session_handles += 1;
+    }
+
+    /// The last session handle starts a graceful close.
+    pub(crate) fn drop_handle(&self) {
+        let mut state = self.lock();
+        state.session_handles -= 1;
+        if state.session_handles == 0 && !state.done {
+            self.start_goaway(&mut state);
+        }
+    }
+
+    fn start_goaway(&self, state: &mut State) {
+        if !state.goaway_sent {
+            state.goaway_sent = true;
+            state.goaway_owed = true;
+            Shared::set_cause(
+                state,
+                ConnectionError::LocallyClosed {
+                    code: ErrorCode::NO_ERROR,
+                },
+            );
+            self.task.notify_one();
+            self.changed.notify_waiters();
+        }
+    }
+
+    pub(crate) async fn open(self: &Arc<Shared>) -> Result<(RecvHalf, SendHalf), OpenError> {
+        loop {
+            let notified = self.changed.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let state = self.lock();
+                if let Some(err) = &state.error {
+                    return Err(OpenError::ConnectionLost(err.clone()));
+                }
+                if state.goaway_sent || state.peer_goaway.is_some() {
+                    return Err(OpenError::GoingAway);
+                }
+                if let Some(cause) = &state.cause
+                    && !cause.is_graceful()
+                {
+                    return Err(OpenError::ConnectionLost(cause.clone()));
+                }
+            }
+            tokio::select! {
+                opened = self.connection.open_bi() => {
+                    let (send, recv) = opened
+                        .map_err(|err| OpenError::ConnectionLost(self.connection_error(&err)))?;
+                    let Some(id) = self.creditmux_id(send.id()) else {
+                        return Err(OpenError::IdsExhausted);
+                    };
+                    return Ok(self.stream(send, recv, id));
+                }
+                () = notified => {}
+            }
+        }
+    }
+
+    pub(crate) async fn accept(
+        self: &Arc<Shared>,
+    ) -> Result<Option<(RecvHalf, SendHalf)>, ConnectionError> {
+        loop {
+            let notified = self.changed.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let state = self.lock();
+                let end = state
+                    .error
+                    .as_ref()
+                    .or(state.cause.as_ref().filter(|cause| !cause.is_graceful()));
+                if let Some(err) = end {
+                    return if err.is_graceful() {
+                        Ok(None)
+                    } else {
+                        Err(err.clone())
+                    };
+                }
+                if state.goaway_sent {
+                    return Ok(None);
+                }
+            }
+            tokio::select! {
+                accepted = self.connection.accept_bi() => {
+                    let (mut send, mut recv) = match accepted {
+                        Ok(streams) => streams,
+                        Err(err) => {
+                            let err = self.connection_error(&err);
+                            return if err.is_graceful() { Ok(None) } else { Err(err) };
+                        }
+                    };
+                    let id = self.creditmux_id(send.id());
+                    let mut state = self.lock();
+                    match id {
+                        Some(id) if !state.goaway_sent => {
+                            state.last_accepted = state.last_accepted.max(id);
+                            drop(state);
+                            return Ok(Some(self.stream(send, recv, id)));
+                        }
+                        _ => {
+                            drop(state);
+                            let _ = send.reset(VarInt::from_u32(ErrorCode::REFUSED_STREAM.0));
+                            let _ = recv.stop(VarInt::from_u32(ErrorCode::REFUSED_STREAM.0));
+                        }
+                    }
+                }
+                () = notified => {}
+            }
+        }
+    }
+
+    pub(crate) async fn ping(&self) -> Result<Duration, ConnectionError> {
+        let target = {
+            let mut state = self.lock();
+            if state.ping_in_flight.is_none() && !state.ping_owed {
+                state.ping_owed = true;
+                self.task.notify_one();
+            }
+            state.pings_completed + 1
+        };
+        self.wait_changed(|state| {
+            if state.pings_completed >= target {
+                return Some(Ok(state.rtt.unwrap_or_default()));
+            }
+            state.error.clone().map(Err)
+        })
+        .await
+    }
+
+    pub(crate) async fn close(&self, code: ErrorCode) -> Result<(), ConnectionError> {
+        if code == ErrorCode::NO_ERROR {
+            self.start_goaway(&mut self.lock());
+        } else {
+            self.abort(code, ConnectionError::LocallyClosed { code }, "");
+        }
+        self.closed().await;
+        match self.error() {
+            Some(ConnectionError::LocallyClosed { .. }) | None => Ok(()),
+            Some(err) => Err(err),
+        }
+    }
+
+    pub(crate) async fn closed(&self) {
+        self.wait_changed(|state| state.done.then_some(())).await
+    }
+
+    pub(crate) fn error(&self) -> Option<ConnectionError> {
+        self.lock().error.clone()
+    }
+
+    /// Connection counters, from this side's own counts and quinn's (SPEC
+    /// §18.7 says which fields mean what in native mode).
+    pub(crate) fn stats(&self) -> ConnectionStats {
+        let quic = self.connection.stats();
+        let blocked =
+            |f: &quinn::FrameStats| f.data_blocked + f.stream_data_blocked + f.streams_blocked_bidi;
+        let frames = |f: &quinn::FrameStats| {
+            f.acks
+                + f.crypto
+                + f.connection_close
+                + f.data_blocked
+                + f.datagram
+                + u64::from(f.handshake_done)
+                + f.max_data
+                + f.max_stream_data
+                + f.max_streams_bidi
+                + f.max_streams_uni
+                + f.new_connection_id
+                + f.new_token
+                + f.path_challenge
+                + f.path_response
+                + f.ping
+                + f.reset_stream
+                + f.retire_connection_id
+                + f.stream_data_blocked
+                + f.streams_blocked_bidi
+                + f.streams_blocked_uni
+                + f.stop_sending
+                + f.stream
+        };
+        let state = self.lock();
+        ConnectionStats {
+            transport_bytes_sent: quic.udp_tx.bytes,
+            transport_bytes_received: quic.udp_rx.bytes,
+            data_bytes_sent: self.data_sent.load(Ordering::Relaxed),
+            data_bytes_received: self.data_received.load(Ordering::Relaxed),
+            frames_sent: frames(&quic.frame_tx),
+            frames_received: frames(&quic.frame_rx),
+            send_window: 0,
+            recv_window: 0,
+            recv_buffered: 0,
+            open_streams: state.open_streams,
+            accept_backlog: 0,
+            data_queue_depth: 0,
+            control_queue_depth: 0,
+            blocked_on_connection: Duration::ZERO,
+            blocked_on_streams: Duration::ZERO,
+            zero_window_events: blocked(&quic.frame_tx),
+            probes_sent: blocked(&quic.frame_tx),
+            probes_answered: blocked(&quic.frame_rx),
+            rtt: state.rtt.or(Some(quic.path.rtt)),
+        }
+    }
+}
+
+// ----- streams ---------------------------------------------------------------
+
+/// Shared by the halves of one native stream.
+pub(crate) struct StreamRef {
+    pub(crate) id: StreamId,
+    shared: Arc<Shared>,
+    /// The receive direction: here rather than in the read half so that a
+    /// reset through the write half can stop it too. Taken by a drain task
+    /// when the read half is dropped alone.
+    recv: Mutex<Option<quinn::RecvStream>>,
+    /// The peer's FIN was read.
+    recv_finished: AtomicBool,
+    bytes_sent: AtomicU64,
+    bytes_received: AtomicU64,
+    /// The code this side reset the stream with, if it did.
+    local_reset: Mutex<Option<ErrorCode>>,
+}
+
+impl StreamRef {
+    fn local_reset(&self) -> Option<ErrorCode> {
+        *self
+            .local_reset
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn recv(&self) -> MutexGuard<'_, Option<quinn::RecvStream>> {
+        self.recv
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn count_received(&self, n: usize) {
+        let n = n as u64;
+        self.bytes_received.fetch_add(n, Ordering::Relaxed);
+        self.shared.data_received.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Resets the stream both ways with `code` (SPEC §18.4: RESET_STREAM
+    /// and STOP_SENDING).
+    fn reset(&self, send: &mut quinn::SendStream, code: ErrorCode) {
+        *self
+            .local_reset
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(code);
+        let _ = send.reset(VarInt::from_u32(code.0));
+        if let Some(recv) = self.recv().as_mut() {
+            let _ = recv.stop(VarInt::from_u32(code.0));
+        }
+    }
+
+    fn stats(&self) -> StreamStats {
+        StreamStats {
+            bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
+            bytes_received: self.bytes_received.load(Ordering::Relaxed),
+            ..StreamStats::default()
+        }
+    }
+
+    fn read_error(&self, err: quinn::ReadError) -> StreamError {
+        match err {
+            quinn::ReadError::Reset(code) => StreamError::Reset {
+                code: error_code(code),
+                initiator: Initiator::Remote,
+            },
+            quinn::ReadError::ConnectionLost(err) => self.shared.stream_error(&err),
+            _ => StreamError::Reset {
+                code: self.local_reset().unwrap_or(ErrorCode::CANCEL),
+                initiator: Initiator::Local,
+            },
+        }
+    }
+
+    fn write_error(&self, err: quinn::WriteError) -> StreamError {
+        match err {
+            quinn::WriteError::Stopped(code) => StreamError::Reset {
+                code: error_code(code),
+                initiator: Initiator::Remote,
+            },
+            quinn::WriteError::ConnectionLost(err) => self.shared.stream_error(&err),
+            _ => match self.local_reset() {
+                Some(code) => StreamError::Reset {
+                    code,
+                    initiator: Initiator::Local,
+                },
+                None => StreamError::Finished,
+            },
+        }
+    }
+}
+
+impl Drop for StreamRef {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        state.open_streams -= 1;
+        if state.open_streams == 0 {
+            self.shared.task.notify_one();
+        }
+    }
+}
+
+/// The read half of a native stream.
+pub(crate) struct RecvHalf {
+    handle: Arc<StreamRef>,
+    /// False while part of a whole `Stream`.
+    pub(crate) alone: bool,
+}
+
+impl RecvHalf {
+    pub(crate) fn id(&self) -> StreamId {
+        self.handle.id
+    }
+
+    /// The next chunk, without copying; `None` at the end.
+    pub(crate) fn poll_chunk(
+        &mut self,
+        cx: &mut Context<'_>,
+        max: usize,
+    ) -> Poll<Result<Option<Bytes>, StreamError>> {
+        let mut recv = self.handle.recv();
+        let Some(stream) = recv.as_mut() else {
+            return Poll::Ready(Ok(None));
+        };
+        // read_chunk is cancel-safe: a pending future dropped here loses
+        // nothing, and its waker stays registered with the connection.
+        let read = std::pin::pin!(stream.read_chunk(max, true)).poll(cx);
+        drop(recv);
+        match ready!(read) {
+            Ok(Some(chunk)) => {
+                self.handle.count_received(chunk.bytes.len());
+                Poll::Ready(Ok(Some(chunk.bytes)))
+            }
+            Ok(None) => {
+                self.handle.recv_finished.store(true, Ordering::Relaxed);
+                Poll::Ready(Ok(None))
+            }
+            Err(err) => Poll::Ready(Err(self.handle.read_error(err))),
+        }
+    }
+}
+
+impl Drop for RecvHalf {
+    /// Dropped alone, the read half keeps the stream's incoming bytes
+    /// flowing and discards them (as in framed mode), on a task
+    /// of its own; without a runtime it stops the peer's direction instead.
+    fn drop(&mut self) {
+        if !self.alone || self.handle.recv_finished.load(Ordering::Relaxed) {
+            return;
+        }
+        let Some(mut recv) = self.handle.recv().take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let handle = self.handle.clone();
+                runtime.spawn(async move {
+                    while let Ok(Some(_)) = recv.read_chunk(usize::MAX, false).await {}
+                    drop(handle);
+                });
+            }
+            Err(_) => {
+                let _ = recv.stop(VarInt::from_u32(ErrorCode::CANCEL.0));
+            }
+        }
+    }
+}
+
+/// The write half of a native stream. Dropped alone, quinn finishes it.
+pub(crate) struct SendHalf {
+    handle: Arc<StreamRef>,
+    send: quinn::SendStream,
+    /// False while part of a whole `Stream`.
+    pub(crate) alone: bool,
+}
+
+impl SendHalf {
+    pub(crate) fn id(&self) -> StreamId {
+        self.handle.id
+    }
+
+    fn count_sent(&self, n: usize) {
+        let n = n as u64;
+        self.handle.bytes_sent.fetch_add(n, Ordering::Relaxed);
+        self.handle.shared.data_sent.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) async fn send(&mut self, data: Bytes) -> Result<(), StreamError> {
+        let n = data.len();
+        self.send
+            .write_chunk(data)
+            .await
+            .map_err(|err| self.handle.write_error(err))?;
+        self.count_sent(n);
+        Ok(())
+    }
+
+    pub(crate) fn poll_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<Result<usize, StreamError>> {
+        match ready!(Pin::new(&mut self.send).poll_write(cx, buf)) {
+            Ok(n) => {
+                self.count_sent(n);
+                Poll::Ready(Ok(n))
+            }
+            Err(err) => Poll::Ready(Err(self.handle.write_error(err))),
+        }
+    }
+
+    pub(crate) fn finish(&mut self) -> Result<(), StreamError> {
+        self.send
+            .finish()
+            .map_err(|_| match self.handle.local_reset() {
+                Some(code) => StreamError::Reset {
+                    code,
+                    initiator: Initiator::Local,
+                },
+                None => StreamError::Finished,
+            })
+    }
+
+    pub(crate) fn reset(&mut self, code: ErrorCode) {
+        self.handle.reset(&mut self.send, code);
+    }
+
+    pub(crate) fn stats(&self) -> StreamStats {
+        self.handle.stats()
+    }
+}
+
+impl Drop for SendHalf {
+    /// A whole `Stream` dropped (SPEC §18.4): if the peer may still send,
+    /// the stream is reset with CANCEL both ways, since nobody would read
+    /// what it sends; otherwise quinn finishes the write side after the
+    /// bytes already written, as it does for a write half dropped alone.
+    fn drop(&mut self) {
+        if !self.alone
+            && !self.handle.recv_finished.load(Ordering::Relaxed)
+            && self.handle.local_reset().is_none()
+        {
+            self.reset(ErrorCode::CANCEL);
+        }
+    }
+}
