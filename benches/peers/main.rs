@@ -1,15 +1,16 @@
-//! Peer comparison: creditmux against raw TCP and the multiplexers a user
-//! would pick instead (yamux 0.13, h2 0.4 with default and with large
-//! windows, quinn 0.11), through the same scenarios, in one process and
-//! one run. Each side of every measurement runs on its own thread with a
+//! Peer comparison: creditmux (over TCP, TLS, native and framed QUIC)
+//! against raw TCP and the multiplexers a user would pick instead (yamux
+//! 0.13, h2 0.4 with default and with large windows, quinn 0.11), through
+//! the same scenarios, in one process and one run. Each side of every measurement runs on its own thread with a
 //! current-thread tokio runtime, under a timeout that records "timeout"
 //! instead of hanging.
 //!
 //! ```text
-//! cargo bench --bench peers                 # full: 3 runs, the issue's sizes, 60 s timeouts
+//! cargo bench --bench peers                 # full: 3 runs, full sizes, 60 s timeouts
 //! cargo bench --bench peers -- --quick      # smoke: 1 run, small sizes, 5 s timeouts, < 60 s
 //!   --scenario bulk,rr   only these scenarios (bulk many rr open idle hol)
-//!   --impl creditmux,tcp only these implementations (tcp creditmux yamux h2 h2-large quinn)
+//!   --impl creditmux,tcp only these implementations (tcp creditmux yamux h2 h2-large
+//!                        quinn creditmux-tls creditmux-quic creditmux-quic-framed)
 //!   --runs N             runs per measurement (medians are reported)
 //!   --timeout SECS       per-measurement timeout
 //!   --budget SECS        skip what is left once this much time has passed

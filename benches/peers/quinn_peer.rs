@@ -24,7 +24,7 @@ use crate::transports::{BoxStream, Client, Limits, Server, s};
 const ALPN: &[u8] = b"creditmux-bench";
 
 /// One self-signed certificate for "localhost" per process.
-fn certificate() -> &'static (CertificateDer<'static>, PrivatePkcs8KeyDer<'static>) {
+pub fn certificate() -> &'static (CertificateDer<'static>, PrivatePkcs8KeyDer<'static>) {
     static CERT: OnceLock<(CertificateDer<'static>, PrivatePkcs8KeyDer<'static>)> = OnceLock::new();
     CERT.get_or_init(|| {
         let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])

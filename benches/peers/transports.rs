@@ -58,16 +58,26 @@ pub enum Kind {
     H2Large,
     /// quinn 0.11 over loopback UDP, default configuration.
     Quinn,
+    /// creditmux over TLS 1.3 over TCP (rustls, ring).
+    CreditmuxTls,
+    /// creditmux native QUIC mode: one quinn stream per stream, QUIC flow
+    /// control set from the default Config.
+    CreditmuxQuic,
+    /// creditmux framed over one quinn stream.
+    CreditmuxQuicFramed,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Tcp,
         Kind::Creditmux,
         Kind::Yamux,
         Kind::H2,
         Kind::H2Large,
         Kind::Quinn,
+        Kind::CreditmuxTls,
+        Kind::CreditmuxQuic,
+        Kind::CreditmuxQuicFramed,
     ];
 
     /// The name used by `--impl` and in the JSON lines.
@@ -79,6 +89,9 @@ impl Kind {
             Kind::H2 => "h2",
             Kind::H2Large => "h2-large",
             Kind::Quinn => "quinn",
+            Kind::CreditmuxTls => "creditmux-tls",
+            Kind::CreditmuxQuic => "creditmux-quic",
+            Kind::CreditmuxQuicFramed => "creditmux-quic-framed",
         }
     }
 
@@ -91,12 +104,15 @@ impl Kind {
             Kind::H2 => "h2 0.4",
             Kind::H2Large => "h2 0.4 large windows",
             Kind::Quinn => "quinn 0.11",
+            Kind::CreditmuxTls => "creditmux over TLS",
+            Kind::CreditmuxQuic => "creditmux native QUIC",
+            Kind::CreditmuxQuicFramed => "creditmux framed QUIC",
         }
     }
 
     /// A multiplexer other than creditmux.
     pub fn is_peer(self) -> bool {
-        !matches!(self, Kind::Tcp | Kind::Creditmux)
+        matches!(self, Kind::Yamux | Kind::H2 | Kind::H2Large | Kind::Quinn)
     }
 
     /// Binds on loopback, sends the address through `addr_tx`, accepts the
@@ -106,8 +122,12 @@ impl Kind {
         limits: Limits,
         addr_tx: SyncSender<SocketAddr>,
     ) -> Res<Arc<dyn Server>> {
-        if self == Kind::Quinn {
-            return quinn_peer::serve(limits, addr_tx).await;
+        match self {
+            Kind::Quinn => return quinn_peer::serve(limits, addr_tx).await,
+            Kind::CreditmuxTls | Kind::CreditmuxQuic | Kind::CreditmuxQuicFramed => {
+                return secure::serve(self, creditmux_config(limits), addr_tx).await;
+            }
+            _ => {}
         }
         let listener = TcpListener::bind("127.0.0.1:0").await.map_err(s)?;
         addr_tx.send(listener.local_addr().map_err(s)?).map_err(s)?;
@@ -121,12 +141,15 @@ impl Kind {
                 let session = Session::server(socket, creditmux_config(limits))
                     .await
                     .map_err(s)?;
-                Ok(Arc::new(CreditmuxServer { session }))
+                Ok(Arc::new(CreditmuxServer {
+                    session,
+                    _endpoint: None,
+                }))
             }
             Kind::Yamux => Ok(yamux_peer::server(socket, limits)),
             Kind::H2 => h2_peer::server(socket, limits, false).await,
             Kind::H2Large => h2_peer::server(socket, limits, true).await,
-            Kind::Tcp | Kind::Quinn => unreachable!(),
+            _ => unreachable!(),
         }
     }
 
@@ -135,6 +158,9 @@ impl Kind {
         match self {
             Kind::Tcp => return Ok(Arc::new(TcpClient { addr })),
             Kind::Quinn => return quinn_peer::connect(limits, addr).await,
+            Kind::CreditmuxTls | Kind::CreditmuxQuic | Kind::CreditmuxQuicFramed => {
+                return secure::connect(self, creditmux_config(limits), addr).await;
+            }
             _ => {}
         }
         let socket = TcpStream::connect(addr).await.map_err(s)?;
@@ -144,12 +170,15 @@ impl Kind {
                 let session = Session::client(socket, creditmux_config(limits))
                     .await
                     .map_err(s)?;
-                Ok(Arc::new(CreditmuxClient { session }))
+                Ok(Arc::new(CreditmuxClient {
+                    session,
+                    endpoint: None,
+                }))
             }
             Kind::Yamux => Ok(yamux_peer::client(socket, limits)),
             Kind::H2 => h2_peer::client(socket, false).await,
             Kind::H2Large => h2_peer::client(socket, true).await,
-            Kind::Tcp | Kind::Quinn => unreachable!(),
+            _ => unreachable!(),
         }
     }
 }
@@ -206,6 +235,8 @@ fn creditmux_config(limits: Limits) -> Config {
 
 struct CreditmuxServer {
     session: Session,
+    /// QUIC: the endpoint must outlive the connection.
+    _endpoint: Option<quinn::Endpoint>,
 }
 
 impl Server for CreditmuxServer {
@@ -219,6 +250,7 @@ impl Server for CreditmuxServer {
 
 struct CreditmuxClient {
     session: Session,
+    endpoint: Option<quinn::Endpoint>,
 }
 
 impl Client for CreditmuxClient {
@@ -233,6 +265,91 @@ impl Client for CreditmuxClient {
         Box::pin(async move {
             let close = self.session.close(ErrorCode::NO_ERROR);
             let _ = tokio::time::timeout(Duration::from_secs(1), close).await;
+            if let Some(endpoint) = &self.endpoint {
+                let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+            }
         })
+    }
+}
+
+/// creditmux over TLS and over QUIC (both modes), with the self-signed
+/// certificate the quinn peer uses.
+mod secure {
+    use super::*;
+    use creditmux::{quic, tls};
+    use rustls::pki_types::PrivateKeyDer;
+
+    fn server_tls() -> Res<Arc<rustls::ServerConfig>> {
+        let (cert, key) = quinn_peer::certificate();
+        tls::server_config(vec![cert.clone()], PrivateKeyDer::Pkcs8(key.clone_key())).map_err(s)
+    }
+
+    fn client_tls() -> Res<Arc<rustls::ClientConfig>> {
+        let (cert, _) = quinn_peer::certificate();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.clone()).map_err(s)?;
+        Ok(tls::client_config(roots))
+    }
+
+    pub async fn serve(
+        kind: Kind,
+        config: Config,
+        addr_tx: SyncSender<SocketAddr>,
+    ) -> Res<Arc<dyn Server>> {
+        let loopback: SocketAddr = "127.0.0.1:0".parse().map_err(s)?;
+        let (session, endpoint) = match kind {
+            Kind::CreditmuxTls => {
+                let listener = tls::Listener::bind(loopback, server_tls()?, config)
+                    .await
+                    .map_err(s)?;
+                addr_tx.send(listener.local_addr().map_err(s)?).map_err(s)?;
+                (listener.accept().await.map_err(s)?.0, None)
+            }
+            Kind::CreditmuxQuic => {
+                let endpoint =
+                    quic::native_server_endpoint(loopback, server_tls()?, &config).map_err(s)?;
+                addr_tx.send(endpoint.local_addr().map_err(s)?).map_err(s)?;
+                let accepted = quic::accept_native(&endpoint, config).await.map_err(s)?;
+                (accepted.ok_or("endpoint closed")?.0, Some(endpoint))
+            }
+            _ => {
+                let endpoint = quic::server_endpoint(loopback, server_tls()?).map_err(s)?;
+                addr_tx.send(endpoint.local_addr().map_err(s)?).map_err(s)?;
+                let accepted = quic::accept_framed(&endpoint, config).await.map_err(s)?;
+                (accepted.ok_or("endpoint closed")?.0, Some(endpoint))
+            }
+        };
+        Ok(Arc::new(CreditmuxServer {
+            session,
+            _endpoint: endpoint,
+        }))
+    }
+
+    pub async fn connect(kind: Kind, config: Config, addr: SocketAddr) -> Res<Arc<dyn Client>> {
+        let loopback: SocketAddr = "127.0.0.1:0".parse().map_err(s)?;
+        let (session, endpoint) = match kind {
+            Kind::CreditmuxTls => {
+                let session = tls::connect(addr, "localhost", client_tls()?, config)
+                    .await
+                    .map_err(s)?;
+                (session, None)
+            }
+            Kind::CreditmuxQuic => {
+                let endpoint =
+                    quic::native_client_endpoint(loopback, client_tls()?, &config).map_err(s)?;
+                let session = quic::connect_native(&endpoint, addr, "localhost", config)
+                    .await
+                    .map_err(s)?;
+                (session, Some(endpoint))
+            }
+            _ => {
+                let endpoint = quic::client_endpoint(loopback, client_tls()?).map_err(s)?;
+                let session = quic::connect_framed(&endpoint, addr, "localhost", config)
+                    .await
+                    .map_err(s)?;
+                (session, Some(endpoint))
+            }
+        };
+        Ok(Arc::new(CreditmuxClient { session, endpoint }))
     }
 }
