@@ -170,6 +170,11 @@ impl Config {
     pub fn keepalive_timeout(&self) -> Duration {
         self.keepalive_timeout
     }
+    /// Time a half-closed stream may go without a frame before it is
+    /// reset; `None` for no limit.
+    pub fn half_close_timeout(&self) -> Option<Duration> {
+        self.half_close_timeout
+    }
     /// Time allowed for a write to make progress before the session ends.
     pub fn write_timeout(&self) -> Duration {
         self.write_timeout

@@ -885,6 +885,82 @@ mod quic_native {
         .await;
     }
 
+    /// Dropping a whole stream before the peer finished resets it with
+    /// CANCEL (the peer's read and write both fail), and a graceful close
+    /// afterwards completes without waiting for the drain timeout.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dropping_a_whole_stream_resets_it_and_close_does_not_wait_for_the_drain() {
+        bounded(async {
+            let config = Config::builder()
+                .drain_timeout(Duration::from_secs(60))
+                .build()
+                .unwrap();
+            let (client, server, _c, _s) = native_pair(config).await;
+            let mut stream = client.open().await.unwrap();
+            stream.write_all(b"x").await.unwrap();
+            let mut peer = server.accept().await.unwrap().expect("a stream");
+            let mut x = [0u8; 1];
+            peer.read_exact(&mut x).await.unwrap();
+            drop(stream);
+            let expected = StreamError::Reset {
+                code: ErrorCode::CANCEL,
+                initiator: Initiator::Remote,
+            };
+            assert_eq!(peer.recv().await.unwrap_err(), expected);
+            drop(peer);
+            client.close(ErrorCode::NO_ERROR).await.expect("graceful");
+            server.closed().await;
+            match server.error() {
+                Some(creditmux::ConnectionError::ClosedByPeer { code, debug }) => {
+                    assert_eq!(code, ErrorCode::NO_ERROR);
+                    assert_ne!(debug, "drain timeout");
+                }
+                other => panic!("server saw {other:?}"),
+            }
+        })
+        .await;
+    }
+
+    /// A read half waiting on one task wakes with the reset made through
+    /// the write half on another.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reset_through_the_write_half_wakes_a_waiting_read_half() {
+        bounded(async {
+            let (client, server, _c, _s) = native_pair(Config::default()).await;
+            let stream = client.open().await.unwrap();
+            let (mut r, mut w) = stream.split();
+            w.send(bytes::Bytes::from_static(b"x")).await.unwrap();
+            let _peer = server.accept().await.unwrap().expect("a stream");
+            let reader = tokio::spawn(async move { r.recv().await });
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            w.reset(ErrorCode(0x33));
+            let result = reader.await.unwrap();
+            assert_eq!(
+                result.unwrap_err(),
+                StreamError::Reset {
+                    code: ErrorCode(0x33),
+                    initiator: Initiator::Local,
+                }
+            );
+        })
+        .await;
+    }
+
+    /// `ping()` in a tight loop is paced to 50 a second and answered ACKs
+    /// do not count as a flood, so neither side closes the connection.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pinging_in_a_loop_stays_within_the_flood_limits() {
+        bounded(async {
+            let (client, server, _c, _s) = native_pair(Config::default()).await;
+            for _ in 0..120 {
+                client.ping().await.expect("ping answered");
+            }
+            assert_eq!(client.error(), None);
+            assert_eq!(server.error(), None);
+        })
+        .await;
+    }
+
     /// The stream window is QUIC's MAX_STREAM_DATA: a stream nobody reads
     /// takes at most that much, and another stream moves 4 MiB meanwhile.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

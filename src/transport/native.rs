@@ -13,7 +13,7 @@ use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -21,7 +21,7 @@ use quinn::{Connection, VarInt};
 use tokio::sync::Notify;
 
 use crate::config::Config;
-use crate::conn::flood::{Flood, FloodCounters};
+use crate::conn::flood::{Flood, FloodCounters, SendBudget};
 use crate::conn::{ConnectionStats, Side, StreamStats};
 use crate::driver::now;
 use crate::error::{ConnectionError, Initiator, OpenError, StreamError};
@@ -66,6 +66,8 @@ struct State {
     ping_in_flight: Option<([u8; 8], Instant)>,
     pings_completed: u64,
     rtt: Option<Duration>,
+    /// Peer-triggered frames against the flood limits (SPEC §16.1).
+    flood: FloodCounters,
     /// Why the connection is ending, once decided (a GOAWAY either way, a
     /// local close, a violation).
     cause: Option<ConnectionError>,
@@ -95,6 +97,25 @@ impl Shared {
         Shared::set_cause(&mut self.lock(), cause);
         self.connection
             .close(VarInt::from_u32(code.0), reason.as_bytes());
+    }
+
+    /// Counts a peer-triggered event; past its flood limit the connection
+    /// is closed with ENHANCE_YOUR_CALM. Returns true if it was.
+    fn count_flood(&self, what: Flood) -> bool {
+        let exceeded = self.lock().flood.count(now(), what).err();
+        let Some(what) = exceeded else {
+            return false;
+        };
+        let reason = format!("flood limit exceeded: {}", what.name());
+        self.abort(
+            ErrorCode::ENHANCE_YOUR_CALM,
+            ConnectionError::ProtocolViolation {
+                code: ErrorCode::ENHANCE_YOUR_CALM,
+                reason: reason.clone(),
+            },
+            &reason,
+        );
+        true
     }
 
     /// What the application sees for `err`, the reason quinn gives.
@@ -155,21 +176,27 @@ impl Shared {
         let handle = Arc::new(StreamRef {
             id,
             shared: self.clone(),
-            recv: Mutex::new(Some(recv)),
+            recv: Mutex::new(RecvSlot {
+                stream: recv,
+                waker: None,
+                remote_reset: None,
+            }),
             recv_finished: AtomicBool::new(false),
             bytes_sent: AtomicU64::new(0),
             bytes_received: AtomicU64::new(0),
             local_reset: Mutex::new(None),
+            remote_stop: AtomicBool::new(false),
         });
+        // Halves of a whole stream; `Stream::split` makes them alone.
         (
             RecvHalf {
                 handle: handle.clone(),
-                alone: true,
+                alone: false,
             },
             SendHalf {
                 handle,
                 send,
-                alone: true,
+                alone: false,
             },
         )
     }
@@ -203,6 +230,10 @@ fn resolve(cause: Option<&ConnectionError>, err: &quinn::ConnectionError) -> Con
             code: ErrorCode::PROTOCOL_ERROR,
             reason: format!("QUIC: {err}"),
         },
+        Q::ConnectionClosed(close) => ConnectionError::ProtocolViolation {
+            code: ErrorCode::PROTOCOL_ERROR,
+            reason: format!("QUIC: the peer closed the connection with {close}"),
+        },
         other => ConnectionError::Io {
             kind: std::io::ErrorKind::ConnectionAborted,
             message: format!("QUIC: {other}"),
@@ -231,7 +262,8 @@ pub(crate) async fn start(
     config: Config,
     side: Side,
 ) -> Result<Arc<Shared>, ConnectionError> {
-    let timeout = config.handshake_timeout();
+    // One deadline for the whole exchange (SPEC §18.3).
+    let deadline = tokio::time::Instant::now() + config.handshake_timeout();
     let handshake = async {
         let opened = async {
             let mut send = connection.open_uni().await?;
@@ -239,22 +271,13 @@ pub(crate) async fn start(
             let _ = send.write_all(&encode_preface()).await;
             Ok::<_, quinn::ConnectionError>(send)
         };
-        let (send, recv) = tokio::try_join!(opened, connection.accept_uni())?;
-        Ok::<_, quinn::ConnectionError>((send, recv))
+        let (send, mut recv) =
+            tokio::try_join!(opened, connection.accept_uni()).map_err(|err| resolve(None, &err))?;
+        let input = read_preface(&mut recv).await?;
+        Ok::<_, ConnectionError>((send, recv, input))
     };
-    let (send, mut recv) = match tokio::time::timeout(timeout, handshake).await {
+    let (send, recv, input) = match tokio::time::timeout_at(deadline, handshake).await {
         Ok(Ok(streams)) => streams,
-        Ok(Err(err)) => return Err(resolve(None, &err)),
-        Err(_) => {
-            connection.close(
-                VarInt::from_u32(ErrorCode::SETTINGS_TIMEOUT.0),
-                b"handshake timeout",
-            );
-            return Err(ConnectionError::HandshakeTimeout);
-        }
-    };
-    let input = match tokio::time::timeout(timeout, read_preface(&mut recv)).await {
-        Ok(Ok(input)) => input,
         Ok(Err(err)) => {
             let (code, reason): (ErrorCode, &[u8]) = match &err {
                 ConnectionError::Preface(PrefaceError::UnsupportedVersion { .. }) => {
@@ -273,6 +296,7 @@ pub(crate) async fn start(
             return Err(ConnectionError::HandshakeTimeout);
         }
     };
+    let flood = FloodCounters::new(config.flood_limits());
     let shared = Arc::new(Shared {
         connection,
         side,
@@ -291,6 +315,7 @@ pub(crate) async fn start(
             ping_in_flight: None,
             pings_completed: 0,
             rtt: None,
+            flood,
             cause: None,
             error: None,
             done: false,
@@ -349,44 +374,60 @@ async fn control_task(
     mut input: BytesMut,
 ) {
     let mut decoder = FrameDecoder::new(shared.config.max_frame_payload());
-    let mut flood = FloodCounters::new(shared.config.flood_limits());
+    // Bytes to write on the control stream: refilled only once empty, so
+    // a peer that does not read its end cannot make it grow.
     let mut out = BytesMut::new();
+    let mut ping_budget = SendBudget::default();
     let mut fin_sent = false;
     let mut peer_fin = false;
-    let mut drain_deadline: Option<tokio::time::Instant> = None;
-    on_control_input(&shared, &mut decoder, &mut flood, &mut input);
+    let mut drain_deadline: Option<Instant> = None;
+    on_control_input(&shared, &mut decoder, &mut input);
     loop {
         let notified = shared.task.notified();
+        let t = now();
+        let mut wake_at = drain_deadline;
         let (goaway_sent, draining, open) = {
             let mut state = shared.lock();
-            if let Some(payload) = state.pong_owed.take() {
-                Frame::Ping(Ping { ack: true, payload }).encode(&mut out);
+            if out.is_empty() {
+                if let Some(payload) = state.pong_owed.take() {
+                    Frame::Ping(Ping { ack: true, payload }).encode(&mut out);
+                }
+                // SPEC §12.1: at most 50 PINGs in any second.
+                if state.ping_owed {
+                    if ping_budget.try_take(t) {
+                        state.ping_owed = false;
+                        let payload = state.next_ping.to_be_bytes();
+                        state.next_ping += 1;
+                        state.ping_in_flight = Some((payload, t));
+                        Frame::Ping(Ping {
+                            ack: false,
+                            payload,
+                        })
+                        .encode(&mut out);
+                    } else {
+                        wake_at = earliest(wake_at, ping_budget.available_at(t));
+                    }
+                }
+                if state.goaway_owed {
+                    state.goaway_owed = false;
+                    Frame::GoAway(GoAway {
+                        last_stream: state.last_accepted,
+                        code: ErrorCode::NO_ERROR,
+                        debug: Bytes::new(),
+                    })
+                    .encode(&mut out);
+                }
             }
-            if state.ping_owed {
-                state.ping_owed = false;
-                let payload = state.next_ping.to_be_bytes();
-                state.next_ping += 1;
-                state.ping_in_flight = Some((payload, now()));
-                Frame::Ping(Ping {
-                    ack: false,
-                    payload,
-                })
-                .encode(&mut out);
-            }
-            if state.goaway_owed {
-                state.goaway_owed = false;
-                Frame::GoAway(GoAway {
-                    last_stream: state.last_accepted,
-                    code: ErrorCode::NO_ERROR,
-                    debug: Bytes::new(),
-                })
-                .encode(&mut out);
+            if let Some((_, sent)) = state.ping_in_flight {
+                wake_at = earliest(wake_at, sent + shared.config.keepalive_timeout());
             }
             let draining = state.goaway_sent || state.peer_goaway.is_some();
             (state.goaway_sent, draining, state.open_streams)
         };
         if draining && drain_deadline.is_none() {
-            drain_deadline = Some(tokio::time::Instant::now() + shared.config.drain_timeout());
+            let at = t + shared.config.drain_timeout();
+            drain_deadline = Some(at);
+            wake_at = earliest(wake_at, at);
         }
         // SPEC §18.6: a drained side finishes its control stream; the
         // connection closes once both have.
@@ -419,7 +460,7 @@ async fn control_task(
             read = recv.read_chunk(CONTROL_READ_CHUNK, true), if !peer_fin => match read {
                 Ok(Some(chunk)) => {
                     input.extend_from_slice(&chunk.bytes);
-                    on_control_input(&shared, &mut decoder, &mut flood, &mut input);
+                    on_control_input(&shared, &mut decoder, &mut input);
                 }
                 Ok(None) => {
                     peer_fin = true;
@@ -441,19 +482,39 @@ async fn control_task(
                 if let Ok((mut send, mut recv)) = incoming {
                     let _ = send.reset(VarInt::from_u32(ErrorCode::REFUSED_STREAM.0));
                     let _ = recv.stop(VarInt::from_u32(ErrorCode::REFUSED_STREAM.0));
+                    shared.count_flood(Flood::StrayFrame);
                 }
             }
-            () = sleep_until(drain_deadline) => {
-                drain_deadline = None;
-                shared.connection.close(VarInt::from_u32(ErrorCode::CANCEL.0), b"drain timeout");
+            () = sleep_until(wake_at) => {
+                let t = now();
+                if drain_deadline.is_some_and(|at| at <= t) {
+                    drain_deadline = Some(t + Duration::from_secs(3600));
+                    // SPEC §13.2: the drain timeout ends a graceful close.
+                    shared.connection.close(VarInt::from_u32(0), b"drain timeout");
+                }
+                let unanswered = shared
+                    .lock()
+                    .ping_in_flight
+                    .is_some_and(|(_, sent)| sent + shared.config.keepalive_timeout() <= t);
+                if unanswered {
+                    shared.abort(
+                        ErrorCode::IDLE_TIMEOUT,
+                        ConnectionError::IdleTimeout,
+                        "PING not answered",
+                    );
+                }
             }
         }
     }
 }
 
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
+fn earliest(a: Option<Instant>, b: Instant) -> Option<Instant> {
+    Some(a.map_or(b, |a| a.min(b)))
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
         None => std::future::pending().await,
     }
 }
@@ -478,12 +539,7 @@ fn control_violation(shared: &Shared, reason: &str) {
 }
 
 /// Acts on every whole frame in `input` (SPEC §18.3).
-fn on_control_input(
-    shared: &Shared,
-    decoder: &mut FrameDecoder,
-    flood: &mut FloodCounters,
-    input: &mut BytesMut,
-) {
+fn on_control_input(shared: &Shared, decoder: &mut FrameDecoder, input: &mut BytesMut) {
     loop {
         let decoded = match decoder.decode_next(input) {
             Ok(Some(decoded)) => decoded,
@@ -497,26 +553,7 @@ fn on_control_input(
         };
         let counted = match decoded {
             Decoded::Ignored(_) => Some(Flood::UnknownFrame),
-            Decoded::Frame(Frame::Ping(ping)) => {
-                let mut state = shared.lock();
-                if ping.ack {
-                    if let Some((payload, sent)) = state.ping_in_flight
-                        && payload == ping.payload
-                    {
-                        state.ping_in_flight = None;
-                        state.rtt = Some(sent.elapsed());
-                        state.pings_completed += 1;
-                        drop(state);
-                        shared.changed.notify_waiters();
-                    }
-                } else {
-                    // SPEC §10.3: a newer PING replaces a pending reply.
-                    state.pong_owed = Some(ping.payload);
-                    drop(state);
-                    shared.task.notify_one();
-                }
-                Some(Flood::Ping)
-            }
+            Decoded::Frame(Frame::Ping(ping)) => on_ping(shared, ping),
             Decoded::Frame(Frame::GoAway(goaway)) => {
                 on_goaway(shared, goaway);
                 None
@@ -532,20 +569,37 @@ fn on_control_input(
             }
         };
         if let Some(what) = counted
-            && let Err(what) = flood.count(now(), what)
+            && shared.count_flood(what)
         {
-            let reason = format!("flood limit exceeded: {}", what.name());
-            shared.abort(
-                ErrorCode::ENHANCE_YOUR_CALM,
-                ConnectionError::ProtocolViolation {
-                    code: ErrorCode::ENHANCE_YOUR_CALM,
-                    reason: reason.clone(),
-                },
-                &reason,
-            );
             input.clear();
             return;
         }
+    }
+}
+
+/// A PING or its ACK; returns what it counts toward the flood limit (SPEC
+/// §16.1: PINGs, and ACKs that answer nothing this side sent).
+fn on_ping(shared: &Shared, ping: Ping) -> Option<Flood> {
+    let mut state = shared.lock();
+    if !ping.ack {
+        // SPEC §10.3: a newer PING replaces a pending reply.
+        state.pong_owed = Some(ping.payload);
+        drop(state);
+        shared.task.notify_one();
+        return Some(Flood::Ping);
+    }
+    match state.ping_in_flight {
+        Some((payload, sent)) if payload == ping.payload => {
+            state.ping_in_flight = None;
+            state.rtt = Some(now().saturating_duration_since(sent));
+            state.pings_completed += 1;
+            drop(state);
+            shared.changed.notify_waiters();
+            // The deadline of this PING is gone.
+            shared.task.notify_one();
+            None
+        }
+        _ => Some(Flood::Ping),
     }
 }
 
@@ -731,6 +785,9 @@ impl Shared {
         }
         self.closed().await;
         match self.error() {
+            // A graceful end is this call's success too, whichever side's
+            // GOAWAY came first.
+            Some(err) if code == ErrorCode::NO_ERROR && err.is_graceful() => Ok(()),
             Some(ConnectionError::LocallyClosed { .. }) | None => Ok(()),
             Some(err) => Err(err),
         }
@@ -806,15 +863,26 @@ pub(crate) struct StreamRef {
     pub(crate) id: StreamId,
     shared: Arc<Shared>,
     /// The receive direction: here rather than in the read half so that a
-    /// reset through the write half can stop it too. Taken by a drain task
-    /// when the read half is dropped alone.
-    recv: Mutex<Option<quinn::RecvStream>>,
+    /// reset through the write half can stop it and wake its reader.
+    recv: Mutex<RecvSlot>,
     /// The peer's FIN was read.
     recv_finished: AtomicBool,
     bytes_sent: AtomicU64,
     bytes_received: AtomicU64,
     /// The code this side reset the stream with, if it did.
     local_reset: Mutex<Option<ErrorCode>>,
+    /// The peer stopped this side's sending direction (counted once).
+    remote_stop: AtomicBool,
+}
+
+struct RecvSlot {
+    stream: quinn::RecvStream,
+    /// The task waiting to read, woken when the stream is reset locally
+    /// (quinn's `stop` drops the reader's waker without waking it).
+    waker: Option<Waker>,
+    /// The peer's RESET_STREAM code: quinn reports it once, every later
+    /// read must report it again.
+    remote_reset: Option<ErrorCode>,
 }
 
 impl StreamRef {
@@ -825,16 +893,103 @@ impl StreamRef {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn recv(&self) -> MutexGuard<'_, Option<quinn::RecvStream>> {
+    fn slot(&self) -> MutexGuard<'_, RecvSlot> {
         self.recv
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn count_received(&self, n: usize) {
-        let n = n as u64;
-        self.bytes_received.fetch_add(n, Ordering::Relaxed);
-        self.shared.data_received.fetch_add(n, Ordering::Relaxed);
+    /// The next chunk of the receive direction, without copying; `None` at
+    /// the end. A reset from either side is reported on every call.
+    fn poll_chunk(
+        &self,
+        cx: &mut Context<'_>,
+        max: usize,
+    ) -> Poll<Result<Option<Bytes>, StreamError>> {
+        if let Some(code) = self.local_reset() {
+            return Poll::Ready(Err(StreamError::Reset {
+                code,
+                initiator: Initiator::Local,
+            }));
+        }
+        let mut slot = self.slot();
+        if let Some(code) = slot.remote_reset {
+            return Poll::Ready(Err(StreamError::Reset {
+                code,
+                initiator: Initiator::Remote,
+            }));
+        }
+        // read_chunk is cancel-safe: a pending future dropped here loses
+        // nothing, and its waker stays registered with the connection.
+        let read = std::pin::pin!(slot.stream.read_chunk(max, true)).poll(cx);
+        match read {
+            Poll::Pending => {
+                slot.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+            Poll::Ready(Ok(Some(chunk))) => {
+                drop(slot);
+                let n = chunk.bytes.len() as u64;
+                self.bytes_received.fetch_add(n, Ordering::Relaxed);
+                self.shared.data_received.fetch_add(n, Ordering::Relaxed);
+                Poll::Ready(Ok(Some(chunk.bytes)))
+            }
+            Poll::Ready(Ok(None)) => {
+                self.recv_finished.store(true, Ordering::Relaxed);
+                Poll::Ready(Ok(None))
+            }
+            Poll::Ready(Err(quinn::ReadError::Reset(code))) => {
+                let code = error_code(code);
+                slot.remote_reset = Some(code);
+                drop(slot);
+                self.shared.count_flood(Flood::Reset);
+                Poll::Ready(Err(StreamError::Reset {
+                    code,
+                    initiator: Initiator::Remote,
+                }))
+            }
+            Poll::Ready(Err(quinn::ReadError::ConnectionLost(err))) => {
+                drop(slot);
+                Poll::Ready(Err(self.shared.stream_error(&err)))
+            }
+            // Stopped by this side: only through a local reset, reported
+            // above; or a 0-RTT or unordered-read error that this mode
+            // cannot produce.
+            Poll::Ready(Err(_)) => Poll::Ready(Err(StreamError::Reset {
+                code: self.local_reset().unwrap_or(ErrorCode::CANCEL),
+                initiator: Initiator::Local,
+            })),
+        }
+    }
+
+    /// Whether the peer will send nothing more: its FIN (or a reset) has
+    /// arrived. Reads and discards what is buffered to find out, so only
+    /// for a stream whose read side is being dropped.
+    fn peer_done(&self) -> bool {
+        if self.recv_finished.load(Ordering::Relaxed) {
+            return true;
+        }
+        let mut slot = self.slot();
+        if slot.remote_reset.is_some() {
+            return true;
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        loop {
+            match std::pin::pin!(slot.stream.read_chunk(usize::MAX, false)).poll(&mut cx) {
+                Poll::Ready(Ok(Some(_))) => {}
+                Poll::Ready(Ok(None) | Err(_)) => return true,
+                Poll::Pending => return false,
+            }
+        }
+    }
+
+    /// Stops the receive direction with `code` and wakes its reader.
+    fn stop(&self, code: ErrorCode) {
+        let mut slot = self.slot();
+        let _ = slot.stream.stop(VarInt::from_u32(code.0));
+        if let Some(waker) = slot.waker.take() {
+            waker.wake();
+        }
     }
 
     /// Resets the stream both ways with `code` (SPEC §18.4: RESET_STREAM
@@ -845,9 +1000,7 @@ impl StreamRef {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(code);
         let _ = send.reset(VarInt::from_u32(code.0));
-        if let Some(recv) = self.recv().as_mut() {
-            let _ = recv.stop(VarInt::from_u32(code.0));
-        }
+        self.stop(code);
     }
 
     fn stats(&self) -> StreamStats {
@@ -858,26 +1011,17 @@ impl StreamRef {
         }
     }
 
-    fn read_error(&self, err: quinn::ReadError) -> StreamError {
-        match err {
-            quinn::ReadError::Reset(code) => StreamError::Reset {
-                code: error_code(code),
-                initiator: Initiator::Remote,
-            },
-            quinn::ReadError::ConnectionLost(err) => self.shared.stream_error(&err),
-            _ => StreamError::Reset {
-                code: self.local_reset().unwrap_or(ErrorCode::CANCEL),
-                initiator: Initiator::Local,
-            },
-        }
-    }
-
     fn write_error(&self, err: quinn::WriteError) -> StreamError {
         match err {
-            quinn::WriteError::Stopped(code) => StreamError::Reset {
-                code: error_code(code),
-                initiator: Initiator::Remote,
-            },
+            quinn::WriteError::Stopped(code) => {
+                if !self.remote_stop.swap(true, Ordering::Relaxed) {
+                    self.shared.count_flood(Flood::Reset);
+                }
+                StreamError::Reset {
+                    code: error_code(code),
+                    initiator: Initiator::Remote,
+                }
+            }
             quinn::WriteError::ConnectionLost(err) => self.shared.stream_error(&err),
             _ => match self.local_reset() {
                 Some(code) => StreamError::Reset {
@@ -918,51 +1062,48 @@ impl RecvHalf {
         cx: &mut Context<'_>,
         max: usize,
     ) -> Poll<Result<Option<Bytes>, StreamError>> {
-        let mut recv = self.handle.recv();
-        let Some(stream) = recv.as_mut() else {
-            return Poll::Ready(Ok(None));
-        };
-        // read_chunk is cancel-safe: a pending future dropped here loses
-        // nothing, and its waker stays registered with the connection.
-        let read = std::pin::pin!(stream.read_chunk(max, true)).poll(cx);
-        drop(recv);
-        match ready!(read) {
-            Ok(Some(chunk)) => {
-                self.handle.count_received(chunk.bytes.len());
-                Poll::Ready(Ok(Some(chunk.bytes)))
-            }
-            Ok(None) => {
-                self.handle.recv_finished.store(true, Ordering::Relaxed);
-                Poll::Ready(Ok(None))
-            }
-            Err(err) => Poll::Ready(Err(self.handle.read_error(err))),
-        }
+        self.handle.poll_chunk(cx, max)
     }
 }
 
 impl Drop for RecvHalf {
     /// Dropped alone, the read half keeps the stream's incoming bytes
-    /// flowing and discards them (as in framed mode), on a task
-    /// of its own; without a runtime it stops the peer's direction instead.
+    /// flowing and discards them (as in framed mode), on a task of its own,
+    /// for at most the half-close timeout; without a runtime it stops the
+    /// peer's direction instead.
     fn drop(&mut self) {
-        if !self.alone || self.handle.recv_finished.load(Ordering::Relaxed) {
+        if !self.alone
+            || self.handle.recv_finished.load(Ordering::Relaxed)
+            || self.handle.local_reset().is_some()
+        {
             return;
         }
-        let Some(mut recv) = self.handle.recv().take() else {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.handle.stop(ErrorCode::CANCEL);
             return;
         };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                let handle = self.handle.clone();
-                runtime.spawn(async move {
-                    while let Ok(Some(_)) = recv.read_chunk(usize::MAX, false).await {}
-                    drop(handle);
-                });
+        let handle = self.handle.clone();
+        let limit = handle.shared.config.half_close_timeout();
+        runtime.spawn(async move {
+            let discard = poll_fn(|cx| {
+                loop {
+                    match ready!(handle.poll_chunk(cx, usize::MAX)) {
+                        Ok(Some(_)) => {}
+                        Ok(None) | Err(_) => return Poll::Ready(()),
+                    }
+                }
+            });
+            let finished = match limit {
+                Some(limit) => tokio::time::timeout(limit, discard).await.is_ok(),
+                None => {
+                    discard.await;
+                    true
+                }
+            };
+            if !finished {
+                handle.stop(ErrorCode::CANCEL);
             }
-            Err(_) => {
-                let _ = recv.stop(VarInt::from_u32(ErrorCode::CANCEL.0));
-            }
-        }
+        });
     }
 }
 
@@ -1036,10 +1177,7 @@ impl Drop for SendHalf {
     /// what it sends; otherwise quinn finishes the write side after the
     /// bytes already written, as it does for a write half dropped alone.
     fn drop(&mut self) {
-        if !self.alone
-            && !self.handle.recv_finished.load(Ordering::Relaxed)
-            && self.handle.local_reset().is_none()
-        {
+        if !self.alone && self.handle.local_reset().is_none() && !self.handle.peer_done() {
             self.reset(ErrorCode::CANCEL);
         }
     }

@@ -32,6 +32,15 @@
 //!   received count as probes answered) from quinn; the windows, buffered
 //!   bytes, queue depths and blocked time stay inside quinn and read zero.
 //!   Stream stats carry the byte counts only.
+//! - Buffering: quinn bounds the bytes written and not yet acknowledged
+//!   over all streams by the connection window, in place of the per-stream
+//!   `send_buffer`; `write_timeout` has no equivalent (QUIC's idle timeout
+//!   and loss recovery cover a stalled path).
+//! - After the peer's GOAWAY, a stream this side opened above its
+//!   `last_stream_id` is refused by the peer (RESET_STREAM/STOP_SENDING
+//!   REFUSED_STREAM) when its first bytes arrive there, not at once.
+//! - `finish()` after the peer stopped the stream returns `Ok`; the reset
+//!   shows on the next write.
 //! - The two modes do not interoperate: a framed endpoint rejects a native
 //!   peer (and the other way round) with a typed ALPN error.
 //!
@@ -202,26 +211,48 @@ impl AcceptError {
 }
 
 /// A quinn client config for framed mode from `tls` (with [`ALPN`] put
-/// first), with quinn's default transport parameters.
+/// first), with the transport parameters of [`framed_transport`].
 ///
 /// Checks up front what quinn would otherwise only find (and panic on)
 /// when the first connection starts: TLS 1.3 enabled and a QUIC-capable
 /// suite present.
 pub fn client_config(tls: Arc<rustls::ClientConfig>) -> Result<quinn::ClientConfig, ConfigError> {
-    Ok(quinn::ClientConfig::new(quic_client_crypto(tls, ALPN)?))
+    let mut quic = quinn::ClientConfig::new(quic_client_crypto(tls, ALPN)?);
+    quic.transport_config(Arc::new(framed_transport(false)));
+    Ok(quic)
 }
 
 /// A quinn server config for framed mode from `tls` (with [`ALPN`] put
-/// first), with quinn's default transport parameters.
+/// first), with the transport parameters of [`framed_transport`].
 ///
 /// Checks up front what quinn would otherwise only find (and panic on)
 /// when the first connection arrives: TLS 1.3 enabled, a QUIC-capable
 /// suite present, and `max_early_data_size` 0 or `u32::MAX`.
 pub fn server_config(tls: Arc<rustls::ServerConfig>) -> Result<quinn::ServerConfig, ConfigError> {
-    Ok(quinn::ServerConfig::with_crypto(quic_server_crypto(
-        tls, ALPN,
-    )?))
+    let mut quic = quinn::ServerConfig::with_crypto(quic_server_crypto(tls, ALPN)?);
+    quic.transport_config(Arc::new(framed_transport(true)));
+    Ok(quic)
 }
+
+/// QUIC transport parameters for framed mode: the peer may open exactly
+/// the one stream the protocol uses (a bidirectional stream, client to
+/// server) and nothing else, the connection's receive window is that one
+/// stream's (quinn's default, 1.25 MB), and unread datagrams are not
+/// buffered. So a peer cannot make a framed connection hold more than
+/// about one stream window of memory besides the session's own bounds.
+pub fn framed_transport(server: bool) -> quinn::TransportConfig {
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .max_concurrent_bidi_streams(VarInt::from_u32(u32::from(server)))
+        .max_concurrent_uni_streams(VarInt::from_u32(0))
+        .receive_window(VarInt::from_u32(FRAMED_STREAM_WINDOW))
+        .stream_receive_window(VarInt::from_u32(FRAMED_STREAM_WINDOW))
+        .datagram_receive_buffer_size(None);
+    transport
+}
+
+/// The QUIC stream window of framed mode: quinn's default.
+const FRAMED_STREAM_WINDOW: u32 = 1_250_000;
 
 /// A quinn client config for native mode: `tls` with [`NATIVE_ALPN`] put
 /// first, and the transport parameters of [`native_transport`]`(config)`.
@@ -258,6 +289,8 @@ pub fn native_server_config(
 /// | one control stream per side | MAX_STREAMS (unidirectional) = 1 |
 /// | `keepalive_interval` | keep-alive PING interval |
 /// | `keepalive_interval + keepalive_timeout` | idle timeout (none without keepalive) |
+///
+/// Unread QUIC datagrams are not buffered (creditmux does not use them).
 pub fn native_transport(config: &Config) -> quinn::TransportConfig {
     let mut transport = quinn::TransportConfig::default();
     transport
@@ -266,6 +299,7 @@ pub fn native_transport(config: &Config) -> quinn::TransportConfig {
         .send_window(u64::from(config.connection_window()))
         .max_concurrent_bidi_streams(VarInt::from_u32(config.max_incoming_streams()))
         .max_concurrent_uni_streams(VarInt::from_u32(1))
+        .datagram_receive_buffer_size(None)
         .keep_alive_interval(config.keepalive_interval())
         .max_idle_timeout(config.keepalive_interval().and_then(|interval| {
             quinn::IdleTimeout::try_from(interval + config.keepalive_timeout()).ok()
