@@ -68,7 +68,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
     /// Reads what the transport has and feeds it to the core. Never waits
     /// for the write side: every DATA byte was pre-authorised by credit,
     /// so there is always room for it (SPEC §10.4).
-    fn poll_read_side(&mut self, cx: &mut Context<'_>) -> bool {
+    fn poll_read_side(&mut self, cx: &mut Context<'_>, t: Instant) -> bool {
         if self.read_closed {
             return false;
         }
@@ -80,13 +80,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             Poll::Ready(Ok(0)) => {
                 self.read_closed = true;
                 let mut inner = self.shared.lock();
-                inner.conn.handle_eof(now());
+                inner.conn.handle_eof(t);
                 inner.dispatch();
                 true
             }
             Poll::Ready(Ok(_)) => {
                 let mut inner = self.shared.lock();
-                inner.conn.handle_input(now(), &mut self.read_buf);
+                inner.conn.handle_input(t, &mut self.read_buf);
                 inner.dispatch();
                 true
             }
@@ -102,12 +102,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
 
     /// Writes pending bytes, refilling from the core, until the transport
     /// would block or nothing is left.
-    fn poll_write_side(&mut self, cx: &mut Context<'_>) -> Result<bool, ConnectionError> {
+    fn poll_write_side(
+        &mut self,
+        cx: &mut Context<'_>,
+        t: Instant,
+    ) -> Result<bool, ConnectionError> {
         let mut progress = false;
         loop {
             if self.tx.is_empty() {
                 let mut inner = self.shared.lock();
-                inner.conn.poll_transmit(now(), &mut self.tx, WRITE_BATCH);
+                inner.conn.poll_transmit(t, &mut self.tx, WRITE_BATCH);
                 inner.dispatch();
                 drop(inner);
                 if self.tx.is_empty() {
@@ -122,7 +126,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                     }
                     return Ok(progress);
                 }
-                self.write_progress_at = now();
+                self.write_progress_at = t;
             }
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let mut count = 0;
@@ -140,7 +144,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                 }
                 Poll::Ready(Ok(n)) => {
                     self.tx.advance(n);
-                    self.write_progress_at = now();
+                    self.write_progress_at = t;
                     self.flush_pending = true;
                     progress = true;
                 }
@@ -151,8 +155,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
 
     /// Runs due timers and arms the sleep for the next deadline. Returns
     /// true if a timer ran.
-    fn poll_timers(&mut self, cx: &mut Context<'_>) -> bool {
-        let t = now();
+    fn poll_timers(&mut self, cx: &mut Context<'_>, t: Instant) -> bool {
         let mut inner = self.shared.lock();
         let mut deadline = inner.conn.poll_timeout();
         if !self.tx.is_empty() {
@@ -175,14 +178,24 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             }
             Some(at) => {
                 drop(inner);
-                if self.timer_at != Some(at) {
+                // Re-arm only for an earlier deadline. Most deadlines move
+                // later (the idle timer restarts with every frame); a sleep
+                // armed for an earlier time just wakes the task early, and
+                // this re-arms it then. That keeps the timer wheel out of
+                // the per-frame path.
+                if self.timer_at.is_none_or(|armed| at < armed || armed <= t) {
                     self.timer_at = Some(at);
                     self.timer
                         .as_mut()
                         .reset(tokio::time::Instant::from_std(at));
                 }
                 // Registers the waker; fires on a later poll.
-                self.timer.as_mut().poll(cx).is_ready()
+                if self.timer.as_mut().poll(cx).is_ready() {
+                    // Fired for an earlier deadline than `at`: re-arm.
+                    self.timer_at = None;
+                    return true;
+                }
+                false
             }
             None => false,
         }
@@ -195,9 +208,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Driver<T> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
         for _ in 0..TURNS_PER_POLL {
-            let mut progress = this.poll_read_side(cx);
-            match this.poll_write_side(cx) {
-                Ok(wrote) => progress |= wrote,
+            // One clock read per turn: every step of a turn happens "now".
+            let t = now();
+            // Another turn is needed only when input arrived or a timer ran
+            // (either may produce frames). Writing alone needs none: it
+            // stops when the transport is full (its waker registered) or
+            // the core has nothing more, which the check below repeats
+            // under the lock.
+            let mut progress = this.poll_read_side(cx, t);
+            match this.poll_write_side(cx, t) {
+                Ok(_) => {}
                 Err(err) => {
                     let mut inner = this.shared.lock();
                     inner.conn.handle_transport_error(err);
@@ -206,7 +226,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Driver<T> {
                     progress = true;
                 }
             }
-            progress |= this.poll_timers(cx);
+            progress |= this.poll_timers(cx, t);
 
             let mut inner = this.shared.lock();
             if inner.conn.is_finished() && this.tx.is_empty() && !inner.conn.wants_transmit() {
