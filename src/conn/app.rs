@@ -41,7 +41,10 @@ impl Connection {
         }
         self.open_send.consume(1);
         self.next_local_index += 1;
-        let mut stream = StreamState::new(peer.stream_window, u64::from(self.config.stream_window));
+        let mut stream = Box::new(StreamState::new(
+            peer.stream_window,
+            u64::from(self.config.stream_window),
+        ));
         stream.needs_open = true;
         self.streams.insert(id, stream);
         self.schedule_data(id);

@@ -195,7 +195,9 @@ pub struct Connection {
     preface_received: bool,
     peer: Option<PeerSettings>,
     settings_acked: bool,
-    streams: HashMap<StreamId, StreamState>,
+    /// Boxed: a state is a few hundred bytes, and a table of boxes wastes
+    /// only pointers on its free slots (less idle memory per stream).
+    streams: HashMap<StreamId, Box<StreamState>>,
     next_local_index: u64,
     next_peer_index: u64,
     conn_send: SendCredit,
@@ -352,12 +354,17 @@ impl Connection {
     /// Counters of one stream, while the connection knows it.
     pub fn stream_stats(&self, id: StreamId) -> Option<StreamStats> {
         let s = self.streams.get(&id)?;
-        let mut stats = s.stats;
-        stats.send_buffered = s.send_buffered as u64;
-        stats.recv_buffered = s.recv_credit.buffered();
-        stats.send_window = s.send_credit.available();
-        stats.recv_window = s.recv_credit.limit() - s.recv_credit.received();
-        Some(stats)
+        Some(StreamStats {
+            bytes_sent: s.stats.bytes_sent,
+            bytes_received: s.stats.bytes_received,
+            send_buffered: s.send_buffered as u64,
+            recv_buffered: s.recv_credit.buffered(),
+            send_window: s.send_credit.available(),
+            recv_window: s.recv_credit.limit() - s.recv_credit.received(),
+            blocked_on_stream: s.stats.blocked_on_stream,
+            zero_window_events: s.stats.zero_window_events,
+            probes_sent: s.stats.probes_sent,
+        })
     }
 
     /// Bytes a stream may still buffer for sending right now.

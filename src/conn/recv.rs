@@ -431,7 +431,10 @@ impl Connection {
         let send_limit = self.peer.map_or(0, |p| p.stream_window);
         self.streams.insert(
             id,
-            StreamState::new(send_limit, u64::from(self.config.stream_window)),
+            Box::new(StreamState::new(
+                send_limit,
+                u64::from(self.config.stream_window),
+            )),
         );
         self.accept_queue.push_back(id);
         self.conn_event = true;
@@ -722,7 +725,7 @@ impl Connection {
         if let Some(stream) = self.streams.get_mut(&id)
             && stream.probe.is_none()
         {
-            stream.probe = Some(Probe::start(now, interval));
+            stream.probe = Some(Box::new(Probe::start(now, interval)));
             stream.stats.zero_window_events += 1;
             self.stats.zero_window_events += 1;
             self.probing.insert(id, ());

@@ -101,11 +101,23 @@ pub(crate) struct StreamState {
     pub(crate) in_wake_queue: bool,
     /// A write found the send buffer full; wake the writer when it drains.
     pub(crate) writer_waiting: bool,
-    pub(crate) probe: Option<Probe>,
+    /// Boxed: most streams never probe, and the state stays small.
+    pub(crate) probe: Option<Box<Probe>>,
     /// A BLOCKED went out and no WINDOW_UPDATE came since: the next one may
     /// be its answer, which is not a flood (SPEC §16.1).
     pub(crate) blocked_unanswered: bool,
-    pub(crate) stats: StreamStats,
+    pub(crate) stats: StreamCounters,
+}
+
+/// The counters a stream keeps; [`StreamStats`] adds what is computed
+/// from the rest of the state when asked.
+#[derive(Copy, Clone, Debug, Default)]
+pub(crate) struct StreamCounters {
+    pub(crate) bytes_sent: u64,
+    pub(crate) bytes_received: u64,
+    pub(crate) blocked_on_stream: Duration,
+    pub(crate) zero_window_events: u64,
+    pub(crate) probes_sent: u64,
 }
 
 impl StreamState {
@@ -133,7 +145,7 @@ impl StreamState {
             writer_waiting: false,
             probe: None,
             blocked_unanswered: false,
-            stats: StreamStats::default(),
+            stats: StreamCounters::default(),
         }
     }
 
