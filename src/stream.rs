@@ -227,6 +227,43 @@ impl MuxRecv {
     }
 }
 
+impl MuxRecv {
+    /// Copies as many buffered bytes as fit into `buf` under one lock (a
+    /// chunk is at most one frame, so a large read would otherwise take one
+    /// call per frame). Pending only when nothing was buffered.
+    fn poll_fill(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<Result<(), StreamError>> {
+        let id = self.handle.id;
+        let mut inner = self.handle.shared.lock();
+        let mut copied = false;
+        while buf.remaining() > 0 {
+            match inner.conn.read(id, buf.remaining()) {
+                Ok(ReadOutcome::Data(bytes)) => {
+                    buf.put_slice(&bytes);
+                    copied = true;
+                }
+                Ok(ReadOutcome::Finished) => break,
+                Ok(ReadOutcome::Blocked) if copied => break,
+                Ok(ReadOutcome::Blocked) if inner.driver_done => {
+                    return Poll::Ready(Err(driver_gone()));
+                }
+                Ok(ReadOutcome::Blocked) => {
+                    inner.streams.entry(id).or_default().read = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
+                // Reported on the next read, after the bytes before it.
+                Err(_) if copied => break,
+                Err(err) => return Poll::Ready(Err(err)),
+            }
+        }
+        inner.after_command();
+        Poll::Ready(Ok(()))
+    }
+}
+
 impl Drop for MuxRecv {
     fn drop(&mut self) {
         // The last half releases the stream through StreamRef; a read half
@@ -249,6 +286,9 @@ impl AsyncRead for RecvStream {
             return Poll::Ready(Ok(()));
         }
         if self.leftover.is_empty() {
+            if let RecvImp::Mux(half) = &mut self.imp {
+                return half.poll_fill(cx, buf).map_err(io::Error::from);
+            }
             let want = buf.remaining();
             match self.poll_chunk(cx, want) {
                 Poll::Ready(Ok(Some(bytes))) => self.leftover = bytes,
