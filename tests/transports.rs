@@ -961,6 +961,49 @@ mod quic_native {
         .await;
     }
 
+    /// SPEC §13.1: a stream this side opened that the peer's GOAWAY does
+    /// not cover (it never reached the peer) fails with REFUSED_STREAM at
+    /// once, both ways, and the graceful close completes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_goaway_refuses_streams_above_its_last_stream_id() {
+        bounded(async {
+            let config = Config::builder()
+                .drain_timeout(Duration::from_secs(60))
+                .build()
+                .unwrap();
+            let (client, server, _c, _s) = native_pair(config).await;
+            let mut seen = client.open().await.unwrap();
+            seen.write_all(b"x").await.unwrap();
+            let peer = server.accept().await.unwrap().expect("a stream");
+            // Opened but never written: the server has not heard of it.
+            let unseen = client.open().await.unwrap();
+            let (mut unseen_read, mut unseen_write) = unseen.split();
+            let reader = tokio::spawn(async move { unseen_read.recv().await });
+            let closing = {
+                let server = server.clone();
+                tokio::spawn(async move { server.close(ErrorCode::NO_ERROR).await })
+            };
+            let refused = StreamError::Reset {
+                code: ErrorCode::REFUSED_STREAM,
+                initiator: Initiator::Remote,
+            };
+            assert_eq!(reader.await.unwrap().unwrap_err(), refused);
+            assert_eq!(
+                unseen_write
+                    .send(bytes::Bytes::from_static(b"late"))
+                    .await
+                    .unwrap_err(),
+                refused
+            );
+            drop(unseen_write);
+            // The stream the server accepted is untouched.
+            seen.shutdown().await.unwrap();
+            drop((seen, peer));
+            closing.await.unwrap().expect("graceful close");
+        })
+        .await;
+    }
+
     /// The stream window is QUIC's MAX_STREAM_DATA: a stream nobody reads
     /// takes at most that much, and another stream moves 4 MiB meanwhile.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

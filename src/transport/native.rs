@@ -9,10 +9,11 @@
 //! One task per connection reads the peer's control stream, writes this
 //! side's, refuses streams after a GOAWAY and ends the connection.
 
+use std::collections::HashMap;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker, ready};
 use std::time::{Duration, Instant};
 
@@ -52,6 +53,9 @@ struct State {
     session_handles: usize,
     /// Stream handles alive (a stream counts until both halves are gone).
     open_streams: u64,
+    /// Streams this side opened and still holds, for a GOAWAY to refuse
+    /// (SPEC §13.1). Entries leave with their handles.
+    local_streams: HashMap<StreamId, Weak<StreamRef>>,
     /// Highest peer-initiated stream handed to the application.
     last_accepted: StreamId,
     /// This side sent (or owes) a graceful GOAWAY.
@@ -186,6 +190,7 @@ impl Shared {
             bytes_received: AtomicU64::new(0),
             local_reset: Mutex::new(None),
             remote_stop: AtomicBool::new(false),
+            refused: AtomicBool::new(false),
         });
         // Halves of a whole stream; `Stream::split` makes them alone.
         (
@@ -304,6 +309,7 @@ pub(crate) async fn start(
         state: Mutex::new(State {
             session_handles: 1,
             open_streams: 0,
+            local_streams: HashMap::new(),
             last_accepted: StreamId::CONNECTION,
             goaway_sent: false,
             goaway_owed: false,
@@ -628,7 +634,18 @@ fn on_goaway(shared: &Shared, goaway: GoAway) {
         debug: debug_text(&goaway.debug),
     };
     Shared::set_cause(&mut state, cause);
+    let refused: Vec<Weak<StreamRef>> = state
+        .local_streams
+        .iter()
+        .filter(|&(&id, _)| id > last)
+        .map(|(_, stream)| stream.clone())
+        .collect();
     drop(state);
+    // SPEC §13.1: streams this side opened above last_stream_id were not
+    // processed and will not be; they fail with REFUSED_STREAM now.
+    for stream in refused.iter().filter_map(Weak::upgrade) {
+        stream.refuse();
+    }
     if goaway.code != ErrorCode::NO_ERROR {
         shared
             .connection
@@ -699,7 +716,9 @@ impl Shared {
                     let Some(id) = self.creditmux_id(send.id()) else {
                         return Err(OpenError::IdsExhausted);
                     };
-                    return Ok(self.stream(send, recv, id));
+                    let (recv, send) = self.stream(send, recv, id);
+                    self.lock().local_streams.insert(id, Arc::downgrade(&send.handle));
+                    return Ok((recv, send));
                 }
                 () = notified => {}
             }
@@ -873,6 +892,8 @@ pub(crate) struct StreamRef {
     local_reset: Mutex<Option<ErrorCode>>,
     /// The peer stopped this side's sending direction (counted once).
     remote_stop: AtomicBool,
+    /// The peer's GOAWAY refused this stream (SPEC §13.1).
+    refused: AtomicBool,
 }
 
 struct RecvSlot {
@@ -992,6 +1013,21 @@ impl StreamRef {
         }
     }
 
+    /// The peer's GOAWAY did not cover this stream (SPEC §13.1): reads and
+    /// writes fail with REFUSED_STREAM from now on; the write half resets
+    /// its QUIC side at its next use or when dropped.
+    fn refuse(&self) {
+        self.refused.store(true, Ordering::Relaxed);
+        let mut slot = self.slot();
+        slot.remote_reset.get_or_insert(ErrorCode::REFUSED_STREAM);
+        let _ = slot
+            .stream
+            .stop(VarInt::from_u32(ErrorCode::REFUSED_STREAM.0));
+        if let Some(waker) = slot.waker.take() {
+            waker.wake();
+        }
+    }
+
     /// Resets the stream both ways with `code` (SPEC §18.4: RESET_STREAM
     /// and STOP_SENDING).
     fn reset(&self, send: &mut quinn::SendStream, code: ErrorCode) {
@@ -1037,6 +1073,7 @@ impl StreamRef {
 impl Drop for StreamRef {
     fn drop(&mut self) {
         let mut state = self.shared.lock();
+        state.local_streams.remove(&self.id);
         state.open_streams -= 1;
         if state.open_streams == 0 {
             self.shared.task.notify_one();
@@ -1126,7 +1163,23 @@ impl SendHalf {
         self.handle.shared.data_sent.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// REFUSED_STREAM if the peer's GOAWAY refused the stream; resets the
+    /// QUIC send side then (harmless when repeated).
+    fn refused(&mut self) -> Result<(), StreamError> {
+        if !self.handle.refused.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let _ = self
+            .send
+            .reset(VarInt::from_u32(ErrorCode::REFUSED_STREAM.0));
+        Err(StreamError::Reset {
+            code: ErrorCode::REFUSED_STREAM,
+            initiator: Initiator::Remote,
+        })
+    }
+
     pub(crate) async fn send(&mut self, data: Bytes) -> Result<(), StreamError> {
+        self.refused()?;
         let n = data.len();
         self.send
             .write_chunk(data)
@@ -1141,6 +1194,7 @@ impl SendHalf {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<Result<usize, StreamError>> {
+        self.refused()?;
         match ready!(Pin::new(&mut self.send).poll_write(cx, buf)) {
             Ok(n) => {
                 self.count_sent(n);
@@ -1151,6 +1205,7 @@ impl SendHalf {
     }
 
     pub(crate) fn finish(&mut self) -> Result<(), StreamError> {
+        self.refused()?;
         self.send
             .finish()
             .map_err(|_| match self.handle.local_reset() {
@@ -1177,6 +1232,9 @@ impl Drop for SendHalf {
     /// what it sends; otherwise quinn finishes the write side after the
     /// bytes already written, as it does for a write half dropped alone.
     fn drop(&mut self) {
+        if self.refused().is_err() {
+            return;
+        }
         if !self.alone && self.handle.local_reset().is_none() && !self.handle.peer_done() {
             self.reset(ErrorCode::CANCEL);
         }

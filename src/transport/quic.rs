@@ -36,9 +36,6 @@
 //!   over all streams by the connection window, in place of the per-stream
 //!   `send_buffer`; `write_timeout` has no equivalent (QUIC's idle timeout
 //!   and loss recovery cover a stalled path).
-//! - After the peer's GOAWAY, a stream this side opened above its
-//!   `last_stream_id` is refused by the peer (RESET_STREAM/STOP_SENDING
-//!   REFUSED_STREAM) when its first bytes arrive there, not at once.
 //! - `finish()` after the peer stopped the stream returns `Ok`; the reset
 //!   shows on the next write.
 //! - The two modes do not interoperate: a framed endpoint rejects a native
