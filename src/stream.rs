@@ -277,6 +277,8 @@ impl Drop for MuxRecv {
 }
 
 impl AsyncRead for RecvStream {
+    // Without the quic feature every stream is a core stream.
+    #[cfg_attr(not(feature = "quic"), allow(irrefutable_let_patterns))]
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -908,8 +908,11 @@ struct RecvSlot {
 
 impl StreamRef {
     fn local_reset(&self) -> Option<ErrorCode> {
-        *self
-            .local_reset
+        *self.local_reset_slot()
+    }
+
+    fn local_reset_slot(&self) -> MutexGuard<'_, Option<ErrorCode>> {
+        self.local_reset
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -1031,10 +1034,7 @@ impl StreamRef {
     /// Resets the stream both ways with `code` (SPEC §18.4: RESET_STREAM
     /// and STOP_SENDING).
     fn reset(&self, send: &mut quinn::SendStream, code: ErrorCode) {
-        *self
-            .local_reset
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(code);
+        *self.local_reset_slot() = Some(code);
         let _ = send.reset(VarInt::from_u32(code.0));
         self.stop(code);
     }

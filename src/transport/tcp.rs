@@ -174,6 +174,13 @@ impl Incoming {
         self.peer
     }
 
+    /// The socket, the peer's address and the session config, for a
+    /// transport that adds its own handshake first (TLS).
+    #[cfg(feature = "tls")]
+    pub(crate) fn into_parts(self) -> (TcpStream, SocketAddr, Config) {
+        (self.socket, self.peer, self.config)
+    }
+
     /// Runs the server handshake, bounded by
     /// [`Config::handshake_timeout`].
     pub fn handshake(self) -> impl Future<Output = Result<Session, AcceptError>> + Send + 'static {

@@ -51,6 +51,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
 use crate::config::Config;
 use crate::error::ConnectionError;
 use crate::session::Session;
+use crate::tcp;
 
 /// The ALPN protocol identifier of creditmux wire protocol version 1.
 pub const ALPN: &[u8] = b"creditmux/1";
@@ -364,11 +365,11 @@ pub async fn connect(
 }
 
 /// Accepts TCP connections and runs the TLS and creditmux server
-/// handshakes on each.
+/// handshakes on each: a [`tcp::Listener`](crate::tcp::Listener) with a TLS
+/// handshake in front of the creditmux one.
 pub struct Listener {
-    listener: TcpListener,
+    tcp: tcp::Listener,
     acceptor: TlsAcceptor,
-    config: Config,
 }
 
 impl Listener {
@@ -394,15 +395,14 @@ impl Listener {
         config: Config,
     ) -> Listener {
         Listener {
-            listener,
+            tcp: tcp::Listener::from_tcp(listener, config),
             acceptor: TlsAcceptor::from(server_with_alpn(server_config, ALPN)),
-            config,
         }
     }
 
     /// The address the listener is bound to.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.tcp.local_addr()
     }
 
     /// Waits for the next connection and runs its TLS and creditmux
@@ -427,13 +427,9 @@ impl Listener {
 
     /// Waits for the next TCP connection without running any handshake.
     pub async fn accept_incoming(&self) -> io::Result<Incoming> {
-        let (socket, peer) = self.listener.accept().await?;
-        let _ = socket.set_nodelay(true);
         Ok(Incoming {
-            socket,
-            peer,
+            tcp: self.tcp.accept_incoming().await?,
             acceptor: self.acceptor.clone(),
-            config: self.config.clone(),
         })
     }
 }
@@ -441,7 +437,7 @@ impl Listener {
 impl std::fmt::Debug for Listener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Listener")
-            .field("local_addr", &self.listener.local_addr().ok())
+            .field("local_addr", &self.tcp.local_addr().ok())
             .finish_non_exhaustive()
     }
 }
@@ -449,28 +445,22 @@ impl std::fmt::Debug for Listener {
 /// An accepted TCP connection whose TLS and creditmux handshakes have not
 /// run yet.
 pub struct Incoming {
-    socket: TcpStream,
-    peer: SocketAddr,
+    tcp: tcp::Incoming,
     acceptor: TlsAcceptor,
-    config: Config,
 }
 
 impl Incoming {
     /// The peer's address.
     pub fn peer_addr(&self) -> SocketAddr {
-        self.peer
+        self.tcp.peer_addr()
     }
 
     /// Runs the TLS handshake (bounded by [`Config::handshake_timeout`]),
     /// checks ALPN, then runs the creditmux server handshake (bounded by
     /// the same timeout again).
     pub fn handshake(self) -> impl Future<Output = Result<Session, AcceptError>> + Send + 'static {
-        let Incoming {
-            socket,
-            peer,
-            acceptor,
-            config,
-        } = self;
+        let Incoming { tcp, acceptor } = self;
+        let (socket, peer, config) = tcp.into_parts();
         async move {
             let tls = tokio::time::timeout(config.handshake_timeout(), acceptor.accept(socket))
                 .await
@@ -491,7 +481,7 @@ impl Incoming {
 impl std::fmt::Debug for Incoming {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Incoming")
-            .field("peer", &self.peer)
+            .field("peer", &self.tcp.peer_addr())
             .finish_non_exhaustive()
     }
 }
