@@ -63,8 +63,9 @@ impl Session {
         T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
         let conn = Connection::new(side, config, now());
-        let shared = Arc::new(Shared::new(conn));
-        tokio::spawn(Driver::new(io, shared.clone()));
+        let (read, write) = tokio::io::split(io);
+        let shared = Arc::new(Shared::new(conn, Box::pin(write)));
+        tokio::spawn(Driver::new(read, shared.clone()));
         let session = Session {
             imp: Imp::Mux(shared.clone()),
         };

@@ -378,8 +378,14 @@ impl MuxSend {
     async fn send(&mut self, mut data: Bytes) -> Result<(), StreamError> {
         poll_fn(|cx| {
             let id = self.handle.id;
-            let mut inner = self.handle.shared.lock();
+            let shared = &*self.handle.shared;
+            let mut inner = shared.lock();
             while !data.is_empty() {
+                let direct = shared.write_direct(&mut inner, id, &data);
+                if direct > 0 {
+                    data.advance(direct);
+                    continue;
+                }
                 let n = inner.conn.write_bytes(id, &mut data)?;
                 if n == 0 {
                     if inner.driver_done {
@@ -411,7 +417,12 @@ impl MuxSend {
 
     fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let id = self.handle.id;
-        let mut inner = self.handle.shared.lock();
+        let shared = &*self.handle.shared;
+        let mut inner = shared.lock();
+        let direct = shared.write_direct(&mut inner, id, buf);
+        if direct > 0 {
+            return Poll::Ready(Ok(direct));
+        }
         match inner.conn.write(id, buf) {
             Ok(0) if inner.driver_done => Poll::Ready(Err(driver_gone().into())),
             Ok(0) => {

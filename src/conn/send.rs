@@ -8,6 +8,7 @@ use bytes::Bytes;
 use super::stream::Queued;
 use super::transmit::TransmitBuf;
 use super::{Connection, Phase};
+use crate::frame::StreamId;
 use crate::frame::{
     Blocked, BlockedOn, Data, ErrorCode, Frame, HEADER_LEN, Header, MaxStreams, Ping, Reset,
     Settings, SettingsValues, WindowUpdate, encode_preface,
@@ -260,5 +261,67 @@ impl Connection {
                 self.maybe_reap(id);
             }
         }
+    }
+}
+
+/// Direct writes: DATA the application task writes to the transport itself,
+/// from its own buffer, instead of queueing a copy for the driver. The core
+/// decides whether that may happen and accounts for what was written, so a
+/// direct write is indistinguishable on the wire from a queued one.
+impl Connection {
+    /// How many bytes of stream `id` may go out directly now; 0 means "use
+    /// the send buffer". Nonzero only when nothing else waits to go out (no
+    /// control frame owed, no stream queued or waiting for connection
+    /// credit), so a direct write never overtakes a control frame or another
+    /// stream's turn (SPEC §10.2); when the stream has nothing buffered, so
+    /// its bytes stay in order; and within the stream's and the
+    /// connection's credit.
+    pub fn direct_allowance(&self, id: StreamId) -> usize {
+        if !matches!(self.phase, Phase::Open | Phase::Draining)
+            || self.peer.is_none()
+            || self.error.is_some()
+            || self.wants_transmit()
+            || !self.conn_blocked_queue.is_empty()
+        {
+            return 0;
+        }
+        let Some(stream) = self.streams.get(&id) else {
+            return 0;
+        };
+        if stream.reset.is_some()
+            || stream.fin_queued
+            || stream.needs_open
+            || stream.send_buffered > 0
+            || stream.queued != Queued::No
+        {
+            return 0;
+        }
+        stream
+            .send_credit
+            .available()
+            .min(self.conn_send.available()) as usize
+    }
+
+    /// The largest DATA payload the peer accepts in one frame.
+    pub fn peer_max_frame_payload(&self) -> usize {
+        self.peer.map_or(0, |p| p.max_frame_payload)
+    }
+
+    /// Accounts for `frames` DATA frames (no FIN) carrying `bytes` of stream
+    /// `id` that were written directly, within [`direct_allowance`], exactly
+    /// as `poll_transmit` accounts for the frames it emits.
+    ///
+    /// [`direct_allowance`]: Connection::direct_allowance
+    pub fn commit_direct(&mut self, id: StreamId, bytes: usize, frames: usize) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        let n = bytes as u64;
+        stream.send_credit.consume(n);
+        stream.stats.bytes_sent += n;
+        self.conn_send.consume(n);
+        self.stats.data_bytes_sent += n;
+        self.stats.frames_sent += frames as u64;
+        self.stats.transport_bytes_sent += n + (frames * HEADER_LEN) as u64;
     }
 }

@@ -6,6 +6,7 @@
 //! behind one mutex that is never held across an `.await`; handles lock it
 //! for each operation and park their wakers here.
 
+mod direct;
 mod shared;
 
 use std::future::Future;
@@ -16,7 +17,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::AsyncRead;
 use tokio::time::Sleep;
 
 use crate::conn::TransmitBuf;
@@ -38,6 +39,7 @@ const TURNS_PER_POLL: usize = 32;
 /// The connection task. Ends when the connection has ended and its last
 /// bytes are written; then the transport is shut down.
 pub(crate) struct Driver<T> {
+    /// The transport's read half; the write half is the shared `Writer`.
     io: T,
     shared: Arc<Shared>,
     read_buf: BytesMut,
@@ -49,18 +51,12 @@ pub(crate) struct Driver<T> {
     /// about every byte again, and 100 streams ran at less than half
     /// speed).
     read_chunk: usize,
-    tx: TransmitBuf,
     read_closed: bool,
     timer: Pin<Box<Sleep>>,
     timer_at: Option<Instant>,
-    /// When the pending write last made progress.
-    write_progress_at: Instant,
-    /// Bytes were written since the last completed flush. Transports that
-    /// buffer (TLS records, a `BufWriter`) only send them on flush.
-    flush_pending: bool,
 }
 
-impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
+impl<T: AsyncRead + Unpin> Driver<T> {
     pub(crate) fn new(io: T, shared: Arc<Shared>) -> Driver<T> {
         let max_frame = shared.lock().conn.config().max_frame_payload() as usize;
         let read_chunk =
@@ -70,12 +66,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             shared,
             read_buf: BytesMut::with_capacity(read_chunk),
             read_chunk,
-            tx: TransmitBuf::new(),
             read_closed: false,
             timer: Box::pin(tokio::time::sleep(std::time::Duration::from_secs(3600))),
             timer_at: None,
-            write_progress_at: now(),
-            flush_pending: false,
         }
     }
 
@@ -121,34 +114,36 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         cx: &mut Context<'_>,
         t: Instant,
     ) -> Result<bool, ConnectionError> {
+        let mut writer = self.shared.writer();
+        let writer = &mut *writer;
         let mut progress = false;
         loop {
-            if self.tx.is_empty() {
+            if writer.tx.is_empty() {
                 let mut inner = self.shared.lock();
-                inner.conn.poll_transmit(t, &mut self.tx, WRITE_BATCH);
+                inner.conn.poll_transmit(t, &mut writer.tx, WRITE_BATCH);
                 inner.dispatch();
                 drop(inner);
-                if self.tx.is_empty() {
+                if writer.tx.is_empty() {
                     // Nothing more to write: push out what the transport
                     // may still buffer.
-                    if self.flush_pending {
-                        match Pin::new(&mut self.io).poll_flush(cx) {
-                            Poll::Ready(Ok(())) => self.flush_pending = false,
+                    if writer.flush_pending {
+                        match writer.io.as_mut().poll_flush(cx) {
+                            Poll::Ready(Ok(())) => writer.flush_pending = false,
                             Poll::Ready(Err(err)) => return Err(ConnectionError::io(&err)),
                             Poll::Pending => {}
                         }
                     }
                     return Ok(progress);
                 }
-                self.write_progress_at = t;
+                writer.progress_at = t;
             }
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let mut count = 0;
-            for chunk in self.tx.chunks().take(MAX_IOVECS) {
+            for chunk in writer.tx.chunks().take(MAX_IOVECS) {
                 slices[count] = IoSlice::new(chunk);
                 count += 1;
             }
-            match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]) {
+            match writer.io.as_mut().poll_write_vectored(cx, &slices[..count]) {
                 Poll::Pending => return Ok(progress),
                 Poll::Ready(Ok(0)) => {
                     return Err(ConnectionError::Io {
@@ -157,9 +152,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                     });
                 }
                 Poll::Ready(Ok(n)) => {
-                    self.tx.advance(n);
-                    self.write_progress_at = t;
-                    self.flush_pending = true;
+                    writer.tx.advance(n);
+                    writer.progress_at = t;
+                    writer.flush_pending = true;
                     progress = true;
                 }
                 Poll::Ready(Err(err)) => return Err(ConnectionError::io(&err)),
@@ -167,19 +162,25 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         }
     }
 
+    /// Drops what is left to write after the connection failed.
+    fn discard_tx(&self) {
+        self.shared.writer().tx = TransmitBuf::new();
+    }
+
     /// Runs due timers and arms the sleep for the next deadline. Returns
     /// true if a timer ran.
     fn poll_timers(&mut self, cx: &mut Context<'_>, t: Instant) -> bool {
+        let mut writer = self.shared.writer();
         let mut inner = self.shared.lock();
         let mut deadline = inner.conn.poll_timeout();
-        if !self.tx.is_empty() {
-            let write_deadline = self.write_progress_at + inner.conn.config().write_timeout();
+        if !writer.tx.is_empty() {
+            let write_deadline = writer.progress_at + inner.conn.config().write_timeout();
             if write_deadline <= t {
                 inner
                     .conn
                     .handle_transport_error(ConnectionError::WriteTimeout);
                 inner.dispatch();
-                self.tx = TransmitBuf::new();
+                writer.tx = TransmitBuf::new();
                 return true;
             }
             deadline = Some(deadline.map_or(write_deadline, |d| d.min(write_deadline)));
@@ -192,6 +193,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             }
             Some(at) => {
                 drop(inner);
+                drop(writer);
                 // Re-arm only for an earlier deadline. Most deadlines move
                 // later (the idle timer restarts with every frame); a sleep
                 // armed for an earlier time just wakes the task early, and
@@ -216,7 +218,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
     }
 }
 
-impl<T: AsyncRead + AsyncWrite + Unpin> Future for Driver<T> {
+impl<T: AsyncRead + Unpin> Future for Driver<T> {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -236,26 +238,35 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Driver<T> {
                     let mut inner = this.shared.lock();
                     inner.conn.handle_transport_error(err);
                     inner.dispatch();
-                    this.tx = TransmitBuf::new();
+                    drop(inner);
+                    this.discard_tx();
                     progress = true;
                 }
             }
             progress |= this.poll_timers(cx, t);
 
+            // Both locks: no direct write can slip in between this check
+            // and parking.
+            let mut writer = this.shared.writer();
             let mut inner = this.shared.lock();
-            if inner.conn.is_finished() && this.tx.is_empty() && !inner.conn.wants_transmit() {
+            if inner.conn.is_finished() && writer.tx.is_empty() && !inner.conn.wants_transmit() {
                 drop(inner);
                 // Best effort: the connection is over either way.
-                if Pin::new(&mut this.io).poll_shutdown(cx).is_pending() {
+                if writer.io.as_mut().poll_shutdown(cx).is_pending() {
                     return Poll::Pending;
                 }
+                drop(writer);
                 this.shared.lock().finish_driver();
                 return Poll::Ready(());
             }
             if !progress {
                 // Registered under the lock that application commands take,
                 // so a command issued after this check wakes this task.
-                if inner.conn.wants_transmit() && this.tx.is_empty() {
+                if inner.conn.wants_transmit() && writer.tx.is_empty() {
+                    continue;
+                }
+                if std::mem::take(&mut inner.writer_handoff) {
+                    // A direct write left work since this turn's write.
                     continue;
                 }
                 inner.driver_waker = Some(cx.waker().clone());

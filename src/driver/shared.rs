@@ -1,11 +1,14 @@
 //! State shared between the driver task and the handles.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::pin::Pin;
+use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::task::Waker;
 use std::time::Instant;
 
-use crate::conn::{Connection, Event};
+use tokio::io::AsyncWrite;
+
+use crate::conn::{Connection, Event, TransmitBuf};
 use crate::frame::StreamId;
 
 /// The clock the driver feeds the core: tokio's, so tests can pause it.
@@ -41,6 +44,9 @@ pub(crate) struct Inner {
     pub(crate) driver_waker: Option<Waker>,
     pub(crate) driver_done: bool,
     pub(crate) session_handles: usize,
+    /// A direct write left bytes in the writer's buffer, or a flush, for
+    /// the driver to finish (with its own waker registered).
+    pub(crate) writer_handoff: bool,
 }
 
 impl Inner {
@@ -82,6 +88,13 @@ impl Inner {
         }
     }
 
+    /// Wakes the driver (if it is parked).
+    pub(crate) fn wake_driver(&mut self) {
+        if let Some(waker) = self.driver_waker.take() {
+            waker.wake();
+        }
+    }
+
     /// The driver has ended: every waiter must see it.
     pub(crate) fn finish_driver(&mut self) {
         self.driver_done = true;
@@ -93,13 +106,38 @@ impl Inner {
     }
 }
 
+/// The write side of the transport, shared by the driver and the
+/// application tasks that write directly (see `direct.rs`).
+///
+/// Lock order: a task holding [`Inner`] only ever `try_lock`s the writer,
+/// and only the driver holds the writer while it waits for [`Inner`]; so
+/// the two locks cannot deadlock.
+pub(crate) struct Writer {
+    pub(crate) io: Pin<Box<dyn AsyncWrite + Send>>,
+    /// Bytes taken from the core and not yet accepted by the transport.
+    /// They go out before anything else.
+    pub(crate) tx: TransmitBuf,
+    /// When the pending write last made progress.
+    pub(crate) progress_at: Instant,
+    /// Bytes were written since the last completed flush. Transports that
+    /// buffer (TLS records, a `BufWriter`) only send them on flush.
+    pub(crate) flush_pending: bool,
+}
+
 pub(crate) struct Shared {
     inner: Mutex<Inner>,
+    writer: Mutex<Writer>,
 }
 
 impl Shared {
-    pub(crate) fn new(conn: Connection) -> Shared {
+    pub(crate) fn new(conn: Connection, io: Pin<Box<dyn AsyncWrite + Send>>) -> Shared {
         Shared {
+            writer: Mutex::new(Writer {
+                io,
+                tx: TransmitBuf::new(),
+                progress_at: now(),
+                flush_pending: false,
+            }),
             inner: Mutex::new(Inner {
                 conn,
                 streams: HashMap::new(),
@@ -107,6 +145,7 @@ impl Shared {
                 driver_waker: None,
                 driver_done: false,
                 session_handles: 1,
+                writer_handoff: false,
             }),
         }
     }
@@ -118,5 +157,23 @@ impl Shared {
         self.inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Shared {
+    /// Locks the writer (the driver).
+    pub(crate) fn writer(&self) -> MutexGuard<'_, Writer> {
+        self.writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The writer if it is free (a task that holds [`Inner`]).
+    pub(crate) fn try_writer(&self) -> Option<MutexGuard<'_, Writer>> {
+        match self.writer.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
     }
 }

@@ -1,0 +1,165 @@
+//! Direct writes: an application task writes its stream's DATA frames to
+//! the transport itself, from its own buffer.
+//!
+//! The queued path copies each write into the stream's send buffer, wakes
+//! the driver task, and the driver writes the copy. When nothing else is
+//! waiting to go out, that copy and that task hop buy nothing: the frames
+//! the driver would write next are exactly these. So the writing task
+//! frames the bytes (the core decides how many and accounts for them, see
+//! `Connection::direct_allowance`) and hands header and payload slices to
+//! one vectored write, without waiting: a transport that would block makes
+//! it fall back to the send buffer. Bytes the transport took only part of
+//! are copied into the writer's buffer, which the driver empties before
+//! anything else, so frames are never interleaved.
+
+use std::io::IoSlice;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+
+use super::shared::{Inner, Shared, Writer};
+use crate::error::ConnectionError;
+use crate::frame::{FrameKind, HEADER_LEN, Header, StreamId};
+
+/// Frames per direct write (two slices each).
+const MAX_FRAMES: usize = 32;
+/// Bytes per direct write.
+const MAX_BYTES: usize = 256 * 1024;
+
+impl Shared {
+    /// Writes the front of `data` as DATA frames of stream `id`, if the
+    /// core allows it now and the writer is free. Returns the bytes taken;
+    /// 0 means the caller queues them instead. `inner` is this `Shared`'s
+    /// state, held by the caller.
+    pub(crate) fn write_direct(&self, inner: &mut Inner, id: StreamId, data: &[u8]) -> usize {
+        if inner.driver_done {
+            return 0;
+        }
+        let allowance = inner.conn.direct_allowance(id).min(data.len());
+        if allowance == 0 {
+            return 0;
+        }
+        let Some(mut writer) = self.try_writer() else {
+            return 0;
+        };
+        if !writer.tx.is_empty() || !writer.io.is_write_vectored() {
+            return 0;
+        }
+        let max_frame = inner.conn.peer_max_frame_payload();
+        let plan = Plan::new(id, &data[..allowance.min(MAX_BYTES)], max_frame);
+
+        // The driver's waker stays registered with the transport: a write
+        // that would block is not retried here (see `handoff`).
+        let mut cx = Context::from_waker(Waker::noop());
+        let written = {
+            let mut slices = [IoSlice::new(&[]); 2 * MAX_FRAMES];
+            let count = plan.slices(&mut slices);
+            match writer
+                .io
+                .as_mut()
+                .poll_write_vectored(&mut cx, &slices[..count])
+            {
+                Poll::Ready(Ok(n)) => n,
+                Poll::Pending => 0,
+                Poll::Ready(Err(err)) => {
+                    // The driver sees the failed connection and ends it.
+                    inner.conn.handle_transport_error(ConnectionError::io(&err));
+                    inner.dispatch();
+                    inner.wake_driver();
+                    return 0;
+                }
+            }
+        };
+        if written == 0 {
+            return 0;
+        }
+
+        let (bytes, frames) = plan.commit(written, &mut writer);
+        inner.conn.commit_direct(id, bytes, frames);
+        // Transports that buffer (TLS) send on flush.
+        let flushed = matches!(writer.io.as_mut().poll_flush(&mut cx), Poll::Ready(Ok(())));
+        if !writer.tx.is_empty() || !flushed {
+            Self::handoff(inner, &mut writer);
+        }
+        bytes
+    }
+
+    /// Leaves the rest of a direct write to the driver, which writes with
+    /// its own waker registered.
+    fn handoff(inner: &mut Inner, writer: &mut Writer) {
+        writer.flush_pending = true;
+        writer.progress_at = super::now();
+        inner.writer_handoff = true;
+        inner.wake_driver();
+    }
+}
+
+/// The frames one direct write carries.
+struct Plan<'a> {
+    headers: [[u8; HEADER_LEN]; MAX_FRAMES],
+    payloads: [&'a [u8]; MAX_FRAMES],
+    frames: usize,
+}
+
+impl<'a> Plan<'a> {
+    fn new(id: StreamId, data: &'a [u8], max_frame: usize) -> Plan<'a> {
+        let mut plan = Plan {
+            headers: [[0; HEADER_LEN]; MAX_FRAMES],
+            payloads: [&[]; MAX_FRAMES],
+            frames: 0,
+        };
+        for payload in data.chunks(max_frame.max(1)).take(MAX_FRAMES) {
+            plan.headers[plan.frames] = Header {
+                len: payload.len() as u32,
+                kind: FrameKind::Data as u8,
+                flags: 0,
+                stream: id,
+            }
+            .encode();
+            plan.payloads[plan.frames] = payload;
+            plan.frames += 1;
+        }
+        plan
+    }
+
+    /// Fills `slices` with header, payload, header, ...; returns the count.
+    fn slices<'s>(&'s self, slices: &mut [IoSlice<'s>]) -> usize {
+        for i in 0..self.frames {
+            slices[2 * i] = IoSlice::new(&self.headers[i]);
+            slices[2 * i + 1] = IoSlice::new(self.payloads[i]);
+        }
+        2 * self.frames
+    }
+
+    /// The transport took `written` bytes: every frame it began is sent,
+    /// its unwritten rest copied into the writer's buffer; frames it did
+    /// not begin are not. Returns the payload bytes and frames sent.
+    fn commit(&self, mut written: usize, writer: &mut Writer) -> (usize, usize) {
+        let mut bytes = 0;
+        let mut frames = 0;
+        for i in 0..self.frames {
+            if written == 0 {
+                break;
+            }
+            let header = &self.headers[i][..];
+            let payload = self.payloads[i];
+            frames += 1;
+            bytes += payload.len();
+            if written >= header.len() + payload.len() {
+                written -= header.len() + payload.len();
+                continue;
+            }
+            if written < header.len() {
+                writer.tx.put_slice(&header[written..]);
+                writer.tx.put_bytes(Bytes::copy_from_slice(payload));
+            } else {
+                let from = written - header.len();
+                writer
+                    .tx
+                    .put_bytes(Bytes::copy_from_slice(&payload[from..]));
+            }
+            break;
+        }
+        (bytes, frames)
+    }
+}
