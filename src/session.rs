@@ -64,8 +64,8 @@ impl Session {
     {
         let conn = Connection::new(side, config, now());
         let (read, write) = tokio::io::split(io);
-        let shared = Arc::new(Shared::new(conn, Box::pin(write)));
-        tokio::spawn(Driver::new(read, shared.clone()));
+        let shared = Arc::new(Shared::new(conn, Box::pin(read), Box::pin(write)));
+        tokio::spawn(Driver::new(shared.clone()));
         let session = Session {
             imp: Imp::Mux(shared.clone()),
         };

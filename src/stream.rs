@@ -11,7 +11,7 @@ use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::conn::{ReadOutcome, StreamStats};
-use crate::driver::Shared;
+use crate::driver::{Inner, Shared};
 use crate::error::{ConnectionError, StreamError};
 use crate::frame::{ErrorCode, StreamId};
 #[cfg(feature = "quic")]
@@ -28,7 +28,7 @@ impl Drop for StreamRef {
     fn drop(&mut self) {
         let mut inner = self.shared.lock();
         inner.conn.release(self.id);
-        inner.streams.remove(&self.id);
+        inner.forget_stream(self.id);
         inner.after_command();
     }
 }
@@ -199,6 +199,10 @@ impl RecvStream {
     }
 }
 
+/// Direct reads one poll makes before it parks (each handles whatever the
+/// transport had, for any stream).
+const DIRECT_READS: usize = 4;
+
 impl MuxRecv {
     fn poll_chunk(
         &mut self,
@@ -206,28 +210,32 @@ impl MuxRecv {
         max: usize,
     ) -> Poll<Result<Option<Bytes>, StreamError>> {
         let id = self.handle.id;
-        let mut inner = self.handle.shared.lock();
-        let outcome = inner.conn.read(id, max);
-        match outcome {
-            Ok(ReadOutcome::Data(bytes)) => {
-                inner.after_command();
-                Poll::Ready(Ok(Some(bytes)))
+        let shared = &*self.handle.shared;
+        let mut inner = shared.lock();
+        let mut tries = 0;
+        loop {
+            match inner.conn.read(id, max) {
+                Ok(ReadOutcome::Data(bytes)) => {
+                    inner.after_command();
+                    return Poll::Ready(Ok(Some(bytes)));
+                }
+                Ok(ReadOutcome::Finished) => {
+                    inner.after_command();
+                    return Poll::Ready(Ok(None));
+                }
+                Ok(ReadOutcome::Blocked) if inner.driver_done => {
+                    return Poll::Ready(Err(driver_gone()));
+                }
+                Ok(ReadOutcome::Blocked) => {
+                    if !self.wait(&mut inner, cx, &mut tries) {
+                        return Poll::Pending;
+                    }
+                }
+                Err(err) => return Poll::Ready(Err(err)),
             }
-            Ok(ReadOutcome::Finished) => {
-                inner.after_command();
-                Poll::Ready(Ok(None))
-            }
-            Ok(ReadOutcome::Blocked) if inner.driver_done => Poll::Ready(Err(driver_gone())),
-            Ok(ReadOutcome::Blocked) => {
-                inner.streams.entry(id).or_default().read = Some(cx.waker().clone());
-                Poll::Pending
-            }
-            Err(err) => Poll::Ready(Err(err)),
         }
     }
-}
 
-impl MuxRecv {
     /// Copies as many buffered bytes as fit into `buf` under one lock (a
     /// chunk is at most one frame, so a large read would otherwise take one
     /// call per frame). Pending only when nothing was buffered.
@@ -237,8 +245,10 @@ impl MuxRecv {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<Result<(), StreamError>> {
         let id = self.handle.id;
-        let mut inner = self.handle.shared.lock();
+        let shared = &*self.handle.shared;
+        let mut inner = shared.lock();
         let mut copied = false;
+        let mut tries = 0;
         while buf.remaining() > 0 {
             match inner.conn.read(id, buf.remaining()) {
                 Ok(ReadOutcome::Data(bytes)) => {
@@ -251,8 +261,9 @@ impl MuxRecv {
                     return Poll::Ready(Err(driver_gone()));
                 }
                 Ok(ReadOutcome::Blocked) => {
-                    inner.streams.entry(id).or_default().read = Some(cx.waker().clone());
-                    return Poll::Pending;
+                    if !self.wait(&mut inner, cx, &mut tries) {
+                        return Poll::Pending;
+                    }
                 }
                 // Reported on the next read, after the bytes before it.
                 Err(_) if copied => break,
@@ -261,6 +272,23 @@ impl MuxRecv {
         }
         inner.after_command();
         Poll::Ready(Ok(()))
+    }
+
+    /// Nothing is buffered for the stream: reads the transport from this
+    /// task if it can (true: look again), else parks the task's waker.
+    fn wait(&self, inner: &mut Inner, cx: &mut Context<'_>, tries: &mut usize) -> bool {
+        let id = self.handle.id;
+        // This task is polling now: input for the stream must not wake it
+        // again.
+        inner.unpark_reader(id);
+        if *tries < DIRECT_READS && inner.parked_readers == 0 {
+            *tries += 1;
+            if self.handle.shared.read_direct(inner, cx.waker()) {
+                return true;
+            }
+        }
+        inner.park_reader(id, cx.waker());
+        false
     }
 }
 

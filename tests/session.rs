@@ -545,3 +545,50 @@ mod random_configs {
         }
     }
 }
+
+/// A task that read the transport itself for its stream and then gave up
+/// waiting (its read future dropped) must not leave input unread: the
+/// driver still reads for every other stream and for the connection.
+#[tokio::test]
+async fn an_abandoned_direct_reader_leaves_the_connection_served() {
+    // No keepalive, no half-close limit, a handshake deadline far away: no
+    // timer would wake a driver that input did not wake.
+    let config = Config::builder()
+        .handshake_timeout(Duration::from_secs(3600))
+        .keepalive_interval(None)
+        .half_close_timeout(None)
+        .build()
+        .unwrap();
+    let (client, server) = tcp_pair(config).await;
+    let mut a = client.open().await.unwrap();
+    a.write_all(b"a").await.unwrap();
+    let mut a_server = server.accept().await.unwrap().unwrap();
+    let mut one = [0u8; 1];
+    a_server.read_exact(&mut one).await.unwrap();
+
+    // The lone reader: it polls the transport itself, then is dropped.
+    let mut buf = [0u8; 16];
+    let waited = tokio::time::timeout(Duration::from_millis(20), a.read(&mut buf)).await;
+    assert!(waited.is_err(), "nothing was sent on stream a");
+
+    // Input for another stream and for the connection still flows (the
+    // timeout only turns a hang into a failure).
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let mut b_server = server.open().await.unwrap();
+        b_server.write_all(b"hello").await.unwrap();
+        b_server.finish().unwrap();
+        let mut b = client.accept().await.unwrap().unwrap();
+        let mut got = Vec::new();
+        b.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"hello");
+        server.ping().await.unwrap();
+        client.ping().await.unwrap();
+
+        // And stream a itself, when read again.
+        a_server.write_all(b"late").await.unwrap();
+        let n = a.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"late");
+    })
+    .await
+    .expect("the connection stalled");
+}

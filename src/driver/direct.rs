@@ -1,5 +1,6 @@
-//! Direct writes: an application task writes its stream's DATA frames to
-//! the transport itself, from its own buffer.
+//! Direct writes and reads: an application task writes its stream's DATA
+//! frames to the transport itself, from its own buffer, and reads the
+//! transport itself when its stream has nothing buffered.
 //!
 //! The queued path copies each write into the stream's send buffer, wakes
 //! the driver task, and the driver writes the copy. When nothing else is
@@ -11,6 +12,15 @@
 //! it fall back to the send buffer. Bytes the transport took only part of
 //! are copied into the writer's buffer, which the driver empties before
 //! anything else, so frames are never interleaved.
+//!
+//! On the read side the hop is the driver task waking the stream's task
+//! for every message. The transport's read side is registered with one
+//! waker whoever polls it (`ReadWake`), which wakes the last task that
+//! found its stream empty and then the driver. Woken first, that task
+//! reads and handles the input itself, exactly as the driver would, and
+//! usually finds its bytes; the driver's turn after it finds the transport
+//! drained. Every read goes through the shared `Reader`, so input is fed
+//! to the core in order whoever reads it.
 
 use std::io::IoSlice;
 use std::task::{Context, Poll, Waker};
@@ -89,8 +99,49 @@ impl Shared {
     fn handoff(inner: &mut Inner, writer: &mut Writer) {
         writer.flush_pending = true;
         writer.progress_at = super::now();
-        inner.writer_handoff = true;
-        inner.wake_driver();
+        inner.owe_driver_turn();
+    }
+
+    /// Reads the transport from the calling task, for a stream that found
+    /// nothing buffered, and feeds what came to the core. True if input
+    /// (or the end) was handled: the caller looks at its stream again.
+    /// False if the reader is busy or closed, or nothing has arrived; then
+    /// `waker` is woken at the next readiness, with the driver.
+    ///
+    /// The input is handled exactly as the driver would; the driver is
+    /// then woken for what it must write, and owed a turn for deadlines
+    /// the input set and for the transport's end.
+    pub(crate) fn read_direct(&self, inner: &mut Inner, waker: &Waker) -> bool {
+        if inner.driver_done {
+            return false;
+        }
+        let Some(mut reader) = self.try_reader() else {
+            return false;
+        };
+        if reader.closed {
+            return false;
+        }
+        match reader.poll_fill(&self.read_waker) {
+            Poll::Pending => {
+                self.read_wake.set_app(waker);
+                false
+            }
+            Poll::Ready(read) => {
+                reader.feed(inner, super::now(), read);
+                // The driver writes what the input made owed, and re-arms
+                // its timer if the input set an earlier deadline.
+                let earlier = inner
+                    .conn
+                    .poll_timeout()
+                    .is_some_and(|at| inner.timer_armed.is_none_or(|armed| at < armed));
+                if earlier || reader.closed {
+                    inner.owe_driver_turn();
+                } else if inner.conn.wants_transmit() {
+                    inner.wake_driver();
+                }
+                true
+            }
+        }
     }
 }
 

@@ -16,14 +16,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::BytesMut;
-use tokio::io::AsyncRead;
 use tokio::time::Sleep;
 
 use crate::conn::TransmitBuf;
 use crate::error::ConnectionError;
 
-pub(crate) use shared::{Shared, now};
+pub(crate) use shared::{Inner, Shared, now};
 
 /// Free space kept in the read buffer before each read (at least).
 const READ_CHUNK: usize = 64 * 1024;
@@ -38,37 +36,16 @@ const TURNS_PER_POLL: usize = 32;
 
 /// The connection task. Ends when the connection has ended and its last
 /// bytes are written; then the transport is shut down.
-pub(crate) struct Driver<T> {
-    /// The transport's read half; the write half is the shared `Writer`.
-    io: T,
+pub(crate) struct Driver {
     shared: Arc<Shared>,
-    read_buf: BytesMut,
-    /// Bytes made room for before a read: READ_CHUNK, or room for four of
-    /// the largest frames this side accepts if that is more (up to
-    /// MAX_READ_CHUNK). Reserving moves a partial frame to the front of the
-    /// buffer; with room for several frames that copy stays a small share
-    /// of the bytes read (with 64 KiB frames and a 64 KiB chunk it was
-    /// about every byte again, and 100 streams ran at less than half
-    /// speed).
-    read_chunk: usize,
-    read_closed: bool,
     timer: Pin<Box<Sleep>>,
-    timer_at: Option<Instant>,
 }
 
-impl<T: AsyncRead + Unpin> Driver<T> {
-    pub(crate) fn new(io: T, shared: Arc<Shared>) -> Driver<T> {
-        let max_frame = shared.lock().conn.config().max_frame_payload() as usize;
-        let read_chunk =
-            (4 * (max_frame + crate::frame::HEADER_LEN)).clamp(READ_CHUNK, MAX_READ_CHUNK);
+impl Driver {
+    pub(crate) fn new(shared: Arc<Shared>) -> Driver {
         Driver {
-            io,
             shared,
-            read_buf: BytesMut::with_capacity(read_chunk),
-            read_chunk,
-            read_closed: false,
             timer: Box::pin(tokio::time::sleep(std::time::Duration::from_secs(3600))),
-            timer_at: None,
         }
     }
 
@@ -76,32 +53,16 @@ impl<T: AsyncRead + Unpin> Driver<T> {
     /// for the write side: every DATA byte was pre-authorised by credit,
     /// so there is always room for it (SPEC §10.4).
     fn poll_read_side(&mut self, cx: &mut Context<'_>, t: Instant) -> bool {
-        if self.read_closed {
+        self.shared.read_wake.set_driver(cx.waker());
+        let mut reader = self.shared.reader();
+        if reader.closed {
             return false;
         }
-        if self.read_buf.capacity() - self.read_buf.len() < self.read_chunk / 4 {
-            self.read_buf.reserve(self.read_chunk);
-        }
-        match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read_buf) {
+        match reader.poll_fill(&self.shared.read_waker) {
             Poll::Pending => false,
-            Poll::Ready(Ok(0)) => {
-                self.read_closed = true;
+            Poll::Ready(read) => {
                 let mut inner = self.shared.lock();
-                inner.conn.handle_eof(t);
-                inner.dispatch();
-                true
-            }
-            Poll::Ready(Ok(_)) => {
-                let mut inner = self.shared.lock();
-                inner.conn.handle_input(t, &mut self.read_buf);
-                inner.dispatch();
-                true
-            }
-            Poll::Ready(Err(err)) => {
-                self.read_closed = true;
-                let mut inner = self.shared.lock();
-                inner.conn.handle_transport_error(ConnectionError::io(&err));
-                inner.dispatch();
+                reader.feed(&mut inner, t, read);
                 true
             }
         }
@@ -192,15 +153,21 @@ impl<T: AsyncRead + Unpin> Driver<T> {
                 true
             }
             Some(at) => {
-                drop(inner);
-                drop(writer);
                 // Re-arm only for an earlier deadline. Most deadlines move
                 // later (the idle timer restarts with every frame); a sleep
                 // armed for an earlier time just wakes the task early, and
                 // this re-arms it then. That keeps the timer wheel out of
-                // the per-frame path.
-                if self.timer_at.is_none_or(|armed| at < armed || armed <= t) {
-                    self.timer_at = Some(at);
+                // the per-frame path. (Kept in the shared state: a task
+                // that handles input itself compares its deadlines.)
+                let rearm = inner
+                    .timer_armed
+                    .is_none_or(|armed| at < armed || armed <= t);
+                if rearm {
+                    inner.timer_armed = Some(at);
+                }
+                drop(inner);
+                drop(writer);
+                if rearm {
                     self.timer
                         .as_mut()
                         .reset(tokio::time::Instant::from_std(at));
@@ -208,7 +175,7 @@ impl<T: AsyncRead + Unpin> Driver<T> {
                 // Registers the waker; fires on a later poll.
                 if self.timer.as_mut().poll(cx).is_ready() {
                     // Fired for an earlier deadline than `at`: re-arm.
-                    self.timer_at = None;
+                    self.shared.lock().timer_armed = None;
                     return true;
                 }
                 false
@@ -218,7 +185,7 @@ impl<T: AsyncRead + Unpin> Driver<T> {
     }
 }
 
-impl<T: AsyncRead + Unpin> Future for Driver<T> {
+impl Future for Driver {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -265,8 +232,8 @@ impl<T: AsyncRead + Unpin> Future for Driver<T> {
                 if inner.conn.wants_transmit() && writer.tx.is_empty() {
                     continue;
                 }
-                if std::mem::take(&mut inner.writer_handoff) {
-                    // A direct write left work since this turn's write.
+                if std::mem::take(&mut inner.driver_turn_owed) {
+                    // A task left work since this turn began.
                     continue;
                 }
                 inner.driver_waker = Some(cx.waker().clone());

@@ -1,14 +1,17 @@
 //! State shared between the driver task and the handles.
 
 use std::collections::HashMap;
+use std::io;
 use std::pin::Pin;
-use std::sync::{Mutex, MutexGuard, TryLockError};
-use std::task::Waker;
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
 
-use tokio::io::AsyncWrite;
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::conn::{Connection, Event, TransmitBuf};
+use crate::error::ConnectionError;
 use crate::frame::StreamId;
 
 /// The clock the driver feeds the core: tokio's, so tests can pause it.
@@ -18,18 +21,19 @@ pub(crate) fn now() -> Instant {
 
 #[derive(Default)]
 pub(crate) struct StreamWakers {
-    pub(crate) read: Option<Waker>,
+    /// Set through [`Inner::park_reader`], which counts parked readers.
+    read: Option<Waker>,
     pub(crate) write: Option<Waker>,
 }
 
 impl StreamWakers {
-    fn wake(&mut self) {
-        if let Some(w) = self.read.take() {
-            w.wake();
-        }
+    /// Wakes both; returns whether a reader was parked.
+    fn wake(&mut self) -> bool {
+        let reader = self.read.take();
         if let Some(w) = self.write.take() {
             w.wake();
         }
+        reader.map(Waker::wake).is_some()
     }
 }
 
@@ -44,9 +48,16 @@ pub(crate) struct Inner {
     pub(crate) driver_waker: Option<Waker>,
     pub(crate) driver_done: bool,
     pub(crate) session_handles: usize,
-    /// A direct write left bytes in the writer's buffer, or a flush, for
-    /// the driver to finish (with its own waker registered).
-    pub(crate) writer_handoff: bool,
+    /// Streams whose read half waits for data. Direct reads pay off for a
+    /// lone reader; with several waiting, input is mostly for another
+    /// stream, and the driver's larger reads serve them all better.
+    pub(crate) parked_readers: usize,
+    /// The deadline the driver's timer is armed for.
+    pub(crate) timer_armed: Option<Instant>,
+    /// A task left the driver work since its last turn: the rest of a
+    /// direct write or a flush (to finish with its own waker registered),
+    /// or input it handled (which may have set new deadlines).
+    pub(crate) driver_turn_owed: bool,
 }
 
 impl Inner {
@@ -55,8 +66,10 @@ impl Inner {
         while let Some(event) = self.conn.poll_event() {
             match event {
                 Event::Stream(id) => {
-                    if let Some(wakers) = self.streams.get_mut(&id) {
-                        wakers.wake();
+                    if let Some(wakers) = self.streams.get_mut(&id)
+                        && wakers.wake()
+                    {
+                        self.parked_readers -= 1;
                     }
                 }
                 Event::Connection => self.wake_conn_waiters(),
@@ -88,11 +101,44 @@ impl Inner {
         }
     }
 
+    /// Parks the read half of stream `id` until it has data.
+    pub(crate) fn park_reader(&mut self, id: StreamId, waker: &Waker) {
+        let wakers = self.streams.entry(id).or_default();
+        if wakers.read.replace(waker.clone()).is_none() {
+            self.parked_readers += 1;
+        }
+    }
+
+    /// The read half of stream `id` is being polled: it needs no waking.
+    pub(crate) fn unpark_reader(&mut self, id: StreamId) {
+        if let Some(wakers) = self.streams.get_mut(&id)
+            && wakers.read.take().is_some()
+        {
+            self.parked_readers -= 1;
+        }
+    }
+
+    /// Forgets stream `id`'s wakers (its handles are gone).
+    pub(crate) fn forget_stream(&mut self, id: StreamId) {
+        if let Some(wakers) = self.streams.remove(&id)
+            && wakers.read.is_some()
+        {
+            self.parked_readers -= 1;
+        }
+    }
+
     /// Wakes the driver (if it is parked).
     pub(crate) fn wake_driver(&mut self) {
         if let Some(waker) = self.driver_waker.take() {
             waker.wake();
         }
+    }
+
+    /// Leaves the driver work: it takes another turn even if it is running
+    /// now and found nothing to do.
+    pub(crate) fn owe_driver_turn(&mut self) {
+        self.driver_turn_owed = true;
+        self.wake_driver();
     }
 
     /// The driver has ended: every waiter must see it.
@@ -103,6 +149,7 @@ impl Inner {
         for wakers in self.streams.values_mut() {
             wakers.wake();
         }
+        self.parked_readers = 0;
     }
 }
 
@@ -124,16 +171,105 @@ pub(crate) struct Writer {
     pub(crate) flush_pending: bool,
 }
 
+/// The read side of the transport, shared by the driver and the
+/// application tasks that read directly (see `direct.rs`). Same lock order
+/// as [`Writer`].
+pub(crate) struct Reader {
+    pub(crate) io: Pin<Box<dyn AsyncRead + Send>>,
+    /// Bytes read and not yet decoded (a partial frame).
+    pub(crate) buf: BytesMut,
+    /// Bytes made room for before a read: READ_CHUNK, or room for four of
+    /// the largest frames this side accepts if that is more (up to
+    /// MAX_READ_CHUNK). Reserving moves a partial frame to the front of the
+    /// buffer; with room for several frames that copy stays a small share
+    /// of the bytes read (with 64 KiB frames and a 64 KiB chunk it was
+    /// about every byte again, and 100 streams ran at less than half
+    /// speed).
+    pub(crate) chunk: usize,
+    /// The transport reported its end or an error.
+    pub(crate) closed: bool,
+}
+
+/// The waker registered with the transport's read side, whoever polls it:
+/// readiness wakes the application task that last found its stream empty
+/// (so it can read and handle the input itself, without a hop through the
+/// driver task) and then the driver, which must always learn of input.
+#[derive(Default)]
+pub(crate) struct ReadWake {
+    driver: Mutex<Option<Waker>>,
+    app: Mutex<Option<Waker>>,
+}
+
+impl ReadWake {
+    fn slot(slot: &Mutex<Option<Waker>>) -> MutexGuard<'_, Option<Waker>> {
+        slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The driver's waker: kept, and woken on every readiness.
+    pub(crate) fn set_driver(&self, waker: &Waker) {
+        let mut slot = Self::slot(&self.driver);
+        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
+    }
+
+    /// An application task's waker: woken once, at the next readiness.
+    pub(crate) fn set_app(&self, waker: &Waker) {
+        let mut slot = Self::slot(&self.app);
+        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
+    }
+}
+
+impl Wake for ReadWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        // The application task first: on a single-threaded runtime it then
+        // runs first, and the driver's turn after it finds nothing to read.
+        let app = Self::slot(&self.app).take();
+        if let Some(waker) = app {
+            waker.wake();
+        }
+        if let Some(waker) = Self::slot(&self.driver).as_ref() {
+            waker.wake_by_ref();
+        }
+    }
+}
+
 pub(crate) struct Shared {
     inner: Mutex<Inner>,
     writer: Mutex<Writer>,
+    reader: Mutex<Reader>,
+    pub(crate) read_wake: Arc<ReadWake>,
+    /// `read_wake` as a waker, for polling the read side.
+    pub(crate) read_waker: Waker,
 }
 
 impl Shared {
-    pub(crate) fn new(conn: Connection, io: Pin<Box<dyn AsyncWrite + Send>>) -> Shared {
+    pub(crate) fn new(
+        conn: Connection,
+        read: Pin<Box<dyn AsyncRead + Send>>,
+        write: Pin<Box<dyn AsyncWrite + Send>>,
+    ) -> Shared {
+        let max_frame = conn.config().max_frame_payload() as usize;
+        let chunk = (4 * (max_frame + crate::frame::HEADER_LEN))
+            .clamp(super::READ_CHUNK, super::MAX_READ_CHUNK);
+        let read_wake = Arc::new(ReadWake::default());
         Shared {
+            reader: Mutex::new(Reader {
+                io: read,
+                buf: BytesMut::with_capacity(chunk),
+                chunk,
+                closed: false,
+            }),
+            read_waker: Waker::from(read_wake.clone()),
+            read_wake,
             writer: Mutex::new(Writer {
-                io,
+                io: write,
                 tx: TransmitBuf::new(),
                 progress_at: now(),
                 flush_pending: false,
@@ -145,7 +281,9 @@ impl Shared {
                 driver_waker: None,
                 driver_done: false,
                 session_handles: 1,
-                writer_handoff: false,
+                driver_turn_owed: false,
+                parked_readers: 0,
+                timer_armed: None,
             }),
         }
     }
@@ -160,6 +298,34 @@ impl Shared {
     }
 }
 
+impl Reader {
+    /// Reads what the transport has into the buffer, with `waker` (the
+    /// shared read waker) registered if it has nothing.
+    pub(crate) fn poll_fill(&mut self, waker: &Waker) -> Poll<io::Result<usize>> {
+        if self.buf.capacity() - self.buf.len() < self.chunk / 4 {
+            self.buf.reserve(self.chunk);
+        }
+        let mut cx = Context::from_waker(waker);
+        tokio_util::io::poll_read_buf(self.io.as_mut(), &mut cx, &mut self.buf)
+    }
+
+    /// Feeds the outcome of a read to the core and wakes whom it concerns.
+    pub(crate) fn feed(&mut self, inner: &mut Inner, t: Instant, read: io::Result<usize>) {
+        match read {
+            Ok(0) => {
+                self.closed = true;
+                inner.conn.handle_eof(t);
+            }
+            Ok(_) => inner.conn.handle_input(t, &mut self.buf),
+            Err(err) => {
+                self.closed = true;
+                inner.conn.handle_transport_error(ConnectionError::io(&err));
+            }
+        }
+        inner.dispatch();
+    }
+}
+
 impl Shared {
     /// Locks the writer (the driver).
     pub(crate) fn writer(&self) -> MutexGuard<'_, Writer> {
@@ -170,10 +336,26 @@ impl Shared {
 
     /// The writer if it is free (a task that holds [`Inner`]).
     pub(crate) fn try_writer(&self) -> Option<MutexGuard<'_, Writer>> {
-        match self.writer.try_lock() {
-            Ok(guard) => Some(guard),
-            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
-            Err(TryLockError::WouldBlock) => None,
-        }
+        try_lock(&self.writer)
+    }
+
+    /// Locks the reader (the driver).
+    pub(crate) fn reader(&self) -> MutexGuard<'_, Reader> {
+        self.reader
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The reader if it is free (a task that holds [`Inner`]).
+    pub(crate) fn try_reader(&self) -> Option<MutexGuard<'_, Reader>> {
+        try_lock(&self.reader)
+    }
+}
+
+fn try_lock<T>(mutex: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match mutex.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
     }
 }
