@@ -96,7 +96,6 @@ impl Session {
             let mut inner = shared.lock();
             match inner.conn.open(now()) {
                 Ok(Some(id)) => {
-                    inner.streams.entry(id).or_default();
                     inner.after_command();
                     Poll::Ready(Ok(Stream::new(id, shared.clone())))
                 }
@@ -123,7 +122,6 @@ impl Session {
         poll_fn(|cx| {
             let mut inner = shared.lock();
             if let Some(id) = inner.conn.accept() {
-                inner.streams.entry(id).or_default();
                 return Poll::Ready(Ok(Some(Stream::new(id, shared.clone()))));
             }
             if inner.conn.accept_finished() || inner.driver_done {

@@ -10,27 +10,19 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::conn::{ReadOutcome, StreamStats};
+use crate::conn::{Half, ReadOutcome, StreamStats};
 use crate::driver::{Inner, Shared};
 use crate::error::{ConnectionError, StreamError};
 use crate::frame::{ErrorCode, StreamId};
 #[cfg(feature = "quic")]
 use crate::transport::native;
 
-/// Shared by the halves of one stream; releases the stream in the core
-/// when the last half is dropped.
+/// What each half of a core stream holds. The core counts the halves
+/// (`Connection::drop_half`), so a stream costs no allocation of its own
+/// here.
 struct StreamRef {
     id: StreamId,
     shared: Arc<Shared>,
-}
-
-impl Drop for StreamRef {
-    fn drop(&mut self) {
-        let mut inner = self.shared.lock();
-        inner.conn.release(self.id);
-        inner.forget_stream(self.id);
-        inner.after_command();
-    }
 }
 
 /// Error for a handle whose session task is gone without a recorded cause.
@@ -54,21 +46,22 @@ pub struct Stream {
 
 impl Stream {
     /// The halves of a whole stream are built with `alone: false`: dropped
-    /// together they only drop their references, and the shared StreamRef
-    /// releases the stream. [`Stream::split`] makes them halves of their own.
+    /// together, the second releases the stream. [`Stream::split`] makes
+    /// them halves of their own.
     pub(crate) fn new(id: StreamId, shared: Arc<Shared>) -> Stream {
-        let handle = Arc::new(StreamRef { id, shared });
         Stream {
             recv: RecvStream {
                 imp: RecvImp::Mux(MuxRecv {
-                    handle: handle.clone(),
+                    handle: StreamRef {
+                        id,
+                        shared: shared.clone(),
+                    },
                     alone: false,
                 }),
-                leftover: Bytes::new(),
             },
             send: SendStream {
                 imp: SendImp::Mux(MuxSend {
-                    handle,
+                    handle: StreamRef { id, shared },
                     alone: false,
                 }),
             },
@@ -80,11 +73,13 @@ impl Stream {
     pub(crate) fn native((recv, send): (native::RecvHalf, native::SendHalf)) -> Stream {
         Stream {
             recv: RecvStream {
-                imp: RecvImp::Native(recv),
-                leftover: Bytes::new(),
+                imp: RecvImp::Native(Box::new(NativeRecv {
+                    half: recv,
+                    leftover: Bytes::new(),
+                })),
             },
             send: SendStream {
-                imp: SendImp::Native(send),
+                imp: SendImp::Native(Box::new(send)),
             },
         }
     }
@@ -100,7 +95,7 @@ impl Stream {
         match &mut recv.imp {
             RecvImp::Mux(half) => half.alone = true,
             #[cfg(feature = "quic")]
-            RecvImp::Native(half) => half.alone = true,
+            RecvImp::Native(native) => native.half.alone = true,
         }
         match &mut send.imp {
             SendImp::Mux(half) => half.alone = true,
@@ -151,19 +146,26 @@ impl std::fmt::Debug for Stream {
 /// the `Stream`.
 pub struct RecvStream {
     imp: RecvImp,
+}
+
+/// Native streams are boxed: a handle of the core (every stream over TCP
+/// or TLS) stays two words.
+enum RecvImp {
+    Mux(MuxRecv),
+    #[cfg(feature = "quic")]
+    Native(Box<NativeRecv>),
+}
+
+#[cfg(feature = "quic")]
+struct NativeRecv {
+    half: native::RecvHalf,
     /// Part of a chunk not yet copied out by `poll_read`.
     leftover: Bytes,
 }
 
-enum RecvImp {
-    Mux(MuxRecv),
-    #[cfg(feature = "quic")]
-    Native(native::RecvHalf),
-}
-
 /// The read half of a stream of the creditmux core.
 struct MuxRecv {
-    handle: Arc<StreamRef>,
+    handle: StreamRef,
     /// False while part of a whole `Stream`.
     alone: bool,
 }
@@ -174,28 +176,40 @@ impl RecvStream {
         match &self.imp {
             RecvImp::Mux(half) => half.handle.id,
             #[cfg(feature = "quic")]
-            RecvImp::Native(half) => half.id(),
+            RecvImp::Native(native) => native.half.id(),
         }
     }
 
     /// The next chunk of bytes, without copying; `None` at the end.
     pub async fn recv(&mut self) -> Result<Option<Bytes>, StreamError> {
-        if !self.leftover.is_empty() {
-            return Ok(Some(std::mem::take(&mut self.leftover)));
-        }
-        poll_fn(|cx| self.poll_chunk(cx, usize::MAX)).await
-    }
-
-    fn poll_chunk(
-        &mut self,
-        cx: &mut Context<'_>,
-        max: usize,
-    ) -> Poll<Result<Option<Bytes>, StreamError>> {
-        match &mut self.imp {
-            RecvImp::Mux(half) => half.poll_chunk(cx, max),
+        poll_fn(|cx| match &mut self.imp {
+            RecvImp::Mux(half) => half.poll_chunk(cx, usize::MAX),
             #[cfg(feature = "quic")]
-            RecvImp::Native(half) => half.poll_chunk(cx, max),
+            RecvImp::Native(native) if !native.leftover.is_empty() => {
+                Poll::Ready(Ok(Some(std::mem::take(&mut native.leftover))))
+            }
+            #[cfg(feature = "quic")]
+            RecvImp::Native(native) => native.half.poll_chunk(cx, usize::MAX),
+        })
+        .await
+    }
+}
+
+#[cfg(feature = "quic")]
+impl NativeRecv {
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if self.leftover.is_empty() {
+            match self.half.poll_chunk(cx, buf.remaining()) {
+                Poll::Ready(Ok(Some(bytes))) => self.leftover = bytes,
+                Poll::Ready(Ok(None)) => return Poll::Ready(Ok(())),
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err.into())),
+                Poll::Pending => return Poll::Pending,
+            }
         }
+        let n = self.leftover.len().min(buf.remaining());
+        buf.put_slice(&self.leftover[..n]);
+        self.leftover.advance(n);
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -294,19 +308,16 @@ impl MuxRecv {
 
 impl Drop for MuxRecv {
     fn drop(&mut self) {
-        // The last half releases the stream through StreamRef; a read half
-        // dropped alone stops reading.
-        if self.alone && Arc::strong_count(&self.handle) > 1 {
-            let mut inner = self.handle.shared.lock();
-            inner.conn.stop_reading(self.handle.id);
-            inner.after_command();
-        }
+        // The last half releases the stream; a read half dropped alone
+        // stops reading.
+        let mut inner = self.handle.shared.lock();
+        inner.unpark_reader(self.handle.id);
+        inner.conn.drop_half(self.handle.id, Half::Recv, self.alone);
+        inner.after_command();
     }
 }
 
 impl AsyncRead for RecvStream {
-    // Without the quic feature every stream is a core stream.
-    #[cfg_attr(not(feature = "quic"), allow(irrefutable_let_patterns))]
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -315,22 +326,11 @@ impl AsyncRead for RecvStream {
         if buf.remaining() == 0 {
             return Poll::Ready(Ok(()));
         }
-        if self.leftover.is_empty() {
-            if let RecvImp::Mux(half) = &mut self.imp {
-                return half.poll_fill(cx, buf).map_err(io::Error::from);
-            }
-            let want = buf.remaining();
-            match self.poll_chunk(cx, want) {
-                Poll::Ready(Ok(Some(bytes))) => self.leftover = bytes,
-                Poll::Ready(Ok(None)) => return Poll::Ready(Ok(())),
-                Poll::Ready(Err(err)) => return Poll::Ready(Err(err.into())),
-                Poll::Pending => return Poll::Pending,
-            }
+        match &mut self.imp {
+            RecvImp::Mux(half) => half.poll_fill(cx, buf).map_err(io::Error::from),
+            #[cfg(feature = "quic")]
+            RecvImp::Native(native) => native.poll_read(cx, buf),
         }
-        let n = self.leftover.len().min(buf.remaining());
-        buf.put_slice(&self.leftover[..n]);
-        self.leftover.advance(n);
-        Poll::Ready(Ok(()))
     }
 }
 
@@ -344,12 +344,12 @@ pub struct SendStream {
 enum SendImp {
     Mux(MuxSend),
     #[cfg(feature = "quic")]
-    Native(native::SendHalf),
+    Native(Box<native::SendHalf>),
 }
 
 /// The write half of a stream of the creditmux core.
 struct MuxSend {
-    handle: Arc<StreamRef>,
+    handle: StreamRef,
     /// False while part of a whole `Stream`.
     alone: bool,
 }
@@ -420,7 +420,7 @@ impl MuxSend {
                         return Poll::Ready(Err(driver_gone()));
                     }
                     inner.after_command();
-                    inner.streams.entry(id).or_default().write = Some(cx.waker().clone());
+                    inner.park_writer(id, cx.waker());
                     return Poll::Pending;
                 }
             }
@@ -454,7 +454,7 @@ impl MuxSend {
         match inner.conn.write(id, buf) {
             Ok(0) if inner.driver_done => Poll::Ready(Err(driver_gone().into())),
             Ok(0) => {
-                inner.streams.entry(id).or_default().write = Some(cx.waker().clone());
+                inner.park_writer(id, cx.waker());
                 Poll::Pending
             }
             Ok(n) => {
@@ -468,11 +468,12 @@ impl MuxSend {
 
 impl Drop for MuxSend {
     fn drop(&mut self) {
-        if self.alone && Arc::strong_count(&self.handle) > 1 {
-            let mut inner = self.handle.shared.lock();
-            let _ = inner.conn.finish(self.handle.id);
-            inner.after_command();
-        }
+        // The last half releases the stream; a write half dropped alone
+        // finishes.
+        let mut inner = self.handle.shared.lock();
+        inner.unpark_writer(self.handle.id);
+        inner.conn.drop_half(self.handle.id, Half::Send, self.alone);
+        inner.after_command();
     }
 }
 

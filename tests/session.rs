@@ -592,3 +592,52 @@ async fn an_abandoned_direct_reader_leaves_the_connection_served() {
     .await
     .expect("the connection stalled");
 }
+
+/// Split halves end their own direction when dropped alone, and the stream
+/// lives on in the other; the second drop releases it.
+#[tokio::test]
+async fn a_half_dropped_alone_ends_only_its_direction() {
+    let (client, server) = duplex_pair(small_windows()).await;
+
+    // The read half goes first: what the peer sends is discarded, so a
+    // peer writing far past the window is not stalled, and the write half
+    // still works.
+    let stream = client.open().await.unwrap();
+    let (r, mut w) = stream.split();
+    w.write_all(b"x").await.unwrap();
+    let mut peer = server.accept().await.unwrap().unwrap();
+    drop(r);
+    peer.write_all(&payload(7, 1 << 20)).await.unwrap();
+    peer.finish().unwrap();
+    w.write_all(b"done").await.unwrap();
+    drop(w);
+    let mut got = Vec::new();
+    peer.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"xdone");
+    drop(peer);
+
+    // The write half goes first: the peer sees the end, and the read half
+    // still gets what the peer sends.
+    let stream = client.open().await.unwrap();
+    let (mut r, mut w) = stream.split();
+    w.write_all(b"y").await.unwrap();
+    drop(w);
+    let mut peer = server.accept().await.unwrap().unwrap();
+    let mut got = Vec::new();
+    peer.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"y");
+    let data = payload(8, 100_000);
+    let expected = data.clone();
+    let writer = tokio::spawn(async move {
+        peer.write_all(&data).await.unwrap();
+        peer.finish().unwrap();
+    });
+    let mut back = Vec::new();
+    r.read_to_end(&mut back).await.unwrap();
+    assert!(back == expected);
+    writer.await.unwrap();
+    drop(r);
+
+    // Both streams released on both sides: the close completes.
+    client.close(ErrorCode::NO_ERROR).await.unwrap();
+}

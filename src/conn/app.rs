@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::stream::{Probe, Queued, StreamState};
+use super::stream::{Half, Probe, Queued, StreamState};
 use super::timer::Timer;
 use super::{Connection, Phase, ReadOutcome};
 use crate::error::{ConnectionError, Initiator, OpenError, StreamError};
@@ -244,6 +244,34 @@ impl Connection {
             }
         }
         self.maybe_reap(id);
+    }
+
+    /// One half of the application's handle to `id` was dropped. The
+    /// second half dropped releases the stream ([`Connection::release`]).
+    /// Before that, a half dropped `alone` (the halves were split) ends
+    /// its direction: a read half stops reading, a write half finishes.
+    pub fn drop_half(&mut self, id: StreamId, half: Half, alone: bool) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        let (mine, other) = match half {
+            Half::Recv => (&mut stream.recv_handle_dropped, stream.send_handle_dropped),
+            Half::Send => (&mut stream.send_handle_dropped, stream.recv_handle_dropped),
+        };
+        if other {
+            self.release(id);
+            return;
+        }
+        *mine = true;
+        if alone {
+            match half {
+                Half::Recv => self.stop_reading(id),
+                Half::Send => {
+                    // Already finished or reset: nothing more to end.
+                    let _ = self.finish(id);
+                }
+            }
+        }
     }
 
     /// The application will not read `id` any more (its read half was

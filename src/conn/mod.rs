@@ -45,7 +45,7 @@ use crate::flow::{RecvCredit, SendCredit};
 use crate::frame::{ErrorCode, FrameDecoder, GoAway, Reset, SettingsValues, StreamId};
 
 use flood::{FloodCounters, SendBudget};
-pub use stream::StreamStats;
+pub use stream::{Half, StreamStats};
 use stream::{Probe, Queued, StreamState};
 use timer::{Timer, TimerTable};
 pub use transmit::TransmitBuf;
@@ -362,8 +362,8 @@ impl Connection {
             send_window: s.send_credit.available(),
             recv_window: s.recv_credit.limit() - s.recv_credit.received(),
             blocked_on_stream: s.stats.blocked_on_stream,
-            zero_window_events: s.stats.zero_window_events,
-            probes_sent: s.stats.probes_sent,
+            zero_window_events: s.stats.zero_window_events.into(),
+            probes_sent: s.stats.probes_sent.into(),
         })
     }
 

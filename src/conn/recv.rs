@@ -710,7 +710,7 @@ impl Connection {
             probe.backoff(now, interval_cap);
             earliest(probe.next_at);
             stream.owe_blocked = true;
-            stream.stats.probes_sent += 1;
+            stream.stats.probes_sent = stream.stats.probes_sent.saturating_add(1);
             self.stats.probes_sent += 1;
             self.queue_control(id);
         }
@@ -726,7 +726,7 @@ impl Connection {
             && stream.probe.is_none()
         {
             stream.probe = Some(Box::new(Probe::start(now, interval)));
-            stream.stats.zero_window_events += 1;
+            stream.stats.zero_window_events = stream.stats.zero_window_events.saturating_add(1);
             self.stats.zero_window_events += 1;
             self.probing.insert(id, ());
             self.arm_probe_timer(now + interval);

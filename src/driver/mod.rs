@@ -5,6 +5,13 @@
 //! deadline, and wakes the stream handles the core names. The core sits
 //! behind one mutex that is never held across an `.await`; handles lock it
 //! for each operation and park their wakers here.
+//!
+//! The transport's halves sit behind locks of their own (`Reader`,
+//! `Writer`), because a stream's task may also use them: it writes its
+//! DATA frames itself when nothing else waits to go out, and reads the
+//! transport itself when it is the lone reader waiting (`direct.rs`). The
+//! core decides and accounts either way, so the wire is the same; the
+//! driver still learns of every readiness and keeps the timers.
 
 mod direct;
 mod shared;

@@ -23,7 +23,7 @@ pub(crate) fn now() -> Instant {
 pub(crate) struct StreamWakers {
     /// Set through [`Inner::park_reader`], which counts parked readers.
     read: Option<Waker>,
-    pub(crate) write: Option<Waker>,
+    write: Option<Waker>,
 }
 
 impl StreamWakers {
@@ -40,7 +40,8 @@ impl StreamWakers {
 /// Everything behind the one lock.
 pub(crate) struct Inner {
     pub(crate) conn: Connection,
-    pub(crate) streams: HashMap<StreamId, StreamWakers>,
+    /// Wakers of parked stream halves; an entry lives while one is parked.
+    streams: HashMap<StreamId, StreamWakers>,
     /// Tasks waiting on connection-level state (open, accept, ping, close).
     /// One entry per waiting call, so the length is bounded by the
     /// application's own concurrency, not by the peer.
@@ -66,7 +67,9 @@ impl Inner {
         while let Some(event) = self.conn.poll_event() {
             match event {
                 Event::Stream(id) => {
-                    if let Some(wakers) = self.streams.get_mut(&id)
+                    // Entries live only while a half is parked, so an idle
+                    // stream costs no waker slots.
+                    if let Some(mut wakers) = self.streams.remove(&id)
                         && wakers.wake()
                     {
                         self.parked_readers -= 1;
@@ -111,19 +114,30 @@ impl Inner {
 
     /// The read half of stream `id` is being polled: it needs no waking.
     pub(crate) fn unpark_reader(&mut self, id: StreamId) {
-        if let Some(wakers) = self.streams.get_mut(&id)
-            && wakers.read.take().is_some()
-        {
+        let Some(wakers) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if wakers.read.take().is_some() {
             self.parked_readers -= 1;
+        }
+        if wakers.write.is_none() {
+            self.streams.remove(&id);
         }
     }
 
-    /// Forgets stream `id`'s wakers (its handles are gone).
-    pub(crate) fn forget_stream(&mut self, id: StreamId) {
-        if let Some(wakers) = self.streams.remove(&id)
-            && wakers.read.is_some()
-        {
-            self.parked_readers -= 1;
+    /// Parks the write half of stream `id` until it can write.
+    pub(crate) fn park_writer(&mut self, id: StreamId, waker: &Waker) {
+        self.streams.entry(id).or_default().write = Some(waker.clone());
+    }
+
+    /// The write half of stream `id` is gone or being polled.
+    pub(crate) fn unpark_writer(&mut self, id: StreamId) {
+        let Some(wakers) = self.streams.get_mut(&id) else {
+            return;
+        };
+        wakers.write = None;
+        if wakers.read.is_none() {
+            self.streams.remove(&id);
         }
     }
 
@@ -146,7 +160,7 @@ impl Inner {
         self.driver_done = true;
         self.dispatch();
         self.wake_conn_waiters();
-        for wakers in self.streams.values_mut() {
+        for (_, mut wakers) in self.streams.drain() {
             wakers.wake();
         }
         self.parked_readers = 0;
