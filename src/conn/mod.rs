@@ -346,7 +346,7 @@ impl Connection {
             + self
                 .streams
                 .values()
-                .map(|s| s.stats.blocked_on_stream)
+                .map(|s| Duration::from_nanos(s.stats.blocked_on_stream_ns))
                 .sum::<Duration>();
         stats
     }
@@ -355,13 +355,15 @@ impl Connection {
     pub fn stream_stats(&self, id: StreamId) -> Option<StreamStats> {
         let s = self.streams.get(&id)?;
         Some(StreamStats {
-            bytes_sent: s.stats.bytes_sent,
-            bytes_received: s.stats.bytes_received,
+            // Every payload byte takes (and every one received gives) one
+            // byte of stream credit, so the credit counts are the totals.
+            bytes_sent: s.send_credit.sent(),
+            bytes_received: s.recv_credit.received(),
             send_buffered: s.send_buffered as u64,
             recv_buffered: s.recv_credit.buffered(),
             send_window: s.send_credit.available(),
             recv_window: s.recv_credit.limit() - s.recv_credit.received(),
-            blocked_on_stream: s.stats.blocked_on_stream,
+            blocked_on_stream: Duration::from_nanos(s.stats.blocked_on_stream_ns),
             zero_window_events: s.stats.zero_window_events.into(),
             probes_sent: s.stats.probes_sent.into(),
         })
@@ -532,7 +534,7 @@ impl Connection {
         let Some(stream) = self.streams.remove(&id) else {
             return;
         };
-        self.closed_streams_blocked += stream.stats.blocked_on_stream;
+        self.closed_streams_blocked += Duration::from_nanos(stream.stats.blocked_on_stream_ns);
         self.probing.remove(&id);
         if !self.side.owns(id) {
             // SPEC §9.6: a closed peer stream returns stream-count credit.

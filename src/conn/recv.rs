@@ -362,7 +362,6 @@ impl Connection {
             self.protocol_error(ErrorCode::FLOW_CONTROL_ERROR, format!("stream {id}: {err}"));
             return;
         }
-        stream.stats.bytes_received += n;
         if n > 0 {
             let payload = if data.payload.len() < COPY_BELOW {
                 Bytes::copy_from_slice(&data.payload)
@@ -495,7 +494,11 @@ impl Connection {
         let answers_probe = std::mem::take(&mut stream.blocked_unanswered);
         if stream.send_credit.raise(update.limit) {
             if let Some(probe) = stream.probe.take() {
-                stream.stats.blocked_on_stream += now.saturating_duration_since(probe.since);
+                let blocked = now.saturating_duration_since(probe.since);
+                stream.stats.blocked_on_stream_ns = stream
+                    .stats
+                    .blocked_on_stream_ns
+                    .saturating_add(u64::try_from(blocked.as_nanos()).unwrap_or(u64::MAX));
                 if stream.half_closed_at.is_none() {
                     self.probing.remove(&id);
                 }

@@ -237,7 +237,6 @@ impl Connection {
             out.put_slice(&header.encode());
             out.put_bytes(payload);
             stream.send_credit.consume(n as u64);
-            stream.stats.bytes_sent += n as u64;
             if fin {
                 stream.fin_sent = true;
             }
@@ -318,7 +317,6 @@ impl Connection {
         };
         let n = bytes as u64;
         stream.send_credit.consume(n);
-        stream.stats.bytes_sent += n;
         self.conn_send.consume(n);
         self.stats.data_bytes_sent += n;
         self.stats.frames_sent += frames as u64;

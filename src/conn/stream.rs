@@ -62,7 +62,8 @@ pub enum Half {
 pub struct StreamStats {
     /// Payload bytes sent.
     pub bytes_sent: u64,
-    /// Payload bytes received.
+    /// Payload bytes received (with those discarded after the read half
+    /// was dropped).
     pub bytes_received: u64,
     /// Payload bytes buffered for sending.
     pub send_buffered: u64,
@@ -84,7 +85,10 @@ pub struct StreamStats {
 pub(crate) struct StreamState {
     // Send direction.
     pub(crate) send_credit: SendCredit,
-    pub(crate) send_buf: ChunkQueue,
+    /// Inline, unlike `recv_buf`: the DATA scheduler reaches it for every
+    /// frame, and one more pointer to follow cost 100 ns per frame with
+    /// 10,000 streams (cold caches).
+    pub(crate) send_buf: VecDeque<Bytes>,
     pub(crate) send_buffered: usize,
     pub(crate) fin_queued: bool,
     pub(crate) fin_sent: bool,
@@ -125,9 +129,8 @@ pub(crate) struct StreamState {
 /// from the rest of the state when asked.
 #[derive(Copy, Clone, Debug, Default)]
 pub(crate) struct StreamCounters {
-    pub(crate) bytes_sent: u64,
-    pub(crate) bytes_received: u64,
-    pub(crate) blocked_on_stream: Duration,
+    /// Nanoseconds (a u64 holds 584 years).
+    pub(crate) blocked_on_stream_ns: u64,
     /// 32 bits, saturating: four billion events on one stream is already
     /// past meaning, and the stream state stays smaller.
     pub(crate) zero_window_events: u32,
@@ -138,7 +141,7 @@ impl StreamState {
     pub(crate) fn new(send_limit: u64, recv_window: u64) -> StreamState {
         StreamState {
             send_credit: SendCredit::new(send_limit),
-            send_buf: ChunkQueue::default(),
+            send_buf: VecDeque::new(),
             send_buffered: 0,
             fin_queued: false,
             fin_sent: false,
@@ -213,7 +216,7 @@ impl StreamState {
         let chunk = if front.len() > max {
             front.split_to(max)
         } else if front.len() >= GATHER_BELOW || self.send_buf.len() == 1 {
-            self.send_buf.pop_front()
+            pop_front(&mut self.send_buf)
         } else {
             let mut gathered = BytesMut::with_capacity(max.min(self.send_buffered));
             while let Some(front) = self.send_buf.front_mut() {
@@ -226,7 +229,7 @@ impl StreamState {
                     break;
                 }
                 gathered.extend_from_slice(front);
-                self.send_buf.pop_front();
+                pop_front(&mut self.send_buf);
             }
             gathered.freeze()
         };
@@ -236,7 +239,7 @@ impl StreamState {
 
     /// Drops everything buffered for sending (on reset).
     pub(crate) fn clear_send(&mut self) {
-        self.send_buf = ChunkQueue::default();
+        self.send_buf = VecDeque::new();
         self.send_buffered = 0;
     }
 
@@ -258,6 +261,16 @@ impl StreamState {
         self.recv_buf = ChunkQueue::default();
         n as u64
     }
+}
+
+/// Takes the front chunk of the send queue and frees the queue's
+/// allocation once it is empty: most streams are idle most of the time.
+fn pop_front(queue: &mut VecDeque<Bytes>) -> Bytes {
+    let chunk = queue.pop_front().unwrap_or_default();
+    if queue.is_empty() {
+        *queue = VecDeque::new();
+    }
+    chunk
 }
 
 /// A queue of buffered chunks that is one word while empty and frees its
