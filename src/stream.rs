@@ -25,6 +25,20 @@ struct StreamRef {
     shared: Arc<Shared>,
 }
 
+impl StreamRef {
+    /// One half of the handle is dropped: its waker goes, and the core
+    /// ends its direction (alone) or releases the stream (the second half).
+    fn drop_half(&self, half: Half, alone: bool) {
+        let mut inner = self.shared.lock();
+        match half {
+            Half::Recv => inner.unpark_reader(self.id),
+            Half::Send => inner.unpark_writer(self.id),
+        }
+        inner.conn.drop_half(self.id, half, alone);
+        inner.after_command();
+    }
+}
+
 /// Error for a handle whose session task is gone without a recorded cause.
 fn driver_gone() -> StreamError {
     StreamError::ConnectionLost(ConnectionError::TransportClosed)
@@ -310,10 +324,7 @@ impl Drop for MuxRecv {
     fn drop(&mut self) {
         // The last half releases the stream; a read half dropped alone
         // stops reading.
-        let mut inner = self.handle.shared.lock();
-        inner.unpark_reader(self.handle.id);
-        inner.conn.drop_half(self.handle.id, Half::Recv, self.alone);
-        inner.after_command();
+        self.handle.drop_half(Half::Recv, self.alone);
     }
 }
 
@@ -470,10 +481,7 @@ impl Drop for MuxSend {
     fn drop(&mut self) {
         // The last half releases the stream; a write half dropped alone
         // finishes.
-        let mut inner = self.handle.shared.lock();
-        inner.unpark_writer(self.handle.id);
-        inner.conn.drop_half(self.handle.id, Half::Send, self.alone);
-        inner.after_command();
+        self.handle.drop_half(Half::Send, self.alone);
     }
 }
 

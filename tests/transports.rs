@@ -205,6 +205,15 @@ mod quic_pairs {
         (client, server, client_ep, server_ep)
     }
 
+    /// A drain timeout far longer than any test: a close that waits for
+    /// it shows as a timeout of the test, not as a late success.
+    pub fn long_drain() -> Config {
+        Config::builder()
+            .drain_timeout(Duration::from_secs(60))
+            .build()
+            .unwrap()
+    }
+
     /// A native session pair with `config` on both sides, plus both
     /// endpoints.
     pub async fn native_pair(
@@ -723,7 +732,7 @@ mod quic_failures {
 
 #[cfg(feature = "quic")]
 mod quic_native {
-    use super::quic_pairs::{loopback, native_pair};
+    use super::quic_pairs::{long_drain, loopback, native_pair};
     use super::*;
     use creditmux::tls::TlsError;
     use creditmux::{Initiator, OpenError, StreamError, quic};
@@ -891,11 +900,7 @@ mod quic_native {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn dropping_a_whole_stream_resets_it_and_close_does_not_wait_for_the_drain() {
         bounded(async {
-            let config = Config::builder()
-                .drain_timeout(Duration::from_secs(60))
-                .build()
-                .unwrap();
-            let (client, server, _c, _s) = native_pair(config).await;
+            let (client, server, _c, _s) = native_pair(long_drain()).await;
             let mut stream = client.open().await.unwrap();
             stream.write_all(b"x").await.unwrap();
             let mut peer = server.accept().await.unwrap().expect("a stream");
@@ -967,11 +972,7 @@ mod quic_native {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_goaway_refuses_streams_above_its_last_stream_id() {
         bounded(async {
-            let config = Config::builder()
-                .drain_timeout(Duration::from_secs(60))
-                .build()
-                .unwrap();
-            let (client, server, _c, _s) = native_pair(config).await;
+            let (client, server, _c, _s) = native_pair(long_drain()).await;
             let mut seen = client.open().await.unwrap();
             seen.write_all(b"x").await.unwrap();
             let peer = server.accept().await.unwrap().expect("a stream");

@@ -10,8 +10,8 @@ use super::transmit::TransmitBuf;
 use super::{Connection, Phase};
 use crate::frame::StreamId;
 use crate::frame::{
-    Blocked, BlockedOn, Data, ErrorCode, Frame, HEADER_LEN, Header, MaxStreams, Ping, Reset,
-    Settings, SettingsValues, WindowUpdate, encode_preface,
+    Blocked, BlockedOn, Data, ErrorCode, Frame, HEADER_LEN, MaxStreams, Ping, Reset, Settings,
+    SettingsValues, WindowUpdate, encode_preface,
 };
 
 impl Connection {
@@ -191,13 +191,7 @@ impl Connection {
                 // Reset before it was announced (see `reset`): an empty
                 // opening frame, then the RESET, close the id on both sides.
                 stream.needs_open = false;
-                let header = Header {
-                    len: 0,
-                    kind: crate::frame::FrameKind::Data as u8,
-                    flags: 0,
-                    stream: id,
-                };
-                out.put_slice(&header.encode());
+                out.put_slice(&Data::header_for(id, 0, false).encode());
                 self.stats.frames_sent += 1;
                 self.put_frame(out, &Frame::Reset(Reset { stream: id, code }));
                 self.maybe_reap(id);
@@ -228,13 +222,7 @@ impl Connection {
             let n = payload.len();
             let fin = stream.fin_queued && stream.send_buffered == 0;
             stream.needs_open = false;
-            let header = Header {
-                len: n as u32,
-                kind: crate::frame::FrameKind::Data as u8,
-                flags: if fin { Data::FLAG_FIN } else { 0 },
-                stream: id,
-            };
-            out.put_slice(&header.encode());
+            out.put_slice(&Data::header_for(id, n, fin).encode());
             out.put_bytes(payload);
             stream.send_credit.consume(n as u64);
             if fin {
@@ -245,9 +233,7 @@ impl Connection {
                 stream.writer_waiting = false;
             }
             let again = stream.wants_to_send();
-            self.conn_send.consume(n as u64);
-            self.stats.data_bytes_sent += n as u64;
-            self.stats.frames_sent += 1;
+            self.count_data_sent(n as u64, 1);
             if wake_writer {
                 self.wake(id);
             }
@@ -317,9 +303,15 @@ impl Connection {
         };
         let n = bytes as u64;
         stream.send_credit.consume(n);
+        self.count_data_sent(n, frames as u64);
+        self.stats.transport_bytes_sent += n + (frames * HEADER_LEN) as u64;
+    }
+
+    /// Connection credit and counters for `frames` DATA frames carrying
+    /// `n` payload bytes, whoever wrote them.
+    fn count_data_sent(&mut self, n: u64, frames: u64) {
         self.conn_send.consume(n);
         self.stats.data_bytes_sent += n;
-        self.stats.frames_sent += frames as u64;
-        self.stats.transport_bytes_sent += n + (frames * HEADER_LEN) as u64;
+        self.stats.frames_sent += frames;
     }
 }

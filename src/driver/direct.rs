@@ -29,7 +29,7 @@ use bytes::Bytes;
 
 use super::shared::{Inner, Shared, Writer};
 use crate::error::ConnectionError;
-use crate::frame::{FrameKind, HEADER_LEN, Header, StreamId};
+use crate::frame::{Data, HEADER_LEN, StreamId};
 
 /// Frames per direct write (two slices each).
 const MAX_FRAMES: usize = 32;
@@ -160,13 +160,7 @@ impl<'a> Plan<'a> {
             frames: 0,
         };
         for payload in data.chunks(max_frame.max(1)).take(MAX_FRAMES) {
-            plan.headers[plan.frames] = Header {
-                len: payload.len() as u32,
-                kind: FrameKind::Data as u8,
-                flags: 0,
-                stream: id,
-            }
-            .encode();
+            plan.headers[plan.frames] = Data::header_for(id, payload.len(), false).encode();
             plan.payloads[plan.frames] = payload;
             plan.frames += 1;
         }

@@ -97,10 +97,8 @@ impl Inner {
     /// driver if there is something to write.
     pub(crate) fn after_command(&mut self) {
         self.dispatch();
-        if self.conn.wants_transmit()
-            && let Some(waker) = self.driver_waker.take()
-        {
-            waker.wake();
+        if self.conn.wants_transmit() {
+            self.wake_driver();
         }
     }
 
@@ -215,21 +213,18 @@ pub(crate) struct ReadWake {
 }
 
 impl ReadWake {
-    fn slot(slot: &Mutex<Option<Waker>>) -> MutexGuard<'_, Option<Waker>> {
-        slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// The driver's waker: kept, and woken on every readiness.
     pub(crate) fn set_driver(&self, waker: &Waker) {
-        let mut slot = Self::slot(&self.driver);
-        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            *slot = Some(waker.clone());
-        }
+        Self::store(&self.driver, waker);
     }
 
     /// An application task's waker: woken once, at the next readiness.
     pub(crate) fn set_app(&self, waker: &Waker) {
-        let mut slot = Self::slot(&self.app);
+        Self::store(&self.app, waker);
+    }
+
+    fn store(slot: &Mutex<Option<Waker>>, waker: &Waker) {
+        let mut slot = lock(slot);
         if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
             *slot = Some(waker.clone());
         }
@@ -244,11 +239,11 @@ impl Wake for ReadWake {
     fn wake_by_ref(self: &Arc<Self>) {
         // The application task first: on a single-threaded runtime it then
         // runs first, and the driver's turn after it finds nothing to read.
-        let app = Self::slot(&self.app).take();
+        let app = lock(&self.app).take();
         if let Some(waker) = app {
             waker.wake();
         }
-        if let Some(waker) = Self::slot(&self.driver).as_ref() {
+        if let Some(waker) = lock(&self.driver).as_ref() {
             waker.wake_by_ref();
         }
     }
@@ -306,9 +301,7 @@ impl Shared {
     /// core half-updated in a way later calls trust less than a fresh
     /// error, so poisoning is ignored.
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.inner)
     }
 }
 
@@ -343,9 +336,7 @@ impl Reader {
 impl Shared {
     /// Locks the writer (the driver).
     pub(crate) fn writer(&self) -> MutexGuard<'_, Writer> {
-        self.writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.writer)
     }
 
     /// The writer if it is free (a task that holds [`Inner`]).
@@ -355,15 +346,20 @@ impl Shared {
 
     /// Locks the reader (the driver).
     pub(crate) fn reader(&self) -> MutexGuard<'_, Reader> {
-        self.reader
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.reader)
     }
 
     /// The reader if it is free (a task that holds [`Inner`]).
     pub(crate) fn try_reader(&self) -> Option<MutexGuard<'_, Reader>> {
         try_lock(&self.reader)
     }
+}
+
+/// Every lock here ignores poisoning (see [`Shared::lock`]).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn try_lock<T>(mutex: &Mutex<T>) -> Option<MutexGuard<'_, T>> {

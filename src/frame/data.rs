@@ -21,11 +21,18 @@ impl Data {
 
     /// The frame's header; the payload follows it on the wire unchanged.
     pub fn header(&self) -> Header {
+        Data::header_for(self.stream, self.payload.len(), self.fin)
+    }
+
+    /// The header of a DATA frame carrying `len` payload bytes of
+    /// `stream`, for senders that write the payload from elsewhere (a
+    /// vectored write) instead of building a `Data`.
+    pub fn header_for(stream: StreamId, len: usize, fin: bool) -> Header {
         Header {
-            len: self.payload.len() as u32,
+            len: len as u32,
             kind: FrameKind::Data as u8,
-            flags: if self.fin { Self::FLAG_FIN } else { 0 },
-            stream: self.stream,
+            flags: if fin { Self::FLAG_FIN } else { 0 },
+            stream,
         }
     }
 
