@@ -596,6 +596,11 @@ impl Sim {
                 self.step().map(|_| ())
             }
             Op::Timer => {
+                // What is on the wire arrives before the jump: a PING that
+                // an earlier `Advance` fired must not be outrun by the
+                // peer's idle timer (a network silent for 20 s would end
+                // the connection, rightly).
+                self.drive()?;
                 let limit = self.pair.now + Duration::from_secs(20);
                 self.pair.advance(limit);
                 self.check()?;

@@ -156,6 +156,12 @@ async fn run(native: bool) -> Run {
             b.write_all(&request).await.unwrap();
         }
         b.shutdown().await.unwrap();
+        // Held until the client finishes too: dropped while the client may
+        // still send, B would be reset (CANCEL), taking along replies not
+        // yet delivered.
+        let mut rest = Vec::new();
+        b.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "nothing after the last request");
         bulk.await.unwrap();
         server
     });
