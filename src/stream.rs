@@ -462,6 +462,12 @@ impl MuxSend {
         if direct > 0 {
             return Poll::Ready(Ok(direct));
         }
+        if shared.direct_writes && !inner.driver_done && inner.conn.wait_for_credit(id, buf.len()) {
+            // Written directly once credit comes, not copied now.
+            inner.park_writer(id, cx.waker());
+            inner.after_task_change();
+            return Poll::Pending;
+        }
         match inner.conn.write(id, buf) {
             Ok(0) if inner.driver_done => Poll::Ready(Err(driver_gone().into())),
             Ok(0) => {

@@ -167,7 +167,7 @@ fn withheld_window_updates_are_healed_by_probes_with_backoff() {
         _ => true,
     }));
     let id = pair.client.open(pair.now).unwrap().unwrap();
-    let data = pattern(1 << 20, 9);
+    let data = pattern(4 * Config::default().stream_window() as usize, 9);
     let mut written = 0;
     let mut received = Vec::new();
     let mut sid = None;
@@ -437,9 +437,10 @@ fn protocol_violations_end_the_connection_with_the_specified_code() {
 
 #[test]
 fn data_beyond_stream_credit_is_a_flow_control_error() {
-    // 17 frames of 16 KiB = 272 KiB > 256 KiB stream window.
+    // One 16 KiB frame more than the default stream window holds.
+    let frames_in_window = Config::default().stream_window() as usize / (16 * 1024);
     let frames: Vec<Frame> = std::iter::once(settings())
-        .chain((0..17).map(|_| data(1, 16 * 1024)))
+        .chain((0..=frames_in_window).map(|_| data(1, 16 * 1024)))
         .collect();
     let server = server_after(&frames);
     assert_eq!(violation_code(&server), Some(ErrorCode::FLOW_CONTROL_ERROR));

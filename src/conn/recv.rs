@@ -503,6 +503,13 @@ impl Connection {
                     self.probing.remove(&id);
                 }
             }
+            // A large write waits for credit with nothing buffered (see
+            // `wait_for_credit`); buffered bytes wake it as they go out.
+            let wake_writer = stream.writer_waiting && stream.send_buffered == 0;
+            if wake_writer {
+                stream.writer_waiting = false;
+                self.wake(id);
+            }
             self.schedule_data(id);
         } else if !answers_probe {
             self.count_flood(now, Flood::UselessUpdate);

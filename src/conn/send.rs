@@ -287,6 +287,43 @@ impl Connection {
             .min(self.conn_send.available()) as usize
     }
 
+    /// True if a write of `len` bytes to stream `id` should wait for
+    /// stream credit instead of being copied into the send buffer; if so,
+    /// the writer is noted as waiting (woken by the next WINDOW_UPDATE that
+    /// raises the stream's limit) and the zero-window probe starts, as it
+    /// would for buffered bytes (SPEC §11).
+    ///
+    /// Only a large write (a full frame or more) to a stream with nothing
+    /// buffered and no credit waits: once credit comes, it goes out
+    /// directly from the caller's buffer, where copying it ahead of the
+    /// credit would cost a copy of every byte. Small writes are still
+    /// buffered, where they coalesce into full frames.
+    pub fn wait_for_credit(&mut self, id: StreamId, len: usize) -> bool {
+        let max_frame = self.peer_max_frame_payload();
+        if max_frame == 0
+            || len < max_frame
+            || !matches!(self.phase, Phase::Open | Phase::Draining)
+            || self.error.is_some()
+        {
+            return false;
+        }
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return false;
+        };
+        if stream.reset.is_some()
+            || stream.fin_queued
+            || stream.needs_open
+            || stream.send_buffered > 0
+            || stream.send_credit.available() > 0
+        {
+            return false;
+        }
+        stream.writer_waiting = true;
+        let now = self.now;
+        self.start_stream_probe(now, id);
+        true
+    }
+
     /// The largest DATA payload the peer accepts in one frame.
     pub fn peer_max_frame_payload(&self) -> usize {
         self.peer.map_or(0, |p| p.max_frame_payload)

@@ -52,7 +52,7 @@ impl Shared {
         let Some(mut writer) = self.try_writer() else {
             return 0;
         };
-        if !writer.tx.is_empty() || !writer.io.is_write_vectored() {
+        if !writer.tx.is_empty() || !self.direct_writes {
             return 0;
         }
         let max_frame = inner.conn.peer_max_frame_payload();
@@ -130,14 +130,10 @@ impl Shared {
                 reader.feed(inner, super::now(), read);
                 // The driver writes what the input made owed, and re-arms
                 // its timer if the input set an earlier deadline.
-                let earlier = inner
-                    .conn
-                    .poll_timeout()
-                    .is_some_and(|at| inner.timer_armed.is_none_or(|armed| at < armed));
-                if earlier || reader.closed {
+                if reader.closed {
                     inner.owe_driver_turn();
-                } else if inner.conn.wants_transmit() {
-                    inner.wake_driver();
+                } else {
+                    inner.after_task_change();
                 }
                 true
             }

@@ -146,6 +146,21 @@ impl Inner {
         }
     }
 
+    /// Wakes the driver for what the core owes after a task changed its
+    /// state (input handled, a probe started): a turn if a deadline is now
+    /// earlier than the driver's armed timer, a wake if frames are owed.
+    pub(crate) fn after_task_change(&mut self) {
+        let earlier = self
+            .conn
+            .poll_timeout()
+            .is_some_and(|at| self.timer_armed.is_none_or(|armed| at < armed));
+        if earlier {
+            self.owe_driver_turn();
+        } else if self.conn.wants_transmit() {
+            self.wake_driver();
+        }
+    }
+
     /// Leaves the driver work: it takes another turn even if it is running
     /// now and found nothing to do.
     pub(crate) fn owe_driver_turn(&mut self) {
@@ -256,6 +271,9 @@ pub(crate) struct Shared {
     pub(crate) read_wake: Arc<ReadWake>,
     /// `read_wake` as a waker, for polling the read side.
     pub(crate) read_waker: Waker,
+    /// The transport takes vectored writes, so application tasks may write
+    /// DATA directly (see `direct.rs`).
+    pub(crate) direct_writes: bool,
 }
 
 impl Shared {
@@ -268,7 +286,9 @@ impl Shared {
         let chunk = (4 * (max_frame + crate::frame::HEADER_LEN))
             .clamp(super::READ_CHUNK, super::MAX_READ_CHUNK);
         let read_wake = Arc::new(ReadWake::default());
+        let direct_writes = write.is_write_vectored();
         Shared {
+            direct_writes,
             reader: Mutex::new(Reader {
                 io: read,
                 buf: BytesMut::with_capacity(chunk),
