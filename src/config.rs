@@ -53,12 +53,20 @@ impl Default for FloodLimits {
 /// connection window, which is unchanged.
 const DEFAULT_STREAM_WINDOW: u32 = 1024 * 1024;
 
+/// The largest frame payload this side accepts by default, above the
+/// protocol's default (SPEC §7.1): a lone bulk stream's direct writes then
+/// carry 256 KiB per frame, and the receiver reads most of each payload
+/// straight into the reader's buffer, without a copy. The read buffer does
+/// not grow with it (a payload is handed on as it arrives), and a sender
+/// with several streams queued still takes 16 KiB turns.
+const DEFAULT_MAX_FRAME_PAYLOAD: u32 = 256 * 1024;
+
 /// Connection configuration. Build one with [`Config::builder`]; every value
 /// is checked by [`ConfigBuilder::build`].
 ///
 /// Defaults, next to what the peers use: stream window 1 MiB (h2 64 KiB,
 /// yamux 256 KiB, quinn 1.25 MiB), connection window 8 MiB (h2 64 KiB, yamux
-/// none, quinn 12.5 MiB), frame payload 16 KiB (h2 16 KiB, yamux none),
+/// none, quinn 12.5 MiB), frame payload 256 KiB (h2 16 KiB, yamux none),
 /// 100 concurrent inbound streams (h2 unlimited by default in the client,
 /// 100 typical; quinn 100).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,7 +94,7 @@ impl Default for Config {
         Config {
             stream_window: DEFAULT_STREAM_WINDOW,
             connection_window: CONNECTION_WINDOW.default,
-            max_frame_payload: MAX_FRAME_PAYLOAD.default,
+            max_frame_payload: DEFAULT_MAX_FRAME_PAYLOAD,
             max_incoming_streams: MAX_STREAMS.default,
             accept_backlog: 256,
             send_buffer: 256 * 1024,
@@ -239,7 +247,7 @@ impl ConfigBuilder {
     );
     setter!(
         /// Largest frame payload accepted, in bytes: 1 KiB ..= 16 MiB - 1.
-        /// Default 16 KiB.
+        /// Default 256 KiB.
         max_frame_payload: u32
     );
     setter!(
@@ -254,7 +262,8 @@ impl ConfigBuilder {
     setter!(
         /// Bytes a stream buffers for sending before writes wait: 1 KiB ..= 1 GiB.
         /// Default 256 KiB. Over a transport that takes vectored writes
-        /// (TCP, TLS), a write of at least the peer's frame payload to a
+        /// (TCP, TLS), a write of 16 KiB or more (or of the peer's largest
+        /// frame payload, if that is smaller) to a
         /// stream with nothing buffered and no credit waits for credit
         /// instead, then goes out straight from the caller's buffer: a
         /// bulk writer then costs no copy, and runs ahead of its reader by

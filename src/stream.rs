@@ -289,6 +289,12 @@ impl MuxRecv {
                     return Poll::Ready(Err(driver_gone()));
                 }
                 Ok(ReadOutcome::Blocked) => {
+                    // The rest of a large DATA payload for this stream
+                    // goes straight into the caller's buffer.
+                    if shared.read_payload_direct(&mut inner, id, buf) > 0 {
+                        copied = true;
+                        continue;
+                    }
                     if !self.wait(&mut inner, cx, &mut tries) {
                         return Poll::Pending;
                     }

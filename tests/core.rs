@@ -1495,3 +1495,85 @@ fn a_connection_ended_by_one_timer_runs_no_other_and_arms_none() {
     );
     assert_eq!(server.stats().probes_sent, 0, "a probe ran after the end");
 }
+
+/// A DATA header of `len` payload bytes on stream `stream`, then the first
+/// `first` of them.
+fn data_start(stream: u32, len: usize, fin: bool, first: usize) -> BytesMut {
+    let header = Data::header_for(StreamId::new(stream).unwrap(), len, fin);
+    let mut input = BytesMut::from(&header.encode()[..]);
+    input.extend_from_slice(&pattern(len, 3)[..first]);
+    input
+}
+
+#[test]
+fn a_large_payload_is_delivered_in_parts_and_its_rest_read_directly() {
+    let now = std::time::Instant::now();
+    let mut server = server_after(&[settings(), data(1, 10)]);
+    let id = server.accept().expect("stream 1");
+    assert_eq!(read_available(&mut server, id).0.len(), 10);
+    let before = server.stats();
+
+    // Header and 1000 of 50,000 bytes: the 1000 are readable at once.
+    let len = 50_000;
+    server.handle_input(now, &mut data_start(1, len, true, 1000));
+    assert_eq!(server.direct_payload(id), 0, "buffered bytes go first");
+    let (first, finished) = read_available(&mut server, id);
+    assert_eq!((first.len(), finished), (1000, false));
+    assert_eq!(server.direct_payload(id), len - 1000);
+    assert_eq!(server.direct_payload(StreamId::new(3).unwrap()), 0);
+
+    // The rest is read around the core in two pieces: accounted exactly
+    // as delivered frames, with the FIN at the end.
+    assert!(
+        !server.commit_direct_payload(now, id, len),
+        "beyond the rest"
+    );
+    assert!(server.commit_direct_payload(now, id, 20_000));
+    assert_eq!(server.direct_payload(id), len - 21_000);
+    assert!(matches!(server.read(id, 1 << 20), Ok(ReadOutcome::Blocked)));
+    assert!(server.commit_direct_payload(now, id, len - 21_000));
+    assert!(matches!(
+        server.read(id, 1 << 20),
+        Ok(ReadOutcome::Finished)
+    ));
+    assert_eq!(server.direct_payload(id), 0);
+    let after = server.stats();
+    assert_eq!(
+        after.data_bytes_received - before.data_bytes_received,
+        len as u64
+    );
+    assert_eq!(after.frames_received - before.frames_received, 1);
+    assert_eq!(
+        after.transport_bytes_received - before.transport_bytes_received,
+        (HEADER_LEN + len) as u64
+    );
+    let stats = server.stream_stats(id).unwrap();
+    assert_eq!(stats.bytes_received, 10 + len as u64);
+    assert_eq!(stats.recv_buffered, 0);
+    assert!(server.error().is_none());
+}
+
+#[test]
+fn a_payload_read_directly_beyond_the_stream_credit_is_a_flow_control_error() {
+    let now = std::time::Instant::now();
+    let mut server = server_after(&[settings(), data(1, 10)]);
+    let id = server.accept().expect("stream 1");
+    read_available(&mut server, id);
+    let window = Config::default().stream_window() as usize;
+    let max = Config::default().max_frame_payload() as usize;
+    // Frames up to the window stay within credit; the one beyond it is
+    // refused even though it was read around the decoder's buffer.
+    let mut rest = window - 10;
+    while rest > 0 {
+        let len = rest.min(max);
+        server.handle_input(now, &mut data_start(1, len, false, 0));
+        assert!(server.commit_direct_payload(now, id, len));
+        rest -= len;
+    }
+    assert!(server.error().is_none());
+    // Reads released the credit, but the peer never saw the update.
+    server.handle_input(now, &mut data_start(1, 1000, false, 0));
+    assert!(!server.commit_direct_payload(now, id, 1000));
+    assert_eq!(violation_code(&server), Some(ErrorCode::FLOW_CONTROL_ERROR));
+    assert_eq!(server.direct_payload(id), 0);
+}

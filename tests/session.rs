@@ -275,6 +275,73 @@ async fn a_large_write_without_credit_waits_for_it_uncopied_and_probes() {
     assert_eq!(w.stats().unwrap().send_buffered, 100);
 }
 
+/// Sends `data` on a new stream of `client` in writes of `write` bytes;
+/// `server` reads it with buffers cycling through `reads`. Both sides'
+/// counters must agree afterwards.
+async fn one_way(client: &Session, server: &Session, data: Vec<u8>, write: usize, reads: &[usize]) {
+    let mut s = client.open().await.unwrap();
+    let writer = tokio::spawn(async move {
+        for chunk in data.chunks(write) {
+            s.write_all(chunk).await.unwrap();
+        }
+        s.shutdown().await.unwrap();
+        // Held until the peer finishes: dropped earlier, the stream would
+        // be reset (the peer could still send).
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+        data
+    });
+    let mut peer = server.accept().await.unwrap().unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; *reads.iter().max().unwrap()];
+    for i in 0.. {
+        let n = peer.read(&mut buf[..reads[i % reads.len()]]).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    peer.shutdown().await.unwrap();
+    let data = writer.await.unwrap();
+    assert!(
+        got == data,
+        "{} of {} bytes arrived intact",
+        got.len(),
+        data.len()
+    );
+    let (sent, received) = (client.stats(), server.stats());
+    assert_eq!(sent.data_bytes_sent, received.data_bytes_received);
+    assert_eq!(sent.frames_sent, received.frames_received);
+    assert_eq!(sent.transport_bytes_sent, received.transport_bytes_received);
+}
+
+#[tokio::test]
+async fn large_frames_read_straight_into_the_reader_arrive_intact() {
+    // Default frames (256 KiB) over TCP: the reader's buffer takes most of
+    // each payload directly from the socket, whatever its size.
+    let (client, server) = tcp_pair(Config::default()).await;
+    let data = payload(21, 6 << 20);
+    one_way(
+        &client,
+        &server,
+        data,
+        256 * 1024,
+        &[70_000, 300_000, 16_384, 1 << 20],
+    )
+    .await;
+    // Over a pipe that cuts every write anywhere.
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let config = Config::default();
+    let server = tokio::spawn(Session::server(Choppy { io: b, calls: 0 }, config.clone()));
+    let client = Session::client(Choppy { io: a, calls: 0 }, config)
+        .await
+        .unwrap();
+    let server = server.await.unwrap().unwrap();
+    let data = payload(22, 2 << 20);
+    one_way(&client, &server, data, 300_000, &[17_000, 200_000, 5]).await;
+}
+
 #[tokio::test]
 async fn one_stream_echoes_over_a_small_pipe() {
     let (c, s) = duplex_pair(small_windows()).await;

@@ -62,6 +62,7 @@ impl Connection {
         while self.phase != Phase::Closed {
             match self.decoder.decode_next(buf) {
                 Ok(None) => {
+                    self.take_data_part(now, buf);
                     self.input_carried = buf.len();
                     return;
                 }
@@ -89,6 +90,93 @@ impl Connection {
             }
         }
         buf.clear();
+    }
+
+    /// Delivers the part of an incomplete DATA payload that `buf` holds,
+    /// for a stream that is being read: its reader gets the bytes now, and
+    /// the rest may then be read straight into the reader's buffer (see
+    /// [`commit_direct_payload`](Connection::commit_direct_payload)).
+    /// Frames for streams in any other state stay whole, as before.
+    fn take_data_part(&mut self, now: Instant, buf: &mut BytesMut) {
+        let Some((id, _)) = self.decoder.data_in_progress() else {
+            return;
+        };
+        if !self.streams.get(&id).is_some_and(|s| s.takes_data()) {
+            return;
+        }
+        if let Some(part) = self.decoder.take_data_part(buf) {
+            self.on_data(now, part);
+        }
+    }
+
+    /// How many bytes of stream `id` the caller may read from the
+    /// transport straight into its own buffer: the rest of the DATA
+    /// payload in progress, if it belongs to `id`, the stream is being
+    /// read and has nothing buffered. 0 otherwise. The caller also makes
+    /// sure no input it read earlier is still waiting to be handled.
+    pub fn direct_payload(&self, id: StreamId) -> usize {
+        if self.phase == Phase::Closed || self.error.is_some() {
+            return 0;
+        }
+        let Some((sid, rest)) = self.decoder.data_in_progress() else {
+            return 0;
+        };
+        match self.streams.get(&id) {
+            Some(stream) if sid == id && stream.takes_data() && stream.recv_buf.is_empty() => rest,
+            _ => 0,
+        }
+    }
+
+    /// Accounts for `n` payload bytes of stream `id`, within
+    /// [`direct_payload`](Connection::direct_payload), that the caller read
+    /// from the transport into the application's buffer: exactly as if
+    /// they had arrived in a DATA frame and been read at once (credit
+    /// checked, then released). Returns false if they must not be
+    /// delivered: they break the peer's credit (the connection fails with
+    /// FLOW_CONTROL_ERROR, as it would for the frame).
+    pub fn commit_direct_payload(&mut self, now: Instant, id: StreamId, n: usize) -> bool {
+        if n == 0 || n > self.direct_payload(id) {
+            return false;
+        }
+        self.now = now;
+        self.touch(now);
+        self.stats.transport_bytes_received += n as u64;
+        let done = self.decoder.consume_data_payload(n);
+        let n = n as u64;
+        // SPEC §9.3: connection credit first, then stream credit.
+        if let Err(err) = self.conn_recv.receive(n) {
+            self.protocol_error(ErrorCode::FLOW_CONTROL_ERROR, format!("connection {err}"));
+            return false;
+        }
+        self.stats.data_bytes_received += n;
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return false;
+        };
+        stream.peer_frame(now);
+        if let Err(err) = stream.recv_credit.receive(n) {
+            self.protocol_error(ErrorCode::FLOW_CONTROL_ERROR, format!("stream {id}: {err}"));
+            return false;
+        }
+        // SPEC §9.4: released as the application has them.
+        if stream.recv_credit.release(n) {
+            stream.owe_window_update = true;
+            self.queue_control(id);
+        }
+        self.release_conn_credit(n);
+        if let Some(fin) = done {
+            self.stats.frames_received += 1;
+            if fin {
+                self.on_data(
+                    now,
+                    Data {
+                        stream: id,
+                        fin: true,
+                        payload: Bytes::new(),
+                    },
+                );
+            }
+        }
+        true
     }
 
     /// The transport reached end of file.

@@ -14,6 +14,13 @@ use crate::frame::{
     SettingsValues, WindowUpdate, encode_preface,
 };
 
+/// Largest DATA payload the scheduler puts in one frame, whatever the peer
+/// accepts: the round-robin turn of a stream (SPEC §10.2), so a stream
+/// with a lot queued holds the others up by at most this much. A direct
+/// write (see `direct_allowance`) happens only when no other stream waits,
+/// so it uses frames as large as the peer takes.
+const QUEUED_FRAME_MAX: usize = 16 * 1024;
+
 impl Connection {
     /// Appends frames to `out` until it holds at least `max_bytes` bytes or
     /// nothing is left to send. Control frames always go first and are not
@@ -174,7 +181,7 @@ impl Connection {
     }
 
     fn write_data(&mut self, now: Instant, out: &mut TransmitBuf, max_bytes: usize) {
-        let max_frame = self.peer.map_or(0, |p| p.max_frame_payload);
+        let max_frame = self.peer_max_frame_payload().min(QUEUED_FRAME_MAX);
         let send_buffer = self.config.send_buffer as usize;
         while out.len() < max_bytes {
             let Some(id) = self.data_queue.pop_front() else {
@@ -293,15 +300,15 @@ impl Connection {
     /// raises the stream's limit) and the zero-window probe starts, as it
     /// would for buffered bytes (SPEC §11).
     ///
-    /// Only a large write (a full frame or more) to a stream with nothing
+    /// Only a large write (a full scheduler frame or more) to a stream with nothing
     /// buffered and no credit waits: once credit comes, it goes out
     /// directly from the caller's buffer, where copying it ahead of the
     /// credit would cost a copy of every byte. Small writes are still
     /// buffered, where they coalesce into full frames.
     pub fn wait_for_credit(&mut self, id: StreamId, len: usize) -> bool {
-        let max_frame = self.peer_max_frame_payload();
-        if max_frame == 0
-            || len < max_frame
+        let full_frame = self.peer_max_frame_payload().min(QUEUED_FRAME_MAX);
+        if full_frame == 0
+            || len < full_frame
             || !matches!(self.phase, Phase::Open | Phase::Draining)
             || self.error.is_some()
         {

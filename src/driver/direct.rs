@@ -25,6 +25,8 @@
 use std::io::IoSlice;
 use std::task::{Context, Poll, Waker};
 
+use tokio::io::ReadBuf;
+
 use bytes::Bytes;
 
 use super::shared::{Inner, Shared, Writer};
@@ -138,6 +140,65 @@ impl Shared {
                 true
             }
         }
+    }
+}
+
+/// Smallest payload rest worth a read of its own into the caller's buffer:
+/// below it, one read of the transport for several frames costs less than
+/// the copy it saves.
+const DIRECT_PAYLOAD_MIN: usize = 16 * 1024;
+
+impl Shared {
+    /// Reads the rest of the DATA payload in progress for stream `id`
+    /// from the transport straight into `buf`, if the core allows it (see
+    /// `Connection::direct_payload`), the caller has room for at least
+    /// `DIRECT_PAYLOAD_MIN` bytes, and no earlier input waits in the read
+    /// buffer. Returns the bytes placed in `buf`; 0 means the caller goes
+    /// the usual way (and the read side may have registered the shared
+    /// waker, as the usual way does).
+    pub(crate) fn read_payload_direct(
+        &self,
+        inner: &mut Inner,
+        id: StreamId,
+        buf: &mut ReadBuf<'_>,
+    ) -> usize {
+        if inner.driver_done {
+            return 0;
+        }
+        let want = inner.conn.direct_payload(id).min(buf.remaining());
+        if want < DIRECT_PAYLOAD_MIN {
+            return 0;
+        }
+        let Some(mut reader) = self.try_reader() else {
+            return 0;
+        };
+        if reader.closed || !reader.buf.is_empty() {
+            return 0;
+        }
+        let mut cx = Context::from_waker(&self.read_waker);
+        let mut dst = ReadBuf::new(&mut buf.initialize_unfilled_to(want)[..want]);
+        let read = match reader.io.as_mut().poll_read(&mut cx, &mut dst) {
+            Poll::Pending => return 0,
+            Poll::Ready(Ok(())) => dst.filled().len(),
+            Poll::Ready(Err(err)) => {
+                reader.feed(inner, super::now(), Err(err));
+                inner.owe_driver_turn();
+                return 0;
+            }
+        };
+        if read == 0 {
+            reader.feed(inner, super::now(), Ok(0));
+            inner.owe_driver_turn();
+            return 0;
+        }
+        let delivered = inner.conn.commit_direct_payload(super::now(), id, read);
+        inner.dispatch();
+        inner.after_task_change();
+        if !delivered {
+            return 0;
+        }
+        buf.advance(read);
+        read
     }
 }
 

@@ -32,8 +32,10 @@ pub(crate) use shared::{Inner, Shared, now};
 
 /// Free space kept in the read buffer before each read (at least).
 const READ_CHUNK: usize = 64 * 1024;
-/// The most a read chunk grows to for large frames.
-const MAX_READ_CHUNK: usize = 1024 * 1024;
+/// The most a read chunk grows to for large frames. A large DATA payload
+/// need not fit: the core takes the part a read brought, and the rest
+/// may be read straight into the reader's buffer.
+const MAX_READ_CHUNK: usize = 256 * 1024;
 /// Bytes gathered for one (vectored) write.
 const WRITE_BATCH: usize = 256 * 1024;
 /// Slices per vectored write.

@@ -211,7 +211,8 @@ pub(crate) struct Reader {
     /// buffer; with room for several frames that copy stays a small share
     /// of the bytes read (with 64 KiB frames and a 64 KiB chunk it was
     /// about every byte again, and 100 streams ran at less than half
-    /// speed).
+    /// speed). DATA for a stream being read is never carried: the core
+    /// takes the part a read brought.
     pub(crate) chunk: usize,
     /// The transport reported its end or an error.
     pub(crate) closed: bool,

@@ -7,7 +7,7 @@ use super::credit::CREDIT_PAYLOAD_LEN;
 use super::settings::{SETTING_LEN, SETTINGS_MAX_PAYLOAD_LEN};
 use super::{
     Blocked, Data, Frame, FrameError, FrameKind, GoAway, HEADER_LEN, Header, MaxStreams, Ping,
-    Reset, Settings, WindowUpdate,
+    Reset, Settings, StreamId, WindowUpdate,
 };
 
 /// What one decoding step produced.
@@ -117,6 +117,64 @@ impl FrameDecoder {
                     return Ok(Some(Decoded::Ignored(header)));
                 }
             }
+        }
+    }
+
+    /// The DATA frame whose payload is being received: its stream and the
+    /// payload bytes still to come, including any already in the buffer
+    /// passed to [`decode_next`](Self::decode_next). `None` between frames
+    /// and for other frame types.
+    pub fn data_in_progress(&self) -> Option<(StreamId, usize)> {
+        match self.state {
+            State::Payload(header, FrameKind::Data) => Some((header.stream, header.len as usize)),
+            _ => None,
+        }
+    }
+
+    /// Takes the part of a DATA payload that `src` holds, if the frame is
+    /// still incomplete: returned as a DATA frame without FIN, while the
+    /// decoder waits for the rest (which then carries the frame's FIN).
+    /// `None` if no DATA payload is in progress, `src` is empty, or `src`
+    /// holds the whole rest (then [`decode_next`](Self::decode_next)
+    /// returns it).
+    pub fn take_data_part(&mut self, src: &mut BytesMut) -> Option<Data> {
+        let State::Payload(mut header, FrameKind::Data) = self.state else {
+            return None;
+        };
+        let n = src.len();
+        if n == 0 || n >= header.len as usize {
+            return None;
+        }
+        header.len -= n as u32;
+        self.state = State::Payload(header, FrameKind::Data);
+        Some(Data {
+            stream: header.stream,
+            fin: false,
+            payload: src.split().freeze(),
+        })
+    }
+
+    /// Accounts for `n` bytes of the DATA payload in progress that the
+    /// caller read from the transport itself, straight to where they were
+    /// wanted, with no bytes of the frame in the decoder's buffer. Returns
+    /// `Some(fin)` if they completed the frame (`fin`: the frame's flag),
+    /// `None` if more of it is to come.
+    ///
+    /// # Panics
+    /// If no DATA payload is in progress or `n` exceeds its rest: the
+    /// caller asks [`data_in_progress`](Self::data_in_progress) first.
+    pub fn consume_data_payload(&mut self, n: usize) -> Option<bool> {
+        let State::Payload(mut header, FrameKind::Data) = self.state else {
+            panic!("no DATA payload in progress");
+        };
+        assert!(n <= header.len as usize, "more than the payload's rest");
+        header.len -= n as u32;
+        if header.len == 0 {
+            self.state = State::Header;
+            Some(header.flags & Data::FLAG_FIN != 0)
+        } else {
+            self.state = State::Payload(header, FrameKind::Data);
+            None
         }
     }
 
@@ -263,6 +321,70 @@ mod tests {
         });
         let decoded = decode_all(&frame.to_bytes(), 16384).unwrap();
         assert_eq!(decoded, vec![Decoded::Frame(frame)]);
+    }
+
+    #[test]
+    fn a_data_payload_can_be_taken_in_parts_and_read_around_the_decoder() {
+        let id = StreamId::new(5).unwrap();
+        let payload: Vec<u8> = (0..100u8).collect();
+        let frame = Frame::Data(Data {
+            stream: id,
+            fin: true,
+            payload: Bytes::from(payload.clone()),
+        });
+        let wire = frame.to_bytes();
+        let mut decoder = FrameDecoder::new(1024);
+        assert_eq!(decoder.data_in_progress(), None);
+
+        // Header and 30 payload bytes: the 30 come out as a part, no FIN.
+        let mut src = BytesMut::from(&wire[..HEADER_LEN + 30]);
+        assert_eq!(decoder.decode_next(&mut src), Ok(None));
+        assert_eq!(decoder.data_in_progress(), Some((id, 100)));
+        let part = decoder.take_data_part(&mut src).unwrap();
+        assert_eq!((part.stream, part.fin), (id, false));
+        assert_eq!(&part.payload[..], &payload[..30]);
+        assert!(src.is_empty());
+        assert_eq!(decoder.data_in_progress(), Some((id, 70)));
+        assert_eq!(decoder.take_data_part(&mut src), None, "nothing to take");
+
+        // 50 bytes read elsewhere, then the last 20 through the buffer.
+        assert_eq!(decoder.consume_data_payload(50), None);
+        assert_eq!(decoder.data_in_progress(), Some((id, 20)));
+        let mut src = BytesMut::from(&wire[HEADER_LEN + 80..]);
+        assert_eq!(
+            decoder.take_data_part(&mut src),
+            None,
+            "the whole rest is a frame"
+        );
+        let rest = decoder.decode_next(&mut src).unwrap().unwrap();
+        let Decoded::Frame(Frame::Data(rest)) = rest else {
+            panic!("expected DATA, got {rest:?}");
+        };
+        assert!(rest.fin, "the frame's FIN comes with its last bytes");
+        assert_eq!(&rest.payload[..], &payload[80..]);
+        assert_eq!(decoder.data_in_progress(), None);
+
+        // Completed around the buffer, the frame's FIN is reported.
+        let mut src = BytesMut::from(&wire[..HEADER_LEN]);
+        assert_eq!(decoder.decode_next(&mut src), Ok(None));
+        assert_eq!(decoder.consume_data_payload(99), None);
+        assert_eq!(decoder.consume_data_payload(1), Some(true));
+        assert_eq!(decoder.data_in_progress(), None);
+    }
+
+    #[test]
+    fn only_data_payloads_are_taken_in_parts() {
+        let ping = Frame::Ping(crate::frame::Ping {
+            ack: false,
+            payload: [1; 8],
+        });
+        let wire = ping.to_bytes();
+        let mut decoder = FrameDecoder::new(1024);
+        let mut src = BytesMut::from(&wire[..HEADER_LEN + 3]);
+        assert_eq!(decoder.decode_next(&mut src), Ok(None));
+        assert_eq!(decoder.data_in_progress(), None);
+        assert_eq!(decoder.take_data_part(&mut src), None);
+        assert_eq!(src.len(), 3);
     }
 
     #[test]
