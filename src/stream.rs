@@ -291,8 +291,8 @@ impl MuxRecv {
                 Ok(ReadOutcome::Blocked) => {
                     // The rest of a large DATA payload for this stream
                     // goes straight into the caller's buffer.
-                    if shared.read_payload_direct(&mut inner, id, buf) > 0 {
-                        copied = true;
+                    if let Some(n) = shared.read_payload_direct(&mut inner, id, buf) {
+                        copied |= n > 0;
                         continue;
                     }
                     if !self.wait(&mut inner, cx, &mut tries) {

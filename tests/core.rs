@@ -1577,3 +1577,37 @@ fn a_payload_read_directly_beyond_the_stream_credit_is_a_flow_control_error() {
     assert_eq!(violation_code(&server), Some(ErrorCode::FLOW_CONTROL_ERROR));
     assert_eq!(server.direct_payload(id), 0);
 }
+
+#[test]
+fn a_data_frame_beyond_the_credit_fails_at_its_first_part() {
+    let now = std::time::Instant::now();
+    let mut server = server_after(&[settings(), data(1, 10)]);
+    let id = server.accept().expect("stream 1");
+    read_available(&mut server, id);
+    let window = Config::default().stream_window() as usize;
+    let max = Config::default().max_frame_payload() as usize;
+    // Read, so credit is released, but never announced to the peer.
+    let mut rest = window - 10 - 1000;
+    while rest > 0 {
+        let len = rest.min(max);
+        let mut input = BytesMut::new();
+        data(1, len).encode(&mut input);
+        server.handle_input(now, &mut input);
+        rest -= read_available(&mut server, id).0.len();
+    }
+    assert!(server.error().is_none());
+    // 5000 bytes announced where 1000 are left: refused on the header's
+    // length, with only 10 bytes of the frame here.
+    server.handle_input(now, &mut data_start(1, 5000, false, 10));
+    assert_eq!(violation_code(&server), Some(ErrorCode::FLOW_CONTROL_ERROR));
+    assert_eq!(read_available_or_error(&mut server, id), 0);
+}
+
+/// Bytes readable from `id` before the stream reports an error.
+fn read_available_or_error(conn: &mut Connection, id: StreamId) -> usize {
+    let mut n = 0;
+    while let Ok(ReadOutcome::Data(b)) = conn.read(id, usize::MAX) {
+        n += b.len();
+    }
+    n
+}

@@ -275,6 +275,37 @@ async fn a_large_write_without_credit_waits_for_it_uncopied_and_probes() {
     assert_eq!(w.stats().unwrap().send_buffered, 100);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_writer_that_waited_for_credit_and_finished_stops_probing() {
+    let (a, b) = tokio::io::duplex(1 << 20);
+    let window = 64 * 1024;
+    let config = Config::builder()
+        .stream_window(window as u32)
+        .build()
+        .unwrap();
+    let server = tokio::spawn(Session::server(Choppy { io: b, calls: 0 }, config.clone()));
+    let client = Session::client(Choppy { io: a, calls: 0 }, config)
+        .await
+        .unwrap();
+    let server = server.await.unwrap().unwrap();
+    let data = payload(12, 2 * window);
+    let (_r, mut w) = client.open().await.unwrap().split();
+    w.write_all(&data[..window]).await.unwrap();
+    // Accepted once the window's worth went out (never read).
+    let _peer = server.accept().await.unwrap().unwrap();
+    // Gives up waiting for credit, then finishes.
+    let waited = tokio::time::timeout(Duration::from_secs(3), w.write(&data[window..])).await;
+    assert!(waited.is_err());
+    assert!(client.stats().probes_sent >= 1);
+    w.shutdown().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let probes = client.stats().probes_sent;
+    // SPEC §8.4: no BLOCKED once finished; nothing is blocked.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(client.stats().probes_sent, probes);
+    assert_eq!(w.stats().unwrap().send_buffered, 0);
+}
+
 /// Sends `data` on a new stream of `client` in writes of `write` bytes;
 /// `server` reads it with buffers cycling through `reads`. Both sides'
 /// counters must agree afterwards.

@@ -93,20 +93,49 @@ impl Connection {
     }
 
     /// Delivers the part of an incomplete DATA payload that `buf` holds,
-    /// for a stream that is being read: its reader gets the bytes now, and
-    /// the rest may then be read straight into the reader's buffer (see
-    /// [`commit_direct_payload`](Connection::commit_direct_payload)).
-    /// Frames for streams in any other state stay whole, as before.
+    /// for an open stream still receiving: its reader gets the bytes now,
+    /// and the rest may then be read straight into the reader's buffer
+    /// (see [`commit_direct_payload`](Connection::commit_direct_payload)).
+    /// Frames for streams in any other state (including the frame that
+    /// opens a stream) stay whole, as before.
     fn take_data_part(&mut self, now: Instant, buf: &mut BytesMut) {
-        let Some((id, _)) = self.decoder.data_in_progress() else {
+        let Some((id, rest)) = self.decoder.data_in_progress() else {
             return;
         };
-        if !self.streams.get(&id).is_some_and(|s| s.takes_data()) {
+        if buf.is_empty() || !self.streams.get(&id).is_some_and(|s| s.takes_data()) {
+            return;
+        }
+        if !self.whole_frame_fits(id, rest) {
+            buf.clear();
             return;
         }
         if let Some(part) = self.decoder.take_data_part(buf) {
             self.on_data(now, part);
         }
+    }
+
+    /// Before any part of a DATA frame is handed out: its whole length
+    /// must be within the credit announced (SPEC §9.3), as it would be
+    /// checked on the complete frame, so credit announced while the frame
+    /// arrives cannot cover a frame sent beyond it. Fails the connection
+    /// with FLOW_CONTROL_ERROR otherwise.
+    fn whole_frame_fits(&mut self, id: StreamId, rest: usize) -> bool {
+        if self.decoder.data_part_taken() {
+            return true;
+        }
+        let n = rest as u64;
+        if let Err(err) = self.conn_recv.check(n) {
+            self.protocol_error(ErrorCode::FLOW_CONTROL_ERROR, format!("connection {err}"));
+            return false;
+        }
+        let Some(stream) = self.streams.get(&id) else {
+            return false;
+        };
+        if let Err(err) = stream.recv_credit.check(n) {
+            self.protocol_error(ErrorCode::FLOW_CONTROL_ERROR, format!("stream {id}: {err}"));
+            return false;
+        }
+        true
     }
 
     /// How many bytes of stream `id` the caller may read from the
@@ -135,7 +164,8 @@ impl Connection {
     /// delivered: they break the peer's credit (the connection fails with
     /// FLOW_CONTROL_ERROR, as it would for the frame).
     pub fn commit_direct_payload(&mut self, now: Instant, id: StreamId, n: usize) -> bool {
-        if n == 0 || n > self.direct_payload(id) {
+        let rest = self.direct_payload(id);
+        if n == 0 || n > rest || !self.whole_frame_fits(id, rest) {
             return false;
         }
         self.now = now;
@@ -581,16 +611,10 @@ impl Connection {
         stream.peer_frame(now);
         let answers_probe = std::mem::take(&mut stream.blocked_unanswered);
         if stream.send_credit.raise(update.limit) {
-            if let Some(probe) = stream.probe.take() {
-                let blocked = now.saturating_duration_since(probe.since);
-                stream.stats.blocked_on_stream_ns = stream
-                    .stats
-                    .blocked_on_stream_ns
-                    .saturating_add(u64::try_from(blocked.as_nanos()).unwrap_or(u64::MAX));
-                if stream.half_closed_at.is_none() {
-                    self.probing.remove(&id);
-                }
-            }
+            self.end_stream_probe(now, id);
+            let Some(stream) = self.streams.get_mut(&id) else {
+                return;
+            };
             // A large write waits for credit with nothing buffered (see
             // `wait_for_credit`); buffered bytes wake it as they go out.
             let wake_writer = stream.writer_waiting && stream.send_buffered == 0;
@@ -828,6 +852,24 @@ impl Connection {
             self.stats.zero_window_events += 1;
             self.probing.insert(id, ());
             self.arm_probe_timer(now + interval);
+        }
+    }
+
+    /// Ends the zero-window probe of stream `id`, if one runs: credit
+    /// came, or nothing is left to send (SPEC §11.1).
+    pub(super) fn end_stream_probe(&mut self, now: Instant, id: StreamId) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if let Some(probe) = stream.probe.take() {
+            let blocked = now.saturating_duration_since(probe.since);
+            stream.stats.blocked_on_stream_ns = stream
+                .stats
+                .blocked_on_stream_ns
+                .saturating_add(u64::try_from(blocked.as_nanos()).unwrap_or(u64::MAX));
+            if stream.half_closed_at.is_none() {
+                self.probing.remove(&id);
+            }
         }
     }
 

@@ -248,6 +248,10 @@ impl Connection {
                 self.schedule_data(id);
             }
             if fin {
+                // A writer that waited for credit with nothing buffered
+                // and then finished leaves a probe behind: nothing is
+                // blocked any more (SPEC §8.4: no BLOCKED once finished).
+                self.end_stream_probe(now, id);
                 self.watch_half_close(now, id);
                 self.wake(id);
                 self.maybe_reap(id);

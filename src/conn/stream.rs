@@ -179,14 +179,14 @@ impl StreamState {
         self.reset.is_some() || (self.fin_received && self.recv_buf.is_empty())
     }
 
-    /// Closed in the sense of SPEC §8.3: reset, or both FINs exchanged
-    /// (unread data may remain). Frames from the peer are then ignored.
     /// Still receiving DATA for a reader: not reset, not finished, not
     /// discarding.
     pub(crate) fn takes_data(&self) -> bool {
         self.reset.is_none() && !self.fin_received && !self.recv_discard
     }
 
+    /// Closed in the sense of SPEC §8.3: reset, or both FINs exchanged
+    /// (unread data may remain). Frames from the peer are then ignored.
     pub(crate) fn is_closed(&self) -> bool {
         self.reset.is_some() || (self.fin_sent && self.fin_received)
     }

@@ -153,52 +153,56 @@ impl Shared {
     /// from the transport straight into `buf`, if the core allows it (see
     /// `Connection::direct_payload`), the caller has room for at least
     /// `DIRECT_PAYLOAD_MIN` bytes, and no earlier input waits in the read
-    /// buffer. Returns the bytes placed in `buf`; 0 means the caller goes
-    /// the usual way (and the read side may have registered the shared
-    /// waker, as the usual way does).
+    /// buffer.
+    ///
+    /// `Some(n)`: the read was made and handled; `n` bytes were placed in
+    /// `buf` (0 if the transport ended or failed, or the bytes broke the
+    /// peer's credit: the caller looks at its stream again and finds
+    /// why). `None`: the caller goes the usual way (the read side may have
+    /// registered the shared waker, as the usual way does).
     pub(crate) fn read_payload_direct(
         &self,
         inner: &mut Inner,
         id: StreamId,
         buf: &mut ReadBuf<'_>,
-    ) -> usize {
+    ) -> Option<usize> {
         if inner.driver_done {
-            return 0;
+            return None;
         }
         let want = inner.conn.direct_payload(id).min(buf.remaining());
         if want < DIRECT_PAYLOAD_MIN {
-            return 0;
+            return None;
         }
-        let Some(mut reader) = self.try_reader() else {
-            return 0;
-        };
+        let mut reader = self.try_reader()?;
         if reader.closed || !reader.buf.is_empty() {
-            return 0;
+            return None;
         }
         let mut cx = Context::from_waker(&self.read_waker);
-        let mut dst = ReadBuf::new(&mut buf.initialize_unfilled_to(want)[..want]);
+        // Zeroes the caller's bytes only where they were never
+        // initialised (`read` into a slice: never).
+        let mut dst = ReadBuf::new(buf.initialize_unfilled_to(want));
         let read = match reader.io.as_mut().poll_read(&mut cx, &mut dst) {
-            Poll::Pending => return 0,
+            Poll::Pending => return None,
             Poll::Ready(Ok(())) => dst.filled().len(),
             Poll::Ready(Err(err)) => {
                 reader.feed(inner, super::now(), Err(err));
                 inner.owe_driver_turn();
-                return 0;
+                return Some(0);
             }
         };
         if read == 0 {
             reader.feed(inner, super::now(), Ok(0));
             inner.owe_driver_turn();
-            return 0;
+            return Some(0);
         }
         let delivered = inner.conn.commit_direct_payload(super::now(), id, read);
         inner.dispatch();
         inner.after_task_change();
         if !delivered {
-            return 0;
+            return Some(0);
         }
         buf.advance(read);
-        read
+        Some(read)
     }
 }
 

@@ -205,15 +205,6 @@ pub(crate) struct Reader {
     pub(crate) io: Pin<Box<dyn AsyncRead + Send>>,
     /// Bytes read and not yet decoded (a partial frame).
     pub(crate) buf: BytesMut,
-    /// Bytes made room for before a read: READ_CHUNK, or room for four of
-    /// the largest frames this side accepts if that is more (up to
-    /// MAX_READ_CHUNK). Reserving moves a partial frame to the front of the
-    /// buffer; with room for several frames that copy stays a small share
-    /// of the bytes read (with 64 KiB frames and a 64 KiB chunk it was
-    /// about every byte again, and 100 streams ran at less than half
-    /// speed). DATA for a stream being read is never carried: the core
-    /// takes the part a read brought.
-    pub(crate) chunk: usize,
     /// The transport reported its end or an error.
     pub(crate) closed: bool,
 }
@@ -283,17 +274,13 @@ impl Shared {
         read: Pin<Box<dyn AsyncRead + Send>>,
         write: Pin<Box<dyn AsyncWrite + Send>>,
     ) -> Shared {
-        let max_frame = conn.config().max_frame_payload() as usize;
-        let chunk = (4 * (max_frame + crate::frame::HEADER_LEN))
-            .clamp(super::READ_CHUNK, super::MAX_READ_CHUNK);
         let read_wake = Arc::new(ReadWake::default());
         let direct_writes = write.is_write_vectored();
         Shared {
             direct_writes,
             reader: Mutex::new(Reader {
                 io: read,
-                buf: BytesMut::with_capacity(chunk),
-                chunk,
+                buf: BytesMut::with_capacity(super::READ_CHUNK),
                 closed: false,
             }),
             read_waker: Waker::from(read_wake.clone()),
@@ -330,8 +317,8 @@ impl Reader {
     /// Reads what the transport has into the buffer, with `waker` (the
     /// shared read waker) registered if it has nothing.
     pub(crate) fn poll_fill(&mut self, waker: &Waker) -> Poll<io::Result<usize>> {
-        if self.buf.capacity() - self.buf.len() < self.chunk / 4 {
-            self.buf.reserve(self.chunk);
+        if self.buf.capacity() - self.buf.len() < super::READ_CHUNK / 4 {
+            self.buf.reserve(super::READ_CHUNK);
         }
         let mut cx = Context::from_waker(waker);
         tokio_util::io::poll_read_buf(self.io.as_mut(), &mut cx, &mut self.buf)

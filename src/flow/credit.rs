@@ -39,6 +39,14 @@ impl RecvCredit {
     /// Accounts for `n` arriving units. Fails if they go past the announced
     /// limit; the caller treats that as FLOW_CONTROL_ERROR (SPEC §9.3).
     pub fn receive(&mut self, n: u64) -> Result<(), CreditError> {
+        self.check(n)?;
+        self.received += n;
+        Ok(())
+    }
+
+    /// Whether `n` more units would stay within the announced limit, as
+    /// [`receive`](Self::receive) checks, without accounting for them.
+    pub fn check(&self, n: u64) -> Result<(), CreditError> {
         let attempted = self.received.saturating_add(n);
         if attempted > self.announced {
             return Err(CreditError {
@@ -46,7 +54,6 @@ impl RecvCredit {
                 limit: self.announced,
             });
         }
-        self.received = attempted;
         Ok(())
     }
 

@@ -41,6 +41,9 @@ enum State {
 pub struct FrameDecoder {
     max_payload: u32,
     state: State,
+    /// Payload bytes of the DATA frame in progress handed out before the
+    /// frame completed (parts, or bytes read around the decoder).
+    data_taken: u32,
 }
 
 impl FrameDecoder {
@@ -50,6 +53,7 @@ impl FrameDecoder {
         FrameDecoder {
             max_payload,
             state: State::Header,
+            data_taken: 0,
         }
     }
 
@@ -87,6 +91,7 @@ impl FrameDecoder {
                     let header = Header::decode(&raw)?;
                     let kind = self.check_header(&header)?;
                     src.advance(HEADER_LEN);
+                    self.data_taken = 0;
                     self.state = match kind {
                         Some(kind) => State::Payload(header, kind),
                         None => State::Skip {
@@ -131,6 +136,15 @@ impl FrameDecoder {
         }
     }
 
+    /// True once part of the DATA payload in progress was handed out
+    /// ([`take_data_part`](Self::take_data_part),
+    /// [`consume_data_payload`](Self::consume_data_payload)). Before that,
+    /// [`data_in_progress`](Self::data_in_progress) gives the frame's whole
+    /// length, which flow control checks at once (SPEC §9.3).
+    pub fn data_part_taken(&self) -> bool {
+        self.data_taken > 0
+    }
+
     /// Takes the part of a DATA payload that `src` holds, if the frame is
     /// still incomplete: returned as a DATA frame without FIN, while the
     /// decoder waits for the rest (which then carries the frame's FIN).
@@ -146,6 +160,7 @@ impl FrameDecoder {
             return None;
         }
         header.len -= n as u32;
+        self.data_taken += n as u32;
         self.state = State::Payload(header, FrameKind::Data);
         Some(Data {
             stream: header.stream,
@@ -169,6 +184,7 @@ impl FrameDecoder {
         };
         assert!(n <= header.len as usize, "more than the payload's rest");
         header.len -= n as u32;
+        self.data_taken += n as u32;
         if header.len == 0 {
             self.state = State::Header;
             Some(header.flags & Data::FLAG_FIN != 0)
