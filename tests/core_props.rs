@@ -701,7 +701,29 @@ impl Sim {
         let peer_finished = self.streams[1 - who]
             .get(&id)
             .is_some_and(|m| m.finished || m.released);
-        let result = self.conn(who).read(id, max);
+        let mut result = self.conn(who).read(id, max);
+        if matches!(result, Ok(ReadOutcome::Blocked)) && max % 2 == 1 {
+            // Odd-sized reads (half the random ones, and the unbounded
+            // reads that drain every stream at the end) take the rest of a DATA payload in progress
+            // straight off the wire, as a reader with its own buffer does.
+            let rest = self.conn(who).direct_payload(id).min(max);
+            let wire = if who == CLIENT {
+                &mut self.pair.to_client
+            } else {
+                &mut self.pair.to_server
+            };
+            if let Some(bytes) = wire.take_direct(rest) {
+                let now = self.pair.now;
+                prop_assert!(
+                    self.conn(who).commit_direct_payload(now, id, bytes.len()),
+                    "side {} stream {}: {} direct bytes refused",
+                    who,
+                    id,
+                    bytes.len()
+                );
+                result = Ok(ReadOutcome::Data(bytes));
+            }
+        }
         let out = match result {
             Ok(ReadOutcome::Data(bytes)) => {
                 let m = self.model(who, id);

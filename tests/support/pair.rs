@@ -38,6 +38,19 @@ impl Wire {
         }
     }
 
+    /// Up to `max` bytes taken off the front of what is in flight, as a
+    /// receiver reading the transport straight into its own buffer would
+    /// (`Connection::direct_payload`); `None` while delivered input waits
+    /// to be handled or nothing is in flight.
+    #[allow(dead_code)]
+    pub fn take_direct(&mut self, max: usize) -> Option<bytes::Bytes> {
+        if !self.received.is_empty() || self.inflight.is_empty() || max == 0 {
+            return None;
+        }
+        let n = max.min(self.inflight.len());
+        Some(self.inflight.split_to(n).freeze())
+    }
+
     fn push(&mut self, bytes: &[u8]) {
         let mut bytes = bytes;
         if self.preface_left > 0 {
