@@ -12,7 +12,9 @@
 //!   garbage bytes, or end of input;
 //! - application calls on the streams the application holds (accepted or
 //!   opened): accept, open, write, write_bytes, finish, read, reset, release,
-//!   stop_reading, ping, close;
+//!   stop_reading, ping, close; an odd-sized read that finds nothing
+//!   buffered takes the rest of a DATA payload in progress straight from the
+//!   undelivered input (`direct_payload`, `commit_direct_payload`);
 //! - virtual time advancing, then `handle_timeout`;
 //! - `poll_transmit` with an arbitrary byte budget, then `poll_event` drained.
 //!
@@ -324,7 +326,11 @@ impl Harness {
         }
         self.inbuf.extend_from_slice(&piece);
         self.conn.handle_input(self.now, &mut self.inbuf);
-        // Whole frames were processed: their grants are known to the SUT.
+        self.learn_grants();
+    }
+
+    /// Whole frames were processed: their grants are known to the SUT.
+    fn learn_grants(&mut self) {
         while let Some((end, _)) = self.pending_grants.front() {
             if *end > self.delivered {
                 break;
@@ -550,7 +556,40 @@ impl Harness {
         }
         let id = self.handles[i].id;
         let max = usize::from(max);
-        if let Ok(ReadOutcome::Data(bytes)) = self.conn.read(id, max) {
+        let mut got = match self.conn.read(id, max) {
+            Ok(ReadOutcome::Data(bytes)) => Some(bytes),
+            _ => None,
+        };
+        let room = max.max(1) - got.as_ref().map_or(0, Bytes::len);
+        if max % 2 == 1 && room > 0 && self.inbuf.is_empty() {
+            // Odd-sized reads then take the rest of a DATA payload in
+            // progress straight from the undelivered input, as a reader
+            // reading the transport into its own buffer does.
+            let n = self
+                .conn
+                .direct_payload(id)
+                .min(room)
+                .min(self.pending.len());
+            if n > 0 {
+                let direct = self.pending.split_to(n).freeze();
+                self.delivered += n as u64;
+                if !self.conn.is_finished() {
+                    self.received += n as u64;
+                }
+                if self.conn.commit_direct_payload(self.now, id, n) {
+                    let mut all = got.map(|b| b.to_vec()).unwrap_or_default();
+                    all.extend_from_slice(&direct);
+                    got = Some(Bytes::from(all));
+                } else {
+                    assert!(
+                        self.conn.error().is_some(),
+                        "direct payload bytes refused without a connection error"
+                    );
+                }
+                self.learn_grants();
+            }
+        }
+        if let Some(bytes) = got {
             assert!(!bytes.is_empty(), "read returned empty Data");
             assert!(bytes.len() <= max.max(1), "read returned more than asked");
             let off = self.read.entry(id).or_insert(0);

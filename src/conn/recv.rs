@@ -165,12 +165,16 @@ impl Connection {
     /// FLOW_CONTROL_ERROR, as it would for the frame).
     pub fn commit_direct_payload(&mut self, now: Instant, id: StreamId, n: usize) -> bool {
         let rest = self.direct_payload(id);
-        if n == 0 || n > rest || !self.whole_frame_fits(id, rest) {
+        if n == 0 || n > rest {
             return false;
         }
         self.now = now;
         self.touch(now);
+        // Read from the transport, whatever becomes of them.
         self.stats.transport_bytes_received += n as u64;
+        if !self.whole_frame_fits(id, rest) {
+            return false;
+        }
         let done = self.decoder.consume_data_payload(n);
         let n = n as u64;
         // SPEC §9.3: connection credit first, then stream credit.
