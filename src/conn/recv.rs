@@ -11,13 +11,32 @@ use super::timer::Timer;
 use super::{Connection, Phase};
 use crate::error::{ConnectionError, Initiator};
 use crate::frame::{
-    Blocked, BlockedOn, Data, Decoded, ErrorCode, Frame, GoAway, MAX_STREAMS, PREFACE_LEN,
-    PrefaceError, Reset, StreamId, WindowUpdate, decode_preface,
+    Blocked, BlockedOn, Decoded, ErrorCode, Frame, GoAway, MAX_STREAMS, PREFACE_LEN, PrefaceError,
+    Reset, StreamId, WindowUpdate, decode_preface,
 };
 
 /// Received payloads smaller than this are copied out of the read buffer,
 /// so a small retained chunk cannot pin a large read allocation.
 const COPY_BELOW: usize = 4096;
+
+/// A DATA payload as it reaches [`Connection::on_data`].
+enum Payload {
+    /// Bytes for the stream's receive buffer.
+    Buffered(Bytes),
+    /// This many bytes, read from the transport straight into the
+    /// reader's buffer (see `commit_direct_payload`): the application has
+    /// them already.
+    Delivered(u64),
+}
+
+impl Payload {
+    fn len(&self) -> u64 {
+        match self {
+            Payload::Buffered(bytes) => bytes.len() as u64,
+            Payload::Delivered(n) => *n,
+        }
+    }
+}
 
 /// GOAWAY frames accepted per connection (SPEC §16.1); a conformant peer
 /// sends at most 5 (§13.2).
@@ -110,7 +129,7 @@ impl Connection {
             return;
         }
         if let Some(part) = self.decoder.take_data_part(buf) {
-            self.on_data(now, part);
+            self.on_data(now, id, false, Payload::Buffered(part.payload));
         }
     }
 
@@ -176,41 +195,14 @@ impl Connection {
             return false;
         }
         let done = self.decoder.consume_data_payload(n);
-        let n = n as u64;
-        // SPEC §9.3: connection credit first, then stream credit.
-        if let Err(err) = self.conn_recv.receive(n) {
-            self.protocol_error(ErrorCode::FLOW_CONTROL_ERROR, format!("connection {err}"));
-            return false;
-        }
-        self.stats.data_bytes_received += n;
-        let Some(stream) = self.streams.get_mut(&id) else {
-            return false;
-        };
-        stream.peer_frame(now);
-        if let Err(err) = stream.recv_credit.receive(n) {
-            self.protocol_error(ErrorCode::FLOW_CONTROL_ERROR, format!("stream {id}: {err}"));
-            return false;
-        }
-        // SPEC §9.4: released as the application has them.
-        if stream.recv_credit.release(n) {
-            stream.owe_window_update = true;
-            self.queue_control(id);
-        }
-        self.release_conn_credit(n);
-        if let Some(fin) = done {
+        if done.is_some() {
             self.stats.frames_received += 1;
-            if fin {
-                self.on_data(
-                    now,
-                    Data {
-                        stream: id,
-                        fin: true,
-                        payload: Bytes::new(),
-                    },
-                );
-            }
         }
-        true
+        let fin = done == Some(true);
+        self.on_data(now, id, fin, Payload::Delivered(n as u64));
+        // `direct_payload` said the stream takes data: only a credit
+        // violation, which fails the connection, keeps the bytes back.
+        self.error.is_none()
     }
 
     /// The transport reached end of file.
@@ -359,7 +351,9 @@ impl Connection {
                 self.owed.settings_ack = true;
                 self.check_established();
             }
-            Frame::Data(data) => self.on_data(now, data),
+            Frame::Data(data) => {
+                self.on_data(now, data.stream, data.fin, Payload::Buffered(data.payload))
+            }
             Frame::WindowUpdate(update) => self.on_window_update(now, update),
             Frame::MaxStreams(max) => {
                 let limit = max.count.min(u64::from(MAX_STREAMS.max));
@@ -405,12 +399,11 @@ impl Connection {
         }
     }
 
-    fn on_data(&mut self, now: Instant, data: Data) {
-        let id = data.stream;
-        let n = data.payload.len() as u64;
+    fn on_data(&mut self, now: Instant, id: StreamId, fin: bool, payload: Payload) {
+        let n = payload.len();
         // SPEC §16.1: empty DATA without FIN that opens no stream does
         // nothing, whatever the state of its stream.
-        let no_op = n == 0 && !data.fin;
+        let no_op = n == 0 && !fin;
         let mut opened = false;
         if !self.streams.contains_key(&id) {
             if self.is_idle(id) {
@@ -460,7 +453,7 @@ impl Connection {
                 stream.owe_window_update = true;
                 self.queue_control(id);
             }
-            if data.fin {
+            if fin {
                 if let Some(stream) = self.streams.get_mut(&id) {
                     stream.fin_received = true;
                     stream.half_closed_at = None;
@@ -484,15 +477,25 @@ impl Connection {
             self.protocol_error(ErrorCode::FLOW_CONTROL_ERROR, format!("stream {id}: {err}"));
             return;
         }
-        if n > 0 {
-            let payload = if data.payload.len() < COPY_BELOW {
-                Bytes::copy_from_slice(&data.payload)
-            } else {
-                data.payload
-            };
-            stream.recv_buf.push_back(payload);
+        let delivered = matches!(payload, Payload::Delivered(_));
+        let mut owe_update = false;
+        match payload {
+            Payload::Buffered(bytes) if n > 0 => {
+                let bytes = if bytes.len() < COPY_BELOW {
+                    Bytes::copy_from_slice(&bytes)
+                } else {
+                    bytes
+                };
+                stream.recv_buf.push_back(bytes);
+            }
+            Payload::Buffered(_) => {}
+            Payload::Delivered(_) => {
+                // SPEC §9.4: released as the application has them.
+                owe_update = stream.recv_credit.release(n);
+                stream.owe_window_update |= owe_update;
+            }
         }
-        if data.fin {
+        if fin {
             stream.fin_received = true;
             stream.half_closed_at = None;
             if stream.probe.is_none() {
@@ -500,10 +503,19 @@ impl Connection {
                 self.probing.remove(&id);
             }
         }
+        if delivered {
+            if owe_update {
+                self.queue_control(id);
+            }
+            self.release_conn_credit(n);
+        }
         if no_op && !opened {
             self.count_flood(now, Flood::EmptyData);
         }
-        self.wake(id);
+        // Delivered bytes are with the reader already; only their FIN is news.
+        if !delivered || fin {
+            self.wake(id);
+        }
     }
 
     /// SPEC §16.1: DATA on a closed stream counts as a frame on a closed

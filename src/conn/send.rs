@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::stream::Queued;
+use super::stream::{Queued, StreamState};
 use super::transmit::TransmitBuf;
 use super::{Connection, Phase};
 use crate::frame::StreamId;
@@ -273,23 +273,13 @@ impl Connection {
     /// its bytes stay in order; and within the stream's and the
     /// connection's credit.
     pub fn direct_allowance(&self, id: StreamId) -> usize {
-        if !matches!(self.phase, Phase::Open | Phase::Draining)
-            || self.peer.is_none()
-            || self.error.is_some()
-            || self.wants_transmit()
-            || !self.conn_blocked_queue.is_empty()
-        {
+        if self.wants_transmit() || !self.conn_blocked_queue.is_empty() {
             return 0;
         }
-        let Some(stream) = self.streams.get(&id) else {
+        let Some(stream) = self.direct_sender(id) else {
             return 0;
         };
-        if stream.reset.is_some()
-            || stream.fin_queued
-            || stream.needs_open
-            || stream.send_buffered > 0
-            || stream.queued != Queued::No
-        {
+        if stream.queued != Queued::No {
             return 0;
         }
         stream
@@ -311,28 +301,38 @@ impl Connection {
     /// buffered, where they coalesce into full frames.
     pub fn wait_for_credit(&mut self, id: StreamId, len: usize) -> bool {
         let full_frame = self.peer_max_frame_payload().min(QUEUED_FRAME_MAX);
-        if full_frame == 0
-            || len < full_frame
-            || !matches!(self.phase, Phase::Open | Phase::Draining)
-            || self.error.is_some()
+        if len < full_frame
+            || self
+                .direct_sender(id)
+                .is_none_or(|stream| stream.send_credit.available() > 0)
         {
             return false;
         }
         let Some(stream) = self.streams.get_mut(&id) else {
             return false;
         };
-        if stream.reset.is_some()
-            || stream.fin_queued
-            || stream.needs_open
-            || stream.send_buffered > 0
-            || stream.send_credit.available() > 0
-        {
-            return false;
-        }
         stream.writer_waiting = true;
         let now = self.now;
         self.start_stream_probe(now, id);
         true
+    }
+
+    /// Stream `id`, if its bytes could go out from the writer's own
+    /// buffer: the connection is open and knows the peer, and the stream
+    /// is announced, not finished or reset, with nothing buffered ahead.
+    fn direct_sender(&self, id: StreamId) -> Option<&StreamState> {
+        if !matches!(self.phase, Phase::Open | Phase::Draining)
+            || self.peer.is_none()
+            || self.error.is_some()
+        {
+            return None;
+        }
+        self.streams.get(&id).map(Box::as_ref).filter(|stream| {
+            stream.reset.is_none()
+                && !stream.fin_queued
+                && !stream.needs_open
+                && stream.send_buffered == 0
+        })
     }
 
     /// The largest DATA payload the peer accepts in one frame.

@@ -183,18 +183,15 @@ impl Shared {
         let mut dst = ReadBuf::new(buf.initialize_unfilled_to(want));
         let read = match reader.io.as_mut().poll_read(&mut cx, &mut dst) {
             Poll::Pending => return None,
-            Poll::Ready(Ok(())) => dst.filled().len(),
-            Poll::Ready(Err(err)) => {
-                reader.feed(inner, super::now(), Err(err));
+            Poll::Ready(Ok(())) if !dst.filled().is_empty() => dst.filled().len(),
+            Poll::Ready(end) => {
+                // The end of the transport, or its failure: handled as
+                // the driver would, which then ends the connection.
+                reader.feed(inner, super::now(), end.map(|()| 0));
                 inner.owe_driver_turn();
                 return Some(0);
             }
         };
-        if read == 0 {
-            reader.feed(inner, super::now(), Ok(0));
-            inner.owe_driver_turn();
-            return Some(0);
-        }
         let delivered = inner.conn.commit_direct_payload(super::now(), id, read);
         inner.dispatch();
         inner.after_task_change();
