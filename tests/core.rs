@@ -1505,12 +1505,18 @@ fn data_start(stream: u32, len: usize, fin: bool, first: usize) -> BytesMut {
     input
 }
 
-#[test]
-fn a_large_payload_is_delivered_in_parts_and_its_rest_read_directly() {
-    let now = std::time::Instant::now();
+/// A server whose peer opened stream 1 with 10 bytes, read already.
+fn server_reading_stream_1() -> (Connection, StreamId) {
     let mut server = server_after(&[settings(), data(1, 10)]);
     let id = server.accept().expect("stream 1");
     assert_eq!(read_available(&mut server, id).0.len(), 10);
+    (server, id)
+}
+
+#[test]
+fn a_large_payload_is_delivered_in_parts_and_its_rest_read_directly() {
+    let now = std::time::Instant::now();
+    let (mut server, id) = server_reading_stream_1();
     let before = server.stats();
 
     // Header and 1000 of 50,000 bytes: the 1000 are readable at once.
@@ -1556,9 +1562,7 @@ fn a_large_payload_is_delivered_in_parts_and_its_rest_read_directly() {
 #[test]
 fn a_payload_read_directly_beyond_the_stream_credit_is_a_flow_control_error() {
     let now = std::time::Instant::now();
-    let mut server = server_after(&[settings(), data(1, 10)]);
-    let id = server.accept().expect("stream 1");
-    read_available(&mut server, id);
+    let (mut server, id) = server_reading_stream_1();
     let window = Config::default().stream_window() as usize;
     let max = Config::default().max_frame_payload() as usize;
     // Frames up to the window stay within credit; the one beyond it is
@@ -1581,9 +1585,7 @@ fn a_payload_read_directly_beyond_the_stream_credit_is_a_flow_control_error() {
 #[test]
 fn a_data_frame_beyond_the_credit_fails_at_its_first_part() {
     let now = std::time::Instant::now();
-    let mut server = server_after(&[settings(), data(1, 10)]);
-    let id = server.accept().expect("stream 1");
-    read_available(&mut server, id);
+    let (mut server, id) = server_reading_stream_1();
     let window = Config::default().stream_window() as usize;
     let max = Config::default().max_frame_payload() as usize;
     // Read, so credit is released, but never announced to the peer.

@@ -173,19 +173,25 @@ impl tokio::io::AsyncWrite for Choppy {
     }
 }
 
+/// A session pair over the two ends of a pipe, each wrapped in `Choppy`,
+/// `pipe` bytes of buffer each way.
+async fn choppy_pair(pipe: usize, config: Config) -> (Session, Session) {
+    let (a, b) = tokio::io::duplex(pipe);
+    let server = tokio::spawn(Session::server(Choppy { io: b, calls: 0 }, config.clone()));
+    let client = Session::client(Choppy { io: a, calls: 0 }, config)
+        .await
+        .unwrap();
+    (client, server.await.unwrap().unwrap())
+}
+
 #[tokio::test]
 async fn direct_writes_cut_anywhere_by_the_transport_keep_every_stream_intact() {
-    let (a, b) = tokio::io::duplex(64 * 1024);
     let config = Config::builder()
         .stream_window(64 * 1024)
         .max_frame_payload(4 * 1024)
         .build()
         .unwrap();
-    let server = tokio::spawn(Session::server(Choppy { io: b, calls: 0 }, config.clone()));
-    let client = Session::client(Choppy { io: a, calls: 0 }, config)
-        .await
-        .unwrap();
-    let server = server.await.unwrap().unwrap();
+    let (client, server) = choppy_pair(64 * 1024, config).await;
     let server_task = tokio::spawn(serve_echo(server.clone()));
     // One stream at a time (the direct path needs an otherwise idle
     // connection), then eight at once.
@@ -220,7 +226,6 @@ async fn direct_writes_cut_anywhere_by_the_transport_keep_every_stream_intact() 
 
 #[tokio::test(start_paused = true)]
 async fn a_large_write_without_credit_waits_for_it_uncopied_and_probes() {
-    let (a, b) = tokio::io::duplex(1 << 20);
     let window = 64 * 1024;
     let config = Config::builder()
         .stream_window(window as u32)
@@ -228,11 +233,7 @@ async fn a_large_write_without_credit_waits_for_it_uncopied_and_probes() {
         .build()
         .unwrap();
     // Choppy every seventh call only: 20 KB and more per write otherwise.
-    let server = tokio::spawn(Session::server(Choppy { io: b, calls: 0 }, config.clone()));
-    let client = Session::client(Choppy { io: a, calls: 0 }, config)
-        .await
-        .unwrap();
-    let server = server.await.unwrap().unwrap();
+    let (client, server) = choppy_pair(1 << 20, config).await;
     let data = payload(11, 3 * window);
     let (_r, mut w) = client.open().await.unwrap().split();
     w.write_all(&data[..window]).await.unwrap();
@@ -277,17 +278,12 @@ async fn a_large_write_without_credit_waits_for_it_uncopied_and_probes() {
 
 #[tokio::test(start_paused = true)]
 async fn a_writer_that_waited_for_credit_and_finished_stops_probing() {
-    let (a, b) = tokio::io::duplex(1 << 20);
     let window = 64 * 1024;
     let config = Config::builder()
         .stream_window(window as u32)
         .build()
         .unwrap();
-    let server = tokio::spawn(Session::server(Choppy { io: b, calls: 0 }, config.clone()));
-    let client = Session::client(Choppy { io: a, calls: 0 }, config)
-        .await
-        .unwrap();
-    let server = server.await.unwrap().unwrap();
+    let (client, server) = choppy_pair(1 << 20, config).await;
     let data = payload(12, 2 * window);
     let (_r, mut w) = client.open().await.unwrap().split();
     w.write_all(&data[..window]).await.unwrap();
@@ -362,13 +358,8 @@ async fn large_frames_read_straight_into_the_reader_arrive_intact() {
     )
     .await;
     // Over a pipe that cuts every write anywhere.
-    let (a, b) = tokio::io::duplex(64 * 1024);
     let config = Config::default();
-    let server = tokio::spawn(Session::server(Choppy { io: b, calls: 0 }, config.clone()));
-    let client = Session::client(Choppy { io: a, calls: 0 }, config)
-        .await
-        .unwrap();
-    let server = server.await.unwrap().unwrap();
+    let (client, server) = choppy_pair(64 * 1024, config).await;
     let data = payload(22, 2 << 20);
     one_way(&client, &server, data, 300_000, &[17_000, 200_000, 5]).await;
 }
