@@ -11,6 +11,8 @@
 #   corpus/frame_roundtrip/vec-<file>-<name>  the same file (raw material for
 #                                             the structured input)
 #
+# and every file in regressions/<target>/ is copied to corpus/<target>/reg-<file>.
+#
 # The selector is what fuzz_targets/frame_decoder.rs maps back to the same
 # maximum payload: big-endian u16 `max_payload - 1024` (the target computes
 # 1024 + sel % 64513, so 1024..=65536 round-trips; values outside are
@@ -25,6 +27,24 @@ vectors_dir="${1:-$script_dir/../proto/vectors}"
 corpus_dir="$script_dir/corpus"
 
 mkdir -p "$corpus_dir/frame_decoder" "$corpus_dir/frame_roundtrip"
+
+# Inputs that once crashed a target (regressions/<target>/, kept in git,
+# each also a named test in tests/) join its corpus, so every fuzz run
+# replays them first.
+regressions_dir="$script_dir/regressions"
+if [ -d "$regressions_dir" ]; then
+    reg=0
+    for dir in "$regressions_dir"/*/; do
+        t="$(basename "$dir")"
+        mkdir -p "$corpus_dir/$t"
+        for f in "$dir"*; do
+            [ -f "$f" ] || continue
+            cp "$f" "$corpus_dir/$t/reg-$(basename "$f")"
+            reg=$((reg + 1))
+        done
+    done
+    echo "seed corpus: $reg regression input(s) from $regressions_dir"
+fi
 
 shopt -s nullglob
 files=("$vectors_dir"/*.txt)

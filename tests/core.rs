@@ -11,6 +11,7 @@ use creditmux::conn::{Connection, ReadOutcome, Side, TransmitBuf};
 use creditmux::error::{ConnectionError, Initiator, OpenError, StreamError};
 use creditmux::frame::*;
 use support::pair::Pair;
+use support::raw::Raw;
 
 fn read_available(conn: &mut Connection, id: StreamId) -> (Vec<u8>, bool) {
     let mut out = Vec::new();
@@ -599,72 +600,6 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use creditmux::config::{ConfigError, FloodLimits};
-
-/// One real server core fed hand-made client frames under virtual time.
-struct Raw {
-    conn: Connection,
-    now: Instant,
-    decoder: FrameDecoder,
-    preface_seen: bool,
-    tx: BytesMut,
-}
-
-impl Raw {
-    /// A server that has read the client's preface and then `frames`.
-    fn server(config: Config, frames: &[Frame]) -> Raw {
-        let now = Instant::now();
-        let mut raw = Raw {
-            conn: Connection::new(Side::Server, config, now),
-            now,
-            decoder: FrameDecoder::new((1 << 24) - 1),
-            preface_seen: false,
-            tx: BytesMut::new(),
-        };
-        raw.feed_bytes(&encode_preface());
-        raw.feed(frames);
-        raw
-    }
-
-    fn feed(&mut self, frames: &[Frame]) {
-        let mut input = BytesMut::new();
-        for f in frames {
-            f.encode(&mut input);
-        }
-        self.feed_bytes(&input);
-    }
-
-    fn feed_bytes(&mut self, bytes: &[u8]) {
-        self.conn.handle_input(self.now, &mut BytesMut::from(bytes));
-    }
-
-    /// Every frame the core writes now.
-    fn sent(&mut self) -> Vec<Frame> {
-        let mut buf = TransmitBuf::new();
-        self.conn.poll_transmit(self.now, &mut buf, 1 << 20);
-        self.tx.extend_from_slice(&buf.take_contiguous());
-        if !self.preface_seen && self.tx.len() >= PREFACE_LEN {
-            let _ = self.tx.split_to(PREFACE_LEN);
-            self.preface_seen = true;
-        }
-        let mut frames = Vec::new();
-        while let Ok(Some(decoded)) = self.decoder.decode_next(&mut self.tx) {
-            if let Decoded::Frame(f) = decoded {
-                frames.push(f);
-            }
-        }
-        frames
-    }
-
-    /// Runs the core's timers until `d` of virtual time has passed.
-    fn run_for(&mut self, d: Duration) {
-        let end = self.now + d;
-        while let Some(at) = self.conn.poll_timeout().filter(|&at| at <= end) {
-            self.now = self.now.max(at);
-            self.conn.handle_timeout(self.now);
-        }
-        self.now = end;
-    }
-}
 
 fn id(n: u32) -> StreamId {
     StreamId::new(n).unwrap()

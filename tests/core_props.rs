@@ -453,6 +453,9 @@ impl Ledger {
 struct StreamModel {
     /// Bytes `write` accepted: the pattern offset of the next write.
     written: u64,
+    /// The offset up to which the test itself put this side's pattern on
+    /// the wire, beyond its credit (property 5).
+    injected: u64,
     /// Bytes `read` returned, all checked against the peer's pattern.
     read: u64,
     /// `finish` succeeded.
@@ -486,6 +489,10 @@ struct Sim {
     /// Highest id each side accepted.
     last_accepted: [Option<StreamId>; 2],
     closed: bool,
+    /// The test played a client that broke the server's credit (property
+    /// 5): from then on the server may fail with FLOW_CONTROL_ERROR, the
+    /// client with its GOAWAY, and streams may be reset for DATA after FIN.
+    violated: bool,
     eof: [bool; 2],
     opts: Opts,
     ledger: Option<Rc<RefCell<Ledger>>>,
@@ -497,6 +504,16 @@ fn conn_of(pair: &mut Pair, who: usize) -> &mut Connection {
     } else {
         &mut pair.server
     }
+}
+
+fn is_flow_control_error(err: Option<&ConnectionError>) -> bool {
+    matches!(
+        err,
+        Some(ConnectionError::ProtocolViolation {
+            code: ErrorCode::FLOW_CONTROL_ERROR,
+            ..
+        })
+    )
 }
 
 fn fail(msg: String) -> TestCaseResult {
@@ -529,6 +546,7 @@ impl Sim {
             opened: [Vec::new(), Vec::new()],
             last_accepted: [None, None],
             closed: false,
+            violated: false,
             eof: [false, false],
             opts,
             ledger,
@@ -698,6 +716,9 @@ impl Sim {
         max: usize,
     ) -> Result<Option<usize>, TestCaseError> {
         let peer_written = self.streams[1 - who].get(&id).map_or(0, |m| m.written);
+        let peer_sent = self.streams[1 - who]
+            .get(&id)
+            .map_or(0, |m| m.written.max(m.injected));
         let peer_finished = self.streams[1 - who]
             .get(&id)
             .is_some_and(|m| m.finished || m.released);
@@ -714,14 +735,19 @@ impl Sim {
             };
             if let Some(bytes) = wire.take_direct(rest) {
                 let now = self.pair.now;
-                prop_assert!(
-                    self.conn(who).commit_direct_payload(now, id, bytes.len()),
-                    "side {} stream {}: {} direct bytes refused",
-                    who,
-                    id,
-                    bytes.len()
-                );
-                result = Ok(ReadOutcome::Data(bytes));
+                if self.conn(who).commit_direct_payload(now, id, bytes.len()) {
+                    result = Ok(ReadOutcome::Data(bytes));
+                } else {
+                    // Only a payload beyond the credit is refused.
+                    prop_assert!(
+                        self.violated && is_flow_control_error(self.conn(who).error()),
+                        "side {} stream {}: {} direct bytes refused",
+                        who,
+                        id,
+                        bytes.len()
+                    );
+                    result = self.conn(who).read(id, max);
+                }
             }
         }
         let out = match result {
@@ -741,12 +767,12 @@ impl Sim {
                 );
                 m.read += bytes.len() as u64;
                 prop_assert!(
-                    m.read <= peer_written,
-                    "side {} stream {} read {} bytes, the peer wrote {}",
+                    m.read <= peer_sent,
+                    "side {} stream {} read {} bytes, the peer sent {}",
                     who,
                     id,
                     m.read,
-                    peer_written
+                    peer_sent
                 );
                 Some(bytes.len())
             }
@@ -802,6 +828,14 @@ impl Sim {
     /// protocol complaint between two correct peers.
     fn stream_error(&mut self, who: usize, id: StreamId, err: StreamError) -> TestCaseResult {
         match err {
+            StreamError::Reset {
+                code: ErrorCode::STREAM_CLOSED,
+                ..
+            } if self.violated => {
+                // The injected DATA followed the peer's FIN (SPEC §14).
+                self.model(who, id).reset_seen = true;
+                Ok(())
+            }
             StreamError::Reset { code, initiator } => {
                 prop_assert!(
                     !self.opts.forbid_resets,
@@ -839,7 +873,12 @@ impl Sim {
                 Ok(())
             }
             StreamError::ConnectionLost(e) => {
-                prop_assert!(self.closed, "side {} lost the connection: {}", who, e);
+                prop_assert!(
+                    self.closed || self.violated,
+                    "side {} lost the connection: {}",
+                    who,
+                    e
+                );
                 Ok(())
             }
             StreamError::Finished => fail(format!("side {who} stream {id}: unexpected {err}")),
@@ -899,9 +938,20 @@ impl Sim {
         for who in [CLIENT, SERVER] {
             let config = self.configs[who].clone();
             let closed = self.closed;
+            let violated = self.violated;
             let conn = self.conn(who);
             match conn.error() {
                 None => {}
+                // Property 5: the server refuses the broken credit, the
+                // client learns it from the GOAWAY (or the end of input).
+                Some(e) if violated && who == SERVER && is_flow_control_error(Some(e)) => {}
+                Some(
+                    ConnectionError::ClosedByPeer {
+                        code: ErrorCode::FLOW_CONTROL_ERROR,
+                        ..
+                    }
+                    | ConnectionError::TransportClosed,
+                ) if violated && who == CLIENT => {}
                 Some(
                     ConnectionError::LocallyClosed {
                         code: ErrorCode::NO_ERROR,
@@ -1344,6 +1394,124 @@ proptest! {
             }
             let stats = sim.conn(who).stats();
             prop_assert_eq!(stats.open_streams, 0, "side {} keeps streams", who);
+        }
+    }
+}
+
+// ----- property 5 -----------------------------------------------------------
+
+impl Sim {
+    /// Plays a client that breaks the server's credit: after the pair
+    /// settles, DATA frames the client's core never wrote go onto the wire
+    /// to the server, on the client stream `pick` chooses, `overshoot`
+    /// bytes beyond the credit left for it (the lower of its stream credit,
+    /// while the server still counts it, and the connection credit). The
+    /// payload is the client's pattern at the server's offset, so bytes
+    /// within credit that the server delivers read as the client's; frame
+    /// sizes come from `sizes`, cycled.
+    fn inject_credit_violation(
+        &mut self,
+        pick: &Index,
+        overshoot: u64,
+        sizes: &[u32],
+    ) -> TestCaseResult {
+        self.drive()?;
+        if self.opened[CLIENT].is_empty() || self.pair.server.is_finished() {
+            return Ok(());
+        }
+        let id = self.opened[CLIENT][pick.index(self.opened[CLIENT].len())];
+        let server = &self.pair.server;
+        let conn_left = server.stats().recv_window;
+        let (offset, left) = match server.stream_stats(id) {
+            Some(s) => (s.bytes_received, conn_left.min(s.recv_window)),
+            None => (0, conn_left),
+        };
+        let total = left + overshoot;
+        let max_frame = u64::from(self.configs[SERVER].max_frame_payload());
+        let mut wire = bytes::BytesMut::new();
+        let mut sent = 0u64;
+        let mut i = 0;
+        while sent < total {
+            let size = u64::from(sizes[i % sizes.len()]).clamp(1, max_frame);
+            i += 1;
+            let n = size.min(total - sent);
+            Frame::Data(creditmux::frame::Data {
+                stream: id,
+                fin: false,
+                payload: pattern(key(id, CLIENT), offset + sent, n as usize).into(),
+            })
+            .encode(&mut wire);
+            sent += n;
+        }
+        self.pair.to_server.inflight.extend_from_slice(&wire);
+        // The server may read the bytes within credit as the client's.
+        self.model(CLIENT, id).injected = offset + total;
+        self.violated = true;
+        Ok(())
+    }
+}
+
+proptest! {
+    // 128 cases, ~6 ms each in debug mode: ~0.8 s.
+    #![proptest_config(cases(128))]
+
+    /// A peer that sends beyond the credit it was granted, after random
+    /// traffic, in frames of random sizes delivered in random pieces (so
+    /// the frame that breaks the credit often arrives in parts, and odd
+    /// reads take payloads straight off the wire): after every step the
+    /// connection's unreleased bytes equal its streams' unread bytes
+    /// (SPEC §9.7), the bytes read are the bytes sent within credit, the
+    /// server ends with FLOW_CONTROL_ERROR whenever the connection credit
+    /// was broken, and once everything readable is read and every stream
+    /// released, the server holds no received byte.
+    #[test]
+    fn a_peer_breaking_credit_leaves_every_received_byte_accounted_for(
+        client in config_strategy(),
+        server in config_strategy(),
+        chunk in chunk_strategy(),
+        ops in ops_strategy(ALL_OPS, 60),
+        pick in any::<Index>(),
+        overshoot in prop_oneof![1u64..16, 16u64..70_000],
+        sizes in proptest::collection::vec(1u32..70_000, 1..6),
+    ) {
+        let opts = Opts { forbid_resets: false, ledger: false };
+        let mut sim = Sim::new(client, server, chunk, opts);
+        sim.run(&ops)?;
+        sim.accept_all()?;
+        let conn_left = sim.pair.server.stats().recv_window;
+        sim.inject_credit_violation(&pick, overshoot, &sizes)?;
+        let broke_connection_credit = sim.violated
+            && sim.pair.server.stream_stats(sim.opened[CLIENT][pick.index(sim.opened[CLIENT].len())])
+                .is_none_or(|s| s.recv_window >= conn_left);
+        // Delivered in the chunk's pieces, read as they arrive, with the
+        // server transmitting nothing meanwhile: reads release credit, but
+        // no new limit is announced that would cover the injected bytes.
+        loop {
+            sim.accept_all()?;
+            for id in sim.held(SERVER) {
+                sim.read_all(SERVER, id)?;
+            }
+            if !sim.pair.deliver_one_way(true) {
+                break;
+            }
+            sim.check()?;
+        }
+        if broke_connection_credit {
+            prop_assert!(
+                is_flow_control_error(sim.pair.server.error()),
+                "the connection credit was broken, yet the server reports {:?}",
+                sim.pair.server.error()
+            );
+        }
+        sim.accept_all()?;
+        for id in sim.held(SERVER) {
+            sim.read_all(SERVER, id)?;
+            sim.release(SERVER, id);
+        }
+        sim.drive()?;
+        if sim.pair.server.is_finished() {
+            let stats = sim.pair.server.stats();
+            prop_assert_eq!(stats.recv_buffered, 0, "the server holds bytes: {:?}", stats);
         }
     }
 }

@@ -425,9 +425,7 @@ impl Connection {
                 return;
             }
         }
-        // SPEC §9.3: connection credit first, then stream credit.
-        if let Err(err) = self.conn_recv.receive(n) {
-            self.protocol_error(ErrorCode::FLOW_CONTROL_ERROR, format!("connection {err}"));
+        if !self.receive_credit(id, n) {
             return;
         }
         self.stats.data_bytes_received += n;
@@ -445,10 +443,6 @@ impl Connection {
         if stream.recv_discard && !stream.fin_received {
             // Nobody reads this stream any more: the bytes are dropped on
             // arrival and their credit, stream and connection, returned.
-            if let Err(err) = stream.recv_credit.receive(n) {
-                self.protocol_error(ErrorCode::FLOW_CONTROL_ERROR, format!("stream {id}: {err}"));
-                return;
-            }
             if stream.recv_credit.release(n) {
                 stream.owe_window_update = true;
                 self.queue_control(id);
@@ -471,10 +465,6 @@ impl Connection {
             self.release_conn_credit(n);
             self.count_flood(now, Flood::Reset);
             self.reset(id, ErrorCode::STREAM_CLOSED);
-            return;
-        }
-        if let Err(err) = stream.recv_credit.receive(n) {
-            self.protocol_error(ErrorCode::FLOW_CONTROL_ERROR, format!("stream {id}: {err}"));
             return;
         }
         let delivered = matches!(payload, Payload::Delivered(_));
@@ -516,6 +506,36 @@ impl Connection {
         if !delivered || fin {
             self.wake(id);
         }
+    }
+
+    /// Accounts for `n` DATA payload bytes on the live stream `id`: in the
+    /// connection credit, and in the stream credit while the stream still
+    /// counts received bytes (not closed, no FIN received). SPEC §9.3:
+    /// connection credit is checked first, then stream credit; a frame that
+    /// breaks either fails the connection with FLOW_CONTROL_ERROR.
+    ///
+    /// Both checks come before either count changes. Counting the
+    /// connection credit first and then failing on the stream credit left
+    /// the frame's bytes in the connection's unreleased total with no stream
+    /// holding them, so `recv_buffered` (§9.7 credit conservation) stayed
+    /// off by that frame for good, even after every stream was read and
+    /// released (found by fuzz target `session`, off by one 520-byte frame).
+    fn receive_credit(&mut self, id: StreamId, n: u64) -> bool {
+        if let Err(err) = self.conn_recv.check(n) {
+            self.protocol_error(ErrorCode::FLOW_CONTROL_ERROR, format!("connection {err}"));
+            return false;
+        }
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return false;
+        };
+        let counts_stream = !stream.is_closed() && !stream.fin_received;
+        if counts_stream && let Err(err) = stream.recv_credit.receive(n) {
+            self.protocol_error(ErrorCode::FLOW_CONTROL_ERROR, format!("stream {id}: {err}"));
+            return false;
+        }
+        // Checked above: cannot fail.
+        let _ = self.conn_recv.receive(n);
+        true
     }
 
     /// SPEC §16.1: DATA on a closed stream counts as a frame on a closed

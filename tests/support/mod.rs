@@ -1,2 +1,3 @@
 pub mod pair;
+pub mod raw;
 pub mod repr;

@@ -130,20 +130,28 @@ impl Pair {
             }
         }
         for to_server in [true, false] {
-            let (to, wire) = if to_server {
-                (&mut self.server, &mut self.to_server)
-            } else {
-                (&mut self.client, &mut self.to_client)
-            };
-            if !wire.inflight.is_empty() {
-                let n = wire.inflight.len().min(self.chunk);
-                let piece = wire.inflight.split_to(n);
-                wire.received.extend_from_slice(&piece);
-                to.handle_input(now, &mut wire.received);
-                moved = true;
-            }
+            moved |= self.deliver_one_way(to_server);
         }
         moved
+    }
+
+    /// Moves one chunk of what is in flight to the server (or the client),
+    /// with nothing transmitted meanwhile: the receiver announces no credit
+    /// while it arrives. Returns true if anything moved.
+    pub fn deliver_one_way(&mut self, to_server: bool) -> bool {
+        let (to, wire) = if to_server {
+            (&mut self.server, &mut self.to_server)
+        } else {
+            (&mut self.client, &mut self.to_client)
+        };
+        if wire.inflight.is_empty() {
+            return false;
+        }
+        let n = wire.inflight.len().min(self.chunk);
+        let piece = wire.inflight.split_to(n);
+        wire.received.extend_from_slice(&piece);
+        to.handle_input(self.now, &mut wire.received);
+        true
     }
 
     /// Steps until nothing moves. Panics on livelock.
