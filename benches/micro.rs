@@ -274,7 +274,7 @@ fn mixed_frames() -> Vec<Frame> {
         }),
         Frame::Blocked(Blocked {
             on: BlockedOn::Stream(stream(3)),
-            offset: 1 << 20,
+            limit: 1 << 20,
         }),
         Frame::MaxStreams(MaxStreams { count: 200 }),
         Frame::Reset(Reset {

@@ -25,7 +25,7 @@ mod cli;
 #[path = "support/echo.rs"]
 mod echo;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -212,14 +212,15 @@ async fn run(args: Args) -> Result<Summary, String> {
         // Let the QUIC close reach the server before the process exits.
         let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
     }
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&summary).map_err(|e| e.to_string())?
-        );
+    // A reader that went away (`| head -1`) is no reason to panic or to
+    // change the verdict: the exit status still says whether it verified.
+    let mut out = std::io::stdout().lock();
+    let _ = if args.json {
+        let json = serde_json::to_string(&summary).map_err(|e| e.to_string())?;
+        writeln!(out, "{json}")
     } else {
-        print_summary(&summary, &addr, args.connect.is_none());
-    }
+        print_summary(&mut out, &summary, &addr, args.connect.is_none())
+    };
     Ok(summary)
 }
 
@@ -376,18 +377,25 @@ async fn connect(
     }
 }
 
-fn print_summary(s: &Summary, addr: &str, embedded: bool) {
+fn print_summary(
+    out: &mut impl Write,
+    s: &Summary,
+    addr: &str,
+    embedded: bool,
+) -> std::io::Result<()> {
     let verdict = if s.verified { "VERIFIED" } else { "FAILED" };
     let server = if embedded {
         format!("embedded server at {addr}")
     } else {
         addr.to_string()
     };
-    println!(
+    writeln!(
+        out,
         "{verdict}: {} bytes echoed intact over {} streams ({:?} mode, {server})",
         s.bytes_verified, s.streams, s.mode
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  throughput  {:.1} MiB/s ({} bytes in {:.3} s, {} {})",
         s.throughput_mib_s,
         s.bytes_verified,
@@ -398,14 +406,16 @@ fn print_summary(s: &Summary, addr: &str, embedded: bool) {
         } else {
             "streams"
         }
-    );
+    )?;
     let l = &s.latency;
-    println!(
+    writeln!(
+        out,
         "  latency     p50 {} µs  p90 {} µs  p99 {} µs  p99.9 {} µs  max {} µs",
         l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.max_us
-    );
+    )?;
     let c = &s.session;
-    println!(
+    writeln!(
+        out,
         "  session     zero-window events {}  probes sent {} / answered {}  blocked on connection {} ms, on streams {} ms  rtt {}",
         c.zero_window_events,
         c.probes_sent,
@@ -413,11 +423,12 @@ fn print_summary(s: &Summary, addr: &str, embedded: bool) {
         c.blocked_on_connection_ms,
         c.blocked_on_streams_ms,
         c.rtt_us.map_or("-".to_string(), |r| format!("{r} µs"))
-    );
+    )?;
     if s.mismatches > 0 {
-        println!("  mismatches  {}", s.mismatches);
+        writeln!(out, "  mismatches  {}", s.mismatches)?;
     }
     for e in &s.errors {
-        println!("  error       {e}");
+        writeln!(out, "  error       {e}")?;
     }
+    Ok(())
 }

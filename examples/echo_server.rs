@@ -10,8 +10,11 @@
 //! self-signed certificate for localhost, 127.0.0.1 and ::1 generated on
 //! start; `--write-ca FILE` saves it for the client's `--ca`.
 //!
-//! Ctrl-C sends GOAWAY on every connection and waits for open streams to
-//! finish (bounded by the drain timeout) before exiting.
+//! Ctrl-C or SIGTERM sends GOAWAY on every connection and waits until each
+//! has drained (open streams finish; those still open at the drain timeout
+//! are reset with CANCEL) and its transport is flushed and shut down, then
+//! exits. A second signal exits at once. Each connection logs one line with
+//! how many streams were echoed to their end and how many were not.
 
 #[path = "support/certs.rs"]
 mod certs;
@@ -102,6 +105,7 @@ async fn run(args: Args) -> Result<(), String> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
     let mut listener = Listener::bind(&args, addr, config).await?;
+    let mut signals = Signals::new()?;
     tracing::info!(local = %listener.local_addr()?, "echo server listening ({})", listener.name());
     loop {
         tokio::select! {
@@ -110,16 +114,56 @@ async fn run(args: Args) -> Result<(), String> {
                 connections.spawn(handle_connection(handshake, peer, shutdown_rx.clone()));
                 while connections.try_join_next().is_some() {}
             }
-            _ = tokio::signal::ctrl_c() => {
-                tracing::info!(open = connections.len(), "shutting down: GOAWAY to every connection");
+            signal = signals.next() => {
+                tracing::info!(%signal, open = connections.len(), "shutting down: GOAWAY to every connection");
                 let _ = shutdown_tx.send(true);
                 break;
             }
         }
     }
-    while connections.join_next().await.is_some() {}
+    // Every connection drains and closes (bounded by its drain timeout);
+    // a second signal cuts that short.
+    let drained = async { while connections.join_next().await.is_some() {} };
+    tokio::select! {
+        () = drained => {}
+        signal = signals.next() => {
+            tracing::warn!(%signal, open = connections.len(), "second signal: exiting without waiting for the drain");
+            return Ok(());
+        }
+    }
     listener.finish().await;
     Ok(())
+}
+
+/// SIGINT (Ctrl-C) and, on Unix, SIGTERM.
+struct Signals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Signals, String> {
+        Ok(Signals {
+            #[cfg(unix)]
+            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .map_err(|e| format!("cannot watch SIGTERM: {e}"))?,
+        })
+    }
+
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = self.term.recv() => "SIGTERM",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
+    }
 }
 
 /// A connection whose handshakes run on its own task.
@@ -281,27 +325,37 @@ async fn handle_connection(
     };
     let serving = echo::serve(session.clone());
     tokio::pin!(serving);
-    let stats = tokio::select! {
-        stats = &mut serving => stats,
+    let (stats, cause) = tokio::select! {
+        stats = &mut serving => {
+            // The peer ended it (or it failed): wait until it is over.
+            let cause = session.closed().await;
+            (stats, cause)
+        }
         _ = shutdown.changed() => {
-            // GOAWAY: no new streams; open ones finish, then the session ends.
-            let closer = session.clone();
-            tokio::spawn(async move { closer.close(ErrorCode::NO_ERROR).await });
-            serving.await
+            // GOAWAY: no new streams; open ones finish (or are reset at the
+            // drain deadline), the transport is flushed and shut down.
+            let (stats, closed) = tokio::join!(serving, session.close(ErrorCode::NO_ERROR));
+            let cause = match closed {
+                Ok(report) => report.cause,
+                Err(err) => err,
+            };
+            (stats, cause)
         }
     };
-    let error = session
-        .error()
-        .filter(|e| !e.is_graceful())
-        .map(|e| e.to_string())
-        .or(stats.last_error);
+    let session_stats = session.stats();
+    let failed = (!cause.is_graceful()).then(|| cause.to_string());
     tracing::info!(
         %peer,
         streams = stats.streams,
+        echoed = stats.completed,
+        not_echoed = stats.errors,
         bytes = stats.bytes,
-        stream_errors = stats.errors,
+        reset_by_us = session_stats.streams_reset_local,
+        reset_by_peer = session_stats.streams_reset_remote,
+        cancelled_at_drain = session_stats.streams_cancelled_at_drain,
         duration_ms = started.elapsed().as_millis() as u64,
-        error = error.as_deref().unwrap_or("none"),
+        ended = %cause,
+        error = failed.as_deref().or(stats.last_error.as_deref()).unwrap_or("none"),
         "connection closed"
     );
 }

@@ -86,6 +86,7 @@ pub struct Config {
     pub(crate) probe_max: Duration,
     pub(crate) drain_timeout: Duration,
     pub(crate) half_close_timeout: Option<Duration>,
+    pub(crate) frame_timeout: Option<Duration>,
     pub(crate) flood: FloodLimits,
 }
 
@@ -107,6 +108,7 @@ impl Default for Config {
             probe_max: Duration::from_secs(16),
             drain_timeout: Duration::from_secs(5),
             half_close_timeout: Some(Duration::from_secs(60)),
+            frame_timeout: Some(Duration::from_secs(30)),
             flood: FloodLimits::default(),
         }
     }
@@ -195,6 +197,25 @@ impl Config {
     /// Time allowed for a write to make progress before the session ends.
     pub fn write_timeout(&self) -> Duration {
         self.write_timeout
+    }
+    /// Time a frame may take to arrive once its first byte has; `None` for
+    /// no limit.
+    pub fn frame_timeout(&self) -> Option<Duration> {
+        self.frame_timeout
+    }
+    /// Time a sender stays blocked on zero credit before its first BLOCKED
+    /// probe.
+    pub fn probe_interval(&self) -> Duration {
+        self.probe_interval
+    }
+    /// Cap of the probe backoff.
+    pub fn probe_max(&self) -> Duration {
+        self.probe_max
+    }
+    /// Control frames owed for streams no longer live (RESET
+    /// REFUSED_STREAM) that may wait at once.
+    pub fn max_stray_control(&self) -> u32 {
+        self.max_stray_control
     }
     /// Time allowed for the handshake.
     pub fn handshake_timeout(&self) -> Duration {
@@ -311,6 +332,13 @@ impl ConfigBuilder {
         half_close_timeout: Option<Duration>
     );
     setter!(
+        /// Time a frame may take to arrive completely once its first byte
+        /// has (SPEC §12.2): a peer that trickles a frame slower than that
+        /// is ended with IDLE_TIMEOUT, though every byte counts as liveness.
+        /// `None` disables. Default 30 s (a 256 KiB frame at 70 kbit/s).
+        frame_timeout: Option<Duration>
+    );
+    setter!(
         /// Flood limits.
         flood: FloodLimits
     );
@@ -407,6 +435,11 @@ impl ConfigBuilder {
         if c.half_close_timeout.is_some_and(|d| d.is_zero()) {
             return Err(ConfigError::InvalidDuration {
                 name: "half_close_timeout",
+            });
+        }
+        if c.frame_timeout.is_some_and(|d| d.is_zero()) {
+            return Err(ConfigError::InvalidDuration {
+                name: "frame_timeout",
             });
         }
         Ok(c)

@@ -80,7 +80,7 @@ pub use config::{Config, ConfigBuilder, ConfigError};
 pub use error::{ConnectionError, Initiator, OpenError, StreamError};
 pub use frame::{ErrorCode, StreamId};
 #[cfg(feature = "runtime")]
-pub use session::Session;
+pub use session::{CloseReport, Session};
 #[cfg(feature = "runtime")]
 pub use stream::{RecvStream, SendStream, Stream};
 #[cfg(feature = "quic")]

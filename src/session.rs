@@ -22,12 +22,41 @@ use crate::transport::native;
 /// A background task (spawned on the current tokio runtime) drives the
 /// transport. It ends when the connection ends; no task outlives it.
 ///
-/// **Dropping** the last `Session` handle starts a graceful close: a GOAWAY
-/// is sent, no new streams are accepted or opened, streams already open
-/// keep working until they finish or the drain timeout passes, then the
-/// transport is shut down.
+/// **Ending a session.** [`close`](Session::close) sends GOAWAY, lets the
+/// open streams finish (streams still open at the drain timeout are reset
+/// with CANCEL, and the peer is told), writes and flushes everything, shuts
+/// the transport down, and returns what happened. A program that awaited
+/// `shutdown()` on its streams and then `close()` has handed every byte to
+/// the transport, in order, before it exits.
+///
+/// **Dropping** the last `Session` handle starts the same graceful close,
+/// but nobody waits for it: it runs on the background task for as long as
+/// the runtime does. If the runtime shuts down first (a `main` that
+/// returns, a dropped `Runtime`), the task is dropped and bytes not yet
+/// written are lost. Await [`close`](Session::close) (or
+/// [`closed`](Session::closed)) when that matters.
 pub struct Session {
     imp: Imp,
+}
+
+/// What [`Session::close`] saw happen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CloseReport {
+    /// How the connection ended: [`ConnectionError::LocallyClosed`] when
+    /// this side's close ended it, [`ConnectionError::ClosedByPeer`] with
+    /// NO_ERROR when the peer's graceful shutdown did.
+    pub cause: ConnectionError,
+    /// Streams that ended with both sides' FIN, over the connection's
+    /// life: everything either side wrote on them was sent. `None` where
+    /// the engine does not count them (native QUIC).
+    pub streams_completed: Option<u64>,
+    /// Streams that ended with a RESET, from either side, over the
+    /// connection's life. `None` where the engine does not count them.
+    pub streams_reset: Option<u64>,
+    /// Of `streams_reset`: streams still open at the drain deadline,
+    /// reset with CANCEL by this close. `None` where not counted.
+    pub streams_cancelled_at_drain: Option<u64>,
 }
 
 /// The engine behind a session.
@@ -71,11 +100,14 @@ impl Session {
         };
         poll_fn(|cx| {
             let mut inner = shared.lock();
-            if let Some(err) = inner.conn.error() {
-                return Poll::Ready(Err(err.clone()));
-            }
+            // Established first: a quick peer may have opened streams,
+            // written, and closed by the time this runs; its streams wait
+            // in the backlog, and `accept` tells how the connection ended.
             if inner.conn.is_established() {
                 return Poll::Ready(Ok(()));
+            }
+            if let Some(err) = inner.conn.error() {
+                return Poll::Ready(Err(err.clone()));
             }
             inner.wait_conn(cx.waker());
             Poll::Pending
@@ -166,40 +198,82 @@ impl Session {
         .await
     }
 
-    /// Closes the connection: sends GOAWAY with `code`, lets open streams
-    /// finish (up to the drain timeout) when `code` is NO_ERROR, then shuts
-    /// the transport down. Returns once the connection has ended; `Ok` if
-    /// this side's close ended it, otherwise the error that did.
-    pub async fn close(&self, code: ErrorCode) -> Result<(), ConnectionError> {
+    /// Closes the connection and waits until it has ended.
+    ///
+    /// Sends GOAWAY with `code`. With NO_ERROR, no new streams start and
+    /// the open ones finish: the connection ends once every stream is
+    /// closed (both FINs, or a RESET) and everything owed is written, or at
+    /// the drain timeout, when the streams still open are reset with CANCEL
+    /// (SPEC §13.2). With another code the connection ends as soon as the
+    /// GOAWAY is written (§13.3). Then the transport is flushed and shut
+    /// down, and this returns.
+    ///
+    /// `Ok` when the connection ended by this close or by the peer's
+    /// graceful shutdown (what each stream came to is in the report);
+    /// `Err` with the cause when it failed first (a protocol error, a
+    /// timeout, the transport). Calling it again returns the same outcome.
+    pub async fn close(&self, code: ErrorCode) -> Result<CloseReport, ConnectionError> {
         let shared = match &self.imp {
             Imp::Mux(shared) => shared,
             #[cfg(feature = "quic")]
-            Imp::Native(native) => return native.close(code).await,
+            Imp::Native(native) => {
+                native.close(code).await?;
+                let cause = native
+                    .error()
+                    .unwrap_or(ConnectionError::LocallyClosed { code });
+                return Ok(CloseReport {
+                    cause,
+                    streams_completed: None,
+                    streams_reset: None,
+                    streams_cancelled_at_drain: None,
+                });
+            }
         };
         {
             let mut inner = shared.lock();
             inner.conn.close(now(), code, b"");
             inner.after_command();
         }
-        self.closed().await;
-        let inner = shared.lock();
-        match inner.conn.error() {
-            Some(ConnectionError::LocallyClosed { .. }) | None => Ok(()),
-            Some(err) => Err(err.clone()),
+        let cause = self.closed().await;
+        match cause {
+            ConnectionError::LocallyClosed { .. }
+            | ConnectionError::ClosedByPeer {
+                code: ErrorCode::NO_ERROR,
+                ..
+            } => {
+                let stats = shared.lock().conn.stats();
+                Ok(CloseReport {
+                    cause,
+                    streams_completed: Some(stats.streams_completed),
+                    streams_reset: Some(stats.streams_reset_local + stats.streams_reset_remote),
+                    streams_cancelled_at_drain: Some(stats.streams_cancelled_at_drain),
+                })
+            }
+            err => Err(err),
         }
     }
 
-    /// Waits until the connection has ended and the transport is shut down.
-    pub async fn closed(&self) {
+    /// Waits until the connection has ended and the transport is shut down
+    /// (or given up on); returns why it ended.
+    pub async fn closed(&self) -> ConnectionError {
         let shared = match &self.imp {
             Imp::Mux(shared) => shared,
             #[cfg(feature = "quic")]
-            Imp::Native(native) => return native.closed().await,
+            Imp::Native(native) => {
+                native.closed().await;
+                return native.error().unwrap_or(ConnectionError::TransportClosed);
+            }
         };
         poll_fn(|cx| {
             let mut inner = shared.lock();
             if inner.driver_done {
-                return Poll::Ready(());
+                return Poll::Ready(
+                    inner
+                        .conn
+                        .error()
+                        .cloned()
+                        .unwrap_or(ConnectionError::TransportClosed),
+                );
             }
             inner.wait_conn(cx.waker());
             Poll::Pending

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::conn::{Half, ReadOutcome, StreamStats};
+use crate::conn::{Flush, Half, ReadOutcome, StreamStats};
 use crate::driver::{Inner, Shared};
 use crate::error::{ConnectionError, StreamError};
 use crate::frame::{ErrorCode, StreamId};
@@ -489,6 +489,42 @@ impl MuxSend {
     }
 }
 
+impl MuxSend {
+    /// Ready once every byte written so far (and a queued FIN) was taken
+    /// by the transport and the transport flushed: the core emitted it,
+    /// and the transport has taken and flushed up to where it ends.
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let id = self.handle.id;
+        let mut inner = self.handle.shared.lock();
+        match inner.conn.flush_state(id) {
+            Err(err) => Poll::Ready(Err(err.into())),
+            Ok(Flush::Emitted(upto)) if inner.flushed >= upto => Poll::Ready(Ok(())),
+            Ok(_) if inner.driver_done => Poll::Ready(Err(inner.lost().into())),
+            Ok(Flush::Waiting) => {
+                // Woken when the core has emitted the rest.
+                inner.park_writer(id, cx.waker());
+                inner.after_task_change();
+                Poll::Pending
+            }
+            Ok(Flush::Emitted(_)) => {
+                // The driver (or a direct write) flushes and wakes us.
+                inner.wait_flush(cx.waker());
+                inner.wake_driver();
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Finishes the write side, then waits as `poll_flush` does, for the
+    /// FIN too.
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.finish() {
+            Ok(()) | Err(StreamError::Finished) => self.poll_flush(cx),
+            Err(err) => Poll::Ready(Err(err.into())),
+        }
+    }
+}
+
 impl Drop for MuxSend {
     fn drop(&mut self) {
         // The last half releases the stream; a write half dropped alone
@@ -513,17 +549,32 @@ impl AsyncWrite for SendStream {
         }
     }
 
-    /// Bytes are handed to the session as they are written; whether they
-    /// leave depends on the peer's credit, which a flush cannot force.
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
+    /// Waits until every byte written so far has been written to the
+    /// transport and the transport flushed, like a socket's send buffer
+    /// handed to the kernel. Bytes leave as the peer grants credit, so a
+    /// flush waits for the peer's reader as long as that takes (the
+    /// zero-window probe keeps asking, SPEC §11). Fails if the stream is
+    /// reset or the connection ends first.
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.imp {
+            SendImp::Mux(half) => half.poll_flush(cx),
+            #[cfg(feature = "quic")]
+            SendImp::Native(_) => Poll::Ready(Ok(())),
+        }
     }
 
-    /// Finishes the write side (FIN).
-    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.finish() {
-            Ok(()) | Err(StreamError::Finished) => Poll::Ready(Ok(())),
-            Err(err) => Poll::Ready(Err(err.into())),
+    /// Finishes the write side (FIN after the buffered bytes) and waits,
+    /// as `poll_flush` does, until the FIN has been written to the
+    /// transport and the transport flushed. A program that awaited this
+    /// (and `Session::close`) has handed over every byte before it exits.
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.imp {
+            SendImp::Mux(half) => half.poll_shutdown(cx),
+            #[cfg(feature = "quic")]
+            SendImp::Native(half) => Poll::Ready(match half.finish() {
+                Ok(()) | Err(StreamError::Finished) => Ok(()),
+                Err(err) => Err(err.into()),
+            }),
         }
     }
 }

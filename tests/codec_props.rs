@@ -43,7 +43,7 @@ fn frame() -> impl Strategy<Value = Frame> {
             ],
             credit()
         )
-            .prop_map(|(on, offset)| Frame::Blocked(Blocked { on, offset })),
+            .prop_map(|(on, limit)| Frame::Blocked(Blocked { on, limit })),
         (stream_id(true), any::<u32>()).prop_map(|(stream, c)| Frame::Reset(Reset {
             stream,
             code: ErrorCode(c)

@@ -789,7 +789,7 @@ fn useless_window_updates_while_blocked_are_counted_beyond_one_answer_per_probe(
         probes,
         [Frame::Blocked(Blocked {
             on: BlockedOn::Connection,
-            offset: 1024
+            limit: 1024
         })]
     );
     let same_limit = Frame::WindowUpdate(WindowUpdate {
@@ -845,7 +845,7 @@ fn blocked_and_reset_on_closed_streams_count_toward_the_stray_limit() {
         .unwrap();
     let blocked = Frame::Blocked(Blocked {
         on: BlockedOn::Stream(id(1)),
-        offset: 0,
+        limit: 0,
     });
     let reset = reset_frame(1, ErrorCode::CANCEL);
     for frame in [blocked, reset] {

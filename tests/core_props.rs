@@ -370,10 +370,10 @@ impl Ledger {
                         .copied()
                         .unwrap_or(d.initial_stream_window),
                 };
-                if b.offset > known {
+                if b.limit > known {
                     self.violations.push(format!(
                         "side {from} sent BLOCKED {:?} at {} above the announced limit {known}",
-                        b.on, b.offset
+                        b.on, b.limit
                     ));
                 }
             }
@@ -462,12 +462,24 @@ struct StreamModel {
     finished: bool,
     /// `read` returned `Finished`.
     read_finished: bool,
-    /// A read or write reported the stream reset (either side).
+    /// A read reported the stream reset (either side).
     reset_seen: bool,
     /// Codes this side's application passed to `reset`.
     reset_codes: Vec<u32>,
     /// `release` was called.
     released: bool,
+}
+
+/// A stall the checks watch (SPEC §11.1).
+#[derive(Debug)]
+struct Stall {
+    since: std::time::Instant,
+    /// The stream's bytes sent then: a change means it moved.
+    bytes_sent: u64,
+    /// Probes counted then, for the stream or the connection.
+    probes: u64,
+    /// Blocked on the stream's credit (else on the connection's).
+    on_stream: bool,
 }
 
 #[derive(Copy, Clone)]
@@ -489,6 +501,8 @@ struct Sim {
     /// Highest id each side accepted.
     last_accepted: [Option<StreamId>; 2],
     closed: bool,
+    /// Streams seen with data waiting on zero credit, and since when.
+    stalls: HashMap<(usize, StreamId), Stall>,
     /// The test played a client that broke the server's credit (property
     /// 5): from then on the server may fail with FLOW_CONTROL_ERROR, the
     /// client with its GOAWAY, and streams may be reset for DATA after FIN.
@@ -547,6 +561,7 @@ impl Sim {
             last_accepted: [None, None],
             closed: false,
             violated: false,
+            stalls: HashMap::new(),
             eof: [false, false],
             opts,
             ledger,
@@ -699,7 +714,7 @@ impl Sim {
                 0
             }
             Err(err) => {
-                self.stream_error(who, id, err)?;
+                self.stream_error(who, id, err, false)?;
                 0
             }
         };
@@ -802,7 +817,7 @@ impl Sim {
                 Some(0)
             }
             Err(err) => {
-                self.stream_error(who, id, err)?;
+                self.stream_error(who, id, err, true)?;
                 None
             }
         };
@@ -813,7 +828,7 @@ impl Sim {
     fn finish(&mut self, who: usize, id: StreamId) -> TestCaseResult {
         match self.conn(who).finish(id) {
             Ok(()) => self.model(who, id).finished = true,
-            Err(err) => self.stream_error(who, id, err)?,
+            Err(err) => self.stream_error(who, id, err, false)?,
         }
         self.check()
     }
@@ -826,14 +841,24 @@ impl Sim {
     /// Judges a stream error: a reset must come from a reset some
     /// application asked for (or from a timeout or a close), never from a
     /// protocol complaint between two correct peers.
-    fn stream_error(&mut self, who: usize, id: StreamId, err: StreamError) -> TestCaseResult {
+    ///
+    /// `read` says a read reported it: then no data may follow. A reset
+    /// that a write reports may still leave data to read (SPEC §8.7: the
+    /// peer's RESET after its FIN keeps its finished direction readable).
+    fn stream_error(
+        &mut self,
+        who: usize,
+        id: StreamId,
+        err: StreamError,
+        read: bool,
+    ) -> TestCaseResult {
         match err {
             StreamError::Reset {
                 code: ErrorCode::STREAM_CLOSED,
                 ..
             } if self.violated => {
                 // The injected DATA followed the peer's FIN (SPEC §14).
-                self.model(who, id).reset_seen = true;
+                self.model(who, id).reset_seen |= read;
                 Ok(())
             }
             StreamError::Reset { code, initiator } => {
@@ -869,7 +894,7 @@ impl Sim {
                     code,
                     initiator
                 );
-                self.model(who, id).reset_seen = true;
+                self.model(who, id).reset_seen |= read;
                 Ok(())
             }
             StreamError::ConnectionLost(e) => {
@@ -935,6 +960,7 @@ impl Sim {
             .chain(self.opened[1].iter())
             .copied()
             .collect();
+        let now = self.pair.now;
         for who in [CLIENT, SERVER] {
             let config = self.configs[who].clone();
             let closed = self.closed;
@@ -966,11 +992,24 @@ impl Sim {
             let mut known = 0u64;
             let mut peer_streams = 0u64;
             let mut buffered = 0u64;
+            let mut stalled = Vec::new();
+            let conn_stats = conn.stats();
+            // Probes of the connection (and stream-count) credit: all
+            // probes but the live streams' own.
+            let mut conn_probes = conn_stats.probes_sent;
             for &id in &ids {
                 let Some(stats) = conn.stream_stats(id) else {
                     continue;
                 };
                 known += 1;
+                conn_probes = conn_probes.saturating_sub(stats.probes_sent);
+                // Data waiting on zero credit, of the stream or of the
+                // connection (SPEC §11.1).
+                if stats.send_buffered > 0
+                    && (stats.send_window == 0 || conn_stats.send_window == 0)
+                {
+                    stalled.push((id, stats));
+                }
                 if id.is_client_initiated() != (who == CLIENT) {
                     peer_streams += 1;
                 }
@@ -1003,6 +1042,54 @@ impl Sim {
                 buffered
             );
             prop_assert_eq!(stats.open_streams, known, "side {} stream count", who);
+            // SPEC §11.1: data waiting on zero credit for a probe interval
+            // has had a BLOCKED scheduled (1 s of slack for the
+            // 50-per-second budget, §11.2).
+            let failed = conn.error().is_some();
+            let mut seen = HashSet::new();
+            for (id, s) in stalled {
+                seen.insert(id);
+                let on_stream = s.send_window == 0;
+                let stall = self.stalls.entry((who, id)).or_insert(Stall {
+                    since: now,
+                    bytes_sent: s.bytes_sent,
+                    probes: if on_stream {
+                        s.probes_sent
+                    } else {
+                        conn_probes
+                    },
+                    on_stream,
+                });
+                if stall.bytes_sent != s.bytes_sent || stall.on_stream != on_stream {
+                    // It moved since: a new stall.
+                    *stall = Stall {
+                        since: now,
+                        bytes_sent: s.bytes_sent,
+                        probes: if on_stream {
+                            s.probes_sent
+                        } else {
+                            conn_probes
+                        },
+                        on_stream,
+                    };
+                }
+                let probes = if on_stream {
+                    s.probes_sent
+                } else {
+                    conn_probes
+                };
+                let due = stall.since + config.probe_interval() + Duration::from_secs(1);
+                prop_assert!(
+                    failed || now < due || probes > stall.probes,
+                    "side {} stream {}: data waiting on zero {} credit since {:?} ago, no BLOCKED",
+                    who,
+                    id,
+                    if on_stream { "stream" } else { "connection" },
+                    now - stall.since
+                );
+            }
+            self.stalls
+                .retain(|(w, id), _| *w != who || seen.contains(id));
             // SPEC §9.6: MAX_STREAMS bounds the peer's unreleased streams.
             prop_assert!(
                 peer_streams <= u64::from(config.max_incoming_streams()),
@@ -1516,6 +1603,51 @@ proptest! {
     }
 }
 
+// ----- property 6 -----------------------------------------------------------
+
+proptest! {
+    // 64 cases, ~10 ms each in debug mode.
+    #![proptest_config(cases(64))]
+
+    /// SPEC §11.1: data that waits on zero stream or connection credit for
+    /// a probe interval has had a BLOCKED scheduled for that credit (the
+    /// check after every step). Both sides open streams and keep writing;
+    /// nobody reads, so every stream and then the connection run out of
+    /// credit while time passes in random steps. The connection stays up
+    /// (§10.4: only the streams stall).
+    #[test]
+    fn every_stall_is_probed(
+        client in config_strategy(),
+        server in config_strategy(),
+        chunk in chunk_strategy(),
+        streams in 1usize..=12,
+        advances in proptest::collection::vec(prop_oneof![1u16..=1500, 1500u16..=5000], 5..25),
+    ) {
+        let opts = Opts { forbid_resets: false, ledger: false };
+        let mut sim = Sim::new(client, server, chunk, opts);
+        let mut ids = Vec::new();
+        for who in [CLIENT, SERVER] {
+            for _ in 0..streams {
+                if let Some(id) = sim.open(who)? {
+                    ids.push((who, id));
+                }
+            }
+        }
+        for ms in advances {
+            for &(who, id) in &ids {
+                sim.write(who, id, 300_000)?;
+            }
+            for _ in 0..4 {
+                sim.step()?;
+            }
+            sim.apply(&Op::Advance(ms))?;
+        }
+        for who in [CLIENT, SERVER] {
+            prop_assert!(sim.conn(who).error().is_none(), "{:?}", sim.conn(who).error());
+        }
+    }
+}
+
 // ----- regressions: the minimal cases the properties found ------------------
 
 fn tiny_config(max_incoming_streams: u32) -> Config {
@@ -1642,11 +1774,13 @@ fn end_of_input_after_a_graceful_goaway_completes_the_shutdown() {
     assert_eq!(read_to_end(&mut pair.server, sid), b"");
     pair.server.release(sid);
     assert_eq!(read_to_end(&mut pair.client, id), b"");
-    // The client's application still holds its closed stream.
+    // The client's application still holds its closed stream: that does
+    // not hold the close up (SPEC §13.2 counts closed streams, not
+    // released ones), and the end of input that follows changes nothing.
     pair.client.close(pair.now, ErrorCode::NO_ERROR, b"");
     pair.drive();
     assert!(pair.server.is_finished(), "the server drained at once");
-    assert!(!pair.client.is_finished());
+    assert!(pair.client.is_finished(), "the client drained at once");
     pair.client.handle_eof(pair.now);
     assert_eq!(
         pair.client.error(),

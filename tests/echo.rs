@@ -422,3 +422,132 @@ fn a_native_client_against_a_framed_server_fails_with_one_line() {
     assert!(stderr.contains("ALPN"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }
+
+/// Starts the server binary with `args`; returns it, its address, and every
+/// log line it writes after that, as they come.
+fn spawn_server_logged(
+    args: &[&str],
+) -> (Child, String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let mut server = Child(
+        Command::new(example("echo_server"))
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(server.0.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("server log ended").unwrap();
+        if let Some(rest) = line.split("local=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    (server, addr, log)
+}
+
+/// The number after `key=` in a log line.
+fn field(line: &str, key: &str) -> u64 {
+    let at = line
+        .find(&format!(" {key}="))
+        .unwrap_or_else(|| panic!("no {key} in {line}"));
+    line[at + key.len() + 2..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number for {key} in {line}"))
+}
+
+/// SIGINT or SIGTERM to the server binary in the middle of transfers: it
+/// drains and exits 0, and what each side reports is the truth. Every
+/// stream the server logs as echoed arrived whole at the client (with its
+/// FIN) and was verified there; every other stream fails at the client
+/// with an error; no byte arrives corrupted. `ECHO_SIGNAL_LOOPS` sets the
+/// rounds (default 12), half with one 8 MiB stream per worker, half with
+/// workers opening stream after stream.
+#[test]
+fn a_signal_during_transfers_drains_and_reports_the_truth() {
+    let rounds: usize = std::env::var("ECHO_SIGNAL_LOOPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12);
+    let client_bin = example("echo_client");
+    for round in 0..rounds {
+        let (mut server, addr, log) = spawn_server_logged(&["--listen", "127.0.0.1:0"]);
+        let continuous = round % 2 == 1;
+        let mut args = vec!["--connect", &addr, "--streams", "4", "--json"];
+        if continuous {
+            args.extend(["--size", "256k", "--duration", "10s"]);
+        } else {
+            args.extend(["--size", "8MiB"]);
+        }
+        let client = Command::new(&client_bin)
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20 + 37 * (round as u64 % 5)));
+        let signal = if round % 3 == 2 { "-TERM" } else { "-INT" };
+        let pid = server.0.id().to_string();
+        Command::new("kill").args([signal, &pid]).status().unwrap();
+        let output = client.wait_with_output().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = server.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: server did not exit"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "round {round}: server exit {status}");
+        // The log thread sees the end of the pipe shortly after the exit.
+        std::thread::sleep(Duration::from_millis(50));
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!(
+                "round {round}: client output {stdout:?} ({e}); stderr {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+        let log = log.lock().unwrap().clone();
+        let closed: Vec<&String> = log
+            .iter()
+            .filter(|l| l.contains("connection closed"))
+            .collect();
+        assert_eq!(closed.len(), 1, "round {round}: {log:#?}");
+        let line = closed[0];
+        let echoed = field(line, "echoed");
+        let not_echoed = field(line, "not_echoed");
+        let accepted = field(line, "streams");
+        assert_eq!(echoed + not_echoed, accepted, "round {round}: {line}");
+        assert_eq!(summary["mismatches"], 0, "round {round}: {summary}");
+        // Streams the client verified to their end (bulk: one per round).
+        let verified_streams = summary["operations"].as_u64().unwrap();
+        assert_eq!(
+            echoed, verified_streams,
+            "round {round}: the server says {echoed} streams were echoed, the client verified \
+             {verified_streams}: {line} / {summary}"
+        );
+        let errors = summary["errors"].as_array().unwrap();
+        if summary["verified"] == true {
+            assert_eq!(output.status.code(), Some(0));
+            assert_eq!(not_echoed, 0, "round {round}: {line}");
+        } else {
+            assert_eq!(output.status.code(), Some(1), "round {round}");
+            assert!(!errors.is_empty(), "round {round}: failed without a reason");
+        }
+    }
+}

@@ -231,6 +231,10 @@ pub async fn run_client(
         errors: Vec::new(),
         session: SessionCounters::default(),
     };
+    // Streams ended by the end of the session itself, and the first such
+    // error (they all say the same).
+    let mut lost = 0u64;
+    let mut first_lost = None;
     for task in tasks {
         match task.await {
             Ok(r) => {
@@ -239,14 +243,33 @@ pub async fn run_client(
                 summary.bytes_sent += r.bytes_sent;
                 summary.bytes_verified += r.bytes_verified;
                 summary.mismatches += r.mismatches;
-                if let Some(e) = r.error
-                    && summary.errors.len() < 10
-                {
-                    summary.errors.push(e);
+                match r.error {
+                    Some(e) if e.contains("connection lost") => {
+                        lost += 1;
+                        first_lost.get_or_insert(e);
+                    }
+                    Some(e) if summary.errors.len() < 10 => summary.errors.push(e),
+                    _ => {}
                 }
             }
             Err(e) => summary.errors.push(format!("worker failed: {e}")),
         }
+    }
+    // A session failure ends every stream at once: say it once, with its
+    // first cause, instead of once per stream.
+    let failure = session.error().filter(|e| !e.is_graceful());
+    if failure.is_some() || lost > 0 {
+        let cause = match (failure, first_lost) {
+            (Some(cause), _) => cause.to_string(),
+            (None, Some(first)) => first,
+            (None, None) => unreachable!("lost > 0 has a first error"),
+        };
+        let line = match lost {
+            0 => format!("session failed: {cause}"),
+            1 => format!("session failed: {cause} (1 stream ended by it)"),
+            n => format!("session failed: {cause} ({n} streams ended by it)"),
+        };
+        summary.errors.insert(0, line);
     }
     let elapsed = start.elapsed();
     summary.elapsed_secs = elapsed.as_secs_f64();
@@ -497,9 +520,16 @@ async fn rr_worker(
 /// Totals of one served connection.
 #[derive(Debug, Default, Clone)]
 pub struct ServeStats {
+    /// Streams accepted.
     pub streams: u64,
+    /// Streams echoed to their end: every byte read was written back and
+    /// the FIN was written to the transport (`shutdown` returned).
+    pub completed: u64,
+    /// Bytes echoed (written back).
     pub bytes: u64,
+    /// Streams that ended otherwise (reset, or the connection ended).
     pub errors: u64,
+    /// The last of those errors, or the accept loop's.
     pub last_error: Option<String>,
 }
 
@@ -507,6 +537,8 @@ pub struct ServeStats {
 pub async fn serve(session: Session) -> ServeStats {
     let bytes = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
+    let completed = Arc::new(AtomicU64::new(0));
+    let last_error = Arc::new(std::sync::Mutex::new(None::<String>));
     let mut stats = ServeStats::default();
     let mut tasks = tokio::task::JoinSet::new();
     loop {
@@ -521,19 +553,25 @@ pub async fn serve(session: Session) -> ServeStats {
         stats.streams += 1;
         let bytes = bytes.clone();
         let errors = errors.clone();
+        let completed = completed.clone();
+        let last_error = last_error.clone();
         tasks.spawn(async move {
             let (mut r, mut w) = stream.split();
-            match tokio::io::copy(&mut r, &mut w).await {
+            // Counted as echoed only once the FIN is on the transport.
+            let outcome = match tokio::io::copy(&mut r, &mut w).await {
                 Ok(n) => {
                     bytes.fetch_add(n, Ordering::Relaxed);
-                    if w.shutdown().await.is_err() {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
+                    w.shutdown().await
                 }
-                Err(_) => {
-                    errors.fetch_add(1, Ordering::Relaxed);
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(()) => completed.fetch_add(1, Ordering::Relaxed),
+                Err(e) => {
+                    *last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                    errors.fetch_add(1, Ordering::Relaxed)
                 }
-            }
+            };
         });
         // Reap finished echo tasks so the set stays as small as the number
         // of open streams (bounded by the session's stream limit).
@@ -542,6 +580,11 @@ pub async fn serve(session: Session) -> ServeStats {
     while tasks.join_next().await.is_some() {}
     stats.bytes = bytes.load(Ordering::Relaxed);
     stats.errors = errors.load(Ordering::Relaxed);
+    stats.completed = completed.load(Ordering::Relaxed);
+    let stream_error = last_error.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if stats.last_error.is_none() {
+        stats.last_error = stream_error;
+    }
     stats
 }
 

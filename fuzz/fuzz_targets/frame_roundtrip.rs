@@ -55,7 +55,7 @@ enum FuzzFrame {
     },
     Blocked {
         on: FuzzBlockedOn,
-        offset: u64,
+        limit: u64,
     },
     Reset {
         stream: u32,
@@ -122,13 +122,13 @@ impl FuzzFrame {
             FuzzFrame::MaxStreams { count } => Frame::MaxStreams(MaxStreams {
                 count: credit(count),
             }),
-            FuzzFrame::Blocked { on, offset } => Frame::Blocked(Blocked {
+            FuzzFrame::Blocked { on, limit } => Frame::Blocked(Blocked {
                 on: match on {
                     FuzzBlockedOn::Connection => BlockedOn::Connection,
                     FuzzBlockedOn::StreamCount => BlockedOn::StreamCount,
                     FuzzBlockedOn::Stream(id) => BlockedOn::Stream(some_stream(id)),
                 },
-                offset: credit(offset),
+                limit: credit(limit),
             }),
             FuzzFrame::Reset { stream, code } => Frame::Reset(Reset {
                 stream: some_stream(stream),

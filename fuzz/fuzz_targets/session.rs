@@ -57,6 +57,9 @@
 //!   `poll_transmit` with a non-zero budget that adds nothing leaves
 //!   `wants_transmit() == false` (the driver relies on both, to sleep and
 //!   to shut the transport down);
+//! - data waiting on zero stream or connection credit for a probe interval
+//!   (plus 1 s of BLOCKED budget) has had a BLOCKED scheduled for that
+//!   credit (SPEC §11.1);
 //! - after `handle_timeout(now)`, no timer is still due (no busy loop);
 //!   a finished connection arms no timer;
 //! - once `error()` is `Some` it never changes, further input is ignored
@@ -85,7 +88,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use creditmux::config::Config;
-use creditmux::conn::{Connection, Event, ReadOutcome, Side, TransmitBuf};
+use creditmux::conn::{Connection, Event, ReadOutcome, Side, StreamStats, TransmitBuf};
 use creditmux::error::ConnectionError;
 use creditmux::frame::{
     Blocked, BlockedOn, CONNECTION_WINDOW, Data, Decoded, ErrorCode, Frame, FrameDecoder, GoAway,
@@ -110,6 +113,8 @@ const MAX_INCOMING: u32 = 8;
 const BACKLOG: u32 = 8;
 const SEND_BUFFER: u32 = 4 * 1024;
 const MAX_STRAY: u32 = 16;
+/// The SUT's probe interval (the default).
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// Slack on the control-queue bound: connection-level slots are not in
 /// `control_queue_depth`, so this only absorbs accounting details.
 const CONTROL_SLACK: u64 = 8;
@@ -174,6 +179,18 @@ enum Grant {
     Fin(StreamId),
     /// The peer reset the stream.
     Reset(StreamId),
+}
+
+/// Data seen waiting on zero credit, and since when (SPEC §11.1).
+#[derive(Copy, Clone, Debug)]
+struct Stall {
+    since: Instant,
+    /// The stream's bytes sent then: a change means it moved.
+    bytes_sent: u64,
+    /// Probes counted then, of the stream or of the connection.
+    probes: u64,
+    /// Waiting on the stream's credit (else on the connection's).
+    on_stream: bool,
 }
 
 /// A stream the application holds.
@@ -258,6 +275,8 @@ struct Harness {
     first_error: Option<(ConnectionError, u64)>,
     /// The connection had ended when the current `poll_transmit` began.
     ended_before_transmit: bool,
+    /// Streams with data waiting on zero credit.
+    stalls: HashMap<StreamId, Stall>,
 }
 
 impl Harness {
@@ -299,6 +318,7 @@ impl Harness {
             preface_left: PREFACE_LEN,
             first_error: None,
             ended_before_transmit: false,
+            stalls: HashMap::new(),
         }
     }
 
@@ -455,7 +475,7 @@ impl Harness {
                 grant = Some(Grant::Streams(count));
                 Frame::MaxStreams(MaxStreams { count })
             }
-            PeerFrame::Blocked { on, offset } => {
+            PeerFrame::Blocked { on, limit } => {
                 let (on, current) = match on {
                     BlockedSel::Connection => (BlockedOn::Connection, self.ledger.sut_conn_limit),
                     BlockedSel::StreamCount => {
@@ -468,7 +488,7 @@ impl Harness {
                 };
                 Frame::Blocked(Blocked {
                     on,
-                    offset: offset.value(current),
+                    limit: limit.value(current),
                 })
             }
             PeerFrame::Reset { stream, code } => {

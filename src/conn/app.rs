@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::stream::{Half, Probe, Queued, StreamState};
 use super::timer::Timer;
-use super::{Connection, Phase, ReadOutcome};
+use super::{Closed, Connection, Flush, Phase, ReadOutcome};
 use crate::error::{ConnectionError, Initiator, OpenError, StreamError};
 use crate::frame::{ErrorCode, StreamId};
 
@@ -125,6 +125,10 @@ impl Connection {
         if let Some((code, initiator)) = stream.reset {
             return Err(StreamError::Reset { code, initiator });
         }
+        if stream.fin_queued {
+            // Again: nothing new (the connection may have ended since).
+            return Ok(());
+        }
         if let Some(err) = &self.error {
             return Err(StreamError::ConnectionLost(err.clone()));
         }
@@ -140,13 +144,44 @@ impl Connection {
         self.streams.get(&id).is_none_or(|s| s.fin_sent)
     }
 
+    /// Where stream `id`'s send side stands for a flush: everything the
+    /// application wrote (and a FIN it queued) has been emitted, up to a
+    /// transport offset the driver compares with what the transport took
+    /// ([`Flush::Emitted`]); or some of it still waits in the core
+    /// ([`Flush::Waiting`]: an [`Event::Stream`] follows once it went out).
+    /// Fails if the stream was reset, or the connection ended with bytes
+    /// of the stream still unsent.
+    ///
+    /// [`Event::Stream`]: super::Event::Stream
+    pub fn flush_state(&mut self, id: StreamId) -> Result<Flush, StreamError> {
+        let error = self.error.clone();
+        let Some(stream) = self.streams.get_mut(&id) else {
+            // Forgotten: everything of it was sent (or it was reset and
+            // released, and nobody holds it to ask).
+            return Ok(Flush::Emitted(0));
+        };
+        if let Some((code, initiator)) = stream.reset {
+            return Err(StreamError::Reset { code, initiator });
+        }
+        if stream.send_emitted() {
+            return Ok(Flush::Emitted(stream.emitted_until));
+        }
+        if let Some(err) = error {
+            return Err(StreamError::ConnectionLost(err));
+        }
+        stream.flush_waiting = true;
+        Ok(Flush::Waiting)
+    }
+
     /// Reads up to `max` bytes from `id`. Buffered bytes are delivered even
     /// after the connection failed; the error follows them.
     pub fn read(&mut self, id: StreamId, max: usize) -> Result<ReadOutcome, StreamError> {
         let Some(stream) = self.streams.get_mut(&id) else {
             return Err(self.gone_error());
         };
-        if let Some((code, initiator)) = stream.reset {
+        if let Some((code, initiator)) = stream.reset
+            && !stream.keeps_recv_after_reset()
+        {
             return Err(StreamError::Reset { code, initiator });
         }
         if let Some(chunk) = stream.take_recv(max.max(1)) {
@@ -209,6 +244,7 @@ impl Connection {
             if !stream.needs_open {
                 self.queue_control(id);
             }
+            self.count_closed(Closed::ResetLocal);
         }
         // Otherwise the peer has not heard of the stream, but its id used
         // stream-count credit (SPEC §9.6) that only a frame on it returns:
@@ -230,15 +266,35 @@ impl Connection {
             return;
         };
         stream.released = true;
-        if stream.reset.is_none() && !stream.fin_received && !stream.recv_discard {
-            self.reset(id, ErrorCode::CANCEL);
+        // Unread data goes, whatever happens to the stream (SPEC §9.7);
+        // after a peer's RESET that followed its FIN, some may be left.
+        let discarded = stream.discard_recv();
+        let _ = stream.recv_credit.release(discarded);
+        self.release_conn_credit(discarded);
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if stream.reset.is_none() && stream.takes_data() {
+            if stream.fin_queued {
+                // The write side was finished: its bytes and FIN still go
+                // out, and nothing is read any more. RESET CANCEL then
+                // stops the peer's direction; the peer keeps ours (§8.7).
+                stream.recv_discard = true;
+                if stream.fin_sent {
+                    self.reset(id, ErrorCode::CANCEL);
+                } else {
+                    stream.cancel_after_fin = true;
+                }
+            } else {
+                // Abandoned mid-write: abort both directions (§8.7).
+                self.reset(id, ErrorCode::CANCEL);
+            }
         } else if stream.reset.is_none() {
+            // The peer finished (or nobody reads any more): this side
+            // finishes too, after what it buffered.
             let queue_fin = !stream.fin_queued;
             stream.fin_queued = true;
-            let discarded = stream.discard_recv();
-            let _ = stream.recv_credit.release(discarded);
             stream.recv_discard = true;
-            self.release_conn_credit(discarded);
             if queue_fin {
                 self.schedule_data(id);
             }

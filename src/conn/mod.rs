@@ -106,6 +106,19 @@ pub enum ReadOutcome {
     Blocked,
 }
 
+/// Outcome of [`Connection::flush_state`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Flush {
+    /// Everything the stream's application wrote went out of the core, its
+    /// last frame ending at this transport offset (bytes emitted since the
+    /// connection began, preface included): flushed once the transport has
+    /// taken, and flushed, that many.
+    Emitted(u64),
+    /// Some of it still waits for credit or its turn; wait for
+    /// [`Event::Stream`].
+    Waiting,
+}
+
 /// Connection-level counters, exposed through [`Connection::stats`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ConnectionStats {
@@ -149,6 +162,17 @@ pub struct ConnectionStats {
     pub probes_answered: u64,
     /// Latest PING round-trip time.
     pub rtt: Option<Duration>,
+    /// Streams that closed with both FINs exchanged: every byte either
+    /// side wrote was sent (SPEC §8.6).
+    pub streams_completed: u64,
+    /// Streams this side reset (the application, a timeout, a peer's DATA
+    /// after FIN, or the drain deadline).
+    pub streams_reset_local: u64,
+    /// Streams the peer reset, or refused by its GOAWAY (SPEC §13.1).
+    pub streams_reset_remote: u64,
+    /// Of `streams_reset_local`: streams still open when a graceful close
+    /// reached its drain deadline, reset with CANCEL (SPEC §13.2).
+    pub streams_cancelled_at_drain: u64,
 }
 
 /// Connection-level control frames owed to the peer (coalesced).
@@ -162,6 +186,14 @@ struct Owed {
     blocked_connection: bool,
     blocked_streams: bool,
     goaway: Option<GoAway>,
+}
+
+/// How a stream became closed, for the counters.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Closed {
+    Completed,
+    ResetLocal,
+    ResetRemote,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -239,6 +271,9 @@ pub struct Connection {
     /// Bytes of a partial frame `handle_input` left in the caller's buffer,
     /// already counted in `transport_bytes_received`.
     input_carried: usize,
+    /// When the first byte of the frame still incomplete arrived (SPEC
+    /// §12.2: a frame must complete within the frame timeout).
+    frame_started: Option<Instant>,
     /// The latest time passed in by the driver; application commands,
     /// which take no time, start probes from it.
     now: Instant,
@@ -293,6 +328,7 @@ impl Connection {
             stats: ConnectionStats::default(),
             closed_streams_blocked: Duration::ZERO,
             input_carried: 0,
+            frame_started: None,
             now,
             config,
         }
@@ -543,9 +579,23 @@ impl Connection {
         self.check_drained();
     }
 
-    /// In a graceful shutdown, ends the connection once no stream remains.
+    /// In a graceful shutdown, ends the connection once every stream is
+    /// closed (SPEC §13.2; the application may still hold some, with unread
+    /// data, which stays readable) and every frame owed for them is
+    /// written: a DATA frame or FIN still queued, an opening frame, a RESET
+    /// (the drain deadline's CANCEL among them).
     fn check_drained(&mut self) {
-        if self.phase == Phase::Draining && self.streams.is_empty() {
+        if self.phase != Phase::Draining {
+            return;
+        }
+        let drained = self.control_queue.is_empty()
+            && self.stray_resets.is_empty()
+            && self.data_queue.is_empty()
+            && self
+                .streams
+                .values()
+                .all(|s| s.is_closed() && !s.needs_open);
+        if drained {
             let err = if self.goaway_sent {
                 ConnectionError::LocallyClosed {
                     code: ErrorCode::NO_ERROR,
@@ -623,6 +673,7 @@ impl Connection {
             Timer::Probe,
             Timer::Drain,
             Timer::PingPace,
+            Timer::Frame,
         ] {
             self.timers.stop(timer);
         }
@@ -643,6 +694,15 @@ impl Connection {
             self.wake(id);
         }
         self.conn_event = true;
+    }
+
+    /// Counts a stream that just became closed (SPEC §8.3), by how.
+    fn count_closed(&mut self, how: Closed) {
+        match how {
+            Closed::Completed => self.stats.streams_completed += 1,
+            Closed::ResetLocal => self.stats.streams_reset_local += 1,
+            Closed::ResetRemote => self.stats.streams_reset_remote += 1,
+        }
     }
 
     /// Connection error detected locally: GOAWAY with `code`, then end.

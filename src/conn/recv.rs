@@ -8,7 +8,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use super::flood::Flood;
 use super::stream::{Probe, Queued, StreamState};
 use super::timer::Timer;
-use super::{Connection, Phase};
+use super::{Closed, Connection, Phase};
 use crate::error::{ConnectionError, Initiator};
 use crate::frame::{
     Blocked, BlockedOn, Decoded, ErrorCode, Frame, GoAway, MAX_STREAMS, PREFACE_LEN, PrefaceError,
@@ -78,11 +78,15 @@ impl Connection {
                 }
             }
         }
+        let frames_before = self.stats.frames_received;
         while self.phase != Phase::Closed {
             match self.decoder.decode_next(buf) {
                 Ok(None) => {
                     self.take_data_part(now, buf);
                     self.input_carried = buf.len();
+                    let partial = !buf.is_empty() || self.decoder.data_in_progress().is_some();
+                    let completed = self.stats.frames_received > frames_before;
+                    self.track_partial_frame(now, partial, completed);
                     return;
                 }
                 Ok(Some(Decoded::Frame(frame))) => {
@@ -197,6 +201,8 @@ impl Connection {
         let done = self.decoder.consume_data_payload(n);
         if done.is_some() {
             self.stats.frames_received += 1;
+            // The caller had no other input waiting: it ends on a boundary.
+            self.track_partial_frame(now, false, true);
         }
         let fin = done == Some(true);
         self.on_data(now, id, fin, Payload::Delivered(n as u64));
@@ -266,16 +272,51 @@ impl Connection {
                 }
                 Timer::Probe => self.run_probes(now),
                 Timer::PingPace => self.send_deferred_ping(now),
-                Timer::Drain => {
-                    let ids: Vec<StreamId> = self.streams.keys().copied().collect();
-                    for id in ids {
-                        self.reset(id, ErrorCode::CANCEL);
-                    }
-                    self.fail(ConnectionError::LocallyClosed {
-                        code: ErrorCode::NO_ERROR,
-                    });
+                Timer::Drain => self.drain_deadline(),
+                Timer::Frame => {
+                    // SPEC §12.2: a frame that does not complete within the
+                    // frame timeout (a peer trickling bytes to look alive).
+                    let timeout = self.config.frame_timeout.unwrap_or_default();
+                    self.protocol_error(
+                        ErrorCode::IDLE_TIMEOUT,
+                        format!("a frame stayed incomplete for {timeout:?}"),
+                    );
                 }
             }
+        }
+    }
+
+    /// SPEC §13.2: the drain timeout of a graceful close expired. The
+    /// streams still open are reset with CANCEL; the connection ends once
+    /// those RESETs are written (`check_drained`, after `poll_transmit`).
+    fn drain_deadline(&mut self) {
+        let open: Vec<StreamId> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| !s.is_closed())
+            .map(|(&id, _)| id)
+            .collect();
+        for id in open {
+            self.reset(id, ErrorCode::CANCEL);
+            self.stats.streams_cancelled_at_drain += 1;
+        }
+        self.check_drained();
+    }
+
+    /// Notes where the input ended (SPEC §12.2): inside a frame, the frame
+    /// timeout runs from the first byte of that frame; on a frame boundary
+    /// it stops. `completed` says a frame ended during this input, so an
+    /// incomplete one now began with it.
+    fn track_partial_frame(&mut self, now: Instant, partial: bool, completed: bool) {
+        let Some(timeout) = self.config.frame_timeout else {
+            return;
+        };
+        if !partial {
+            self.frame_started = None;
+            self.timers.stop(Timer::Frame);
+        } else if completed || self.frame_started.is_none() {
+            self.frame_started = Some(now);
+            self.timers.set(Timer::Frame, now + timeout);
         }
     }
 
@@ -414,7 +455,7 @@ impl Connection {
                     );
                     return;
                 }
-                if !self.open_peer_stream(now, id, n) {
+                if !self.open_peer_stream(id, n) {
                     return;
                 }
                 opened = true;
@@ -451,6 +492,9 @@ impl Connection {
                 if let Some(stream) = self.streams.get_mut(&id) {
                     stream.fin_received = true;
                     stream.half_closed_at = None;
+                    if stream.fin_sent {
+                        self.count_closed(Closed::Completed);
+                    }
                 }
                 self.maybe_reap(id);
             }
@@ -485,6 +529,7 @@ impl Connection {
                 stream.owe_window_update |= owe_update;
             }
         }
+        let completed = fin && stream.fin_sent;
         if fin {
             stream.fin_received = true;
             stream.half_closed_at = None;
@@ -492,6 +537,9 @@ impl Connection {
                 // The stream may still be blocked sending: its probe stays.
                 self.probing.remove(&id);
             }
+        }
+        if completed {
+            self.count_closed(Closed::Completed);
         }
         if delivered {
             if owe_update {
@@ -552,7 +600,7 @@ impl Connection {
 
     /// Opens the peer stream `id` on its first DATA (SPEC §8.2). Returns
     /// false if the frame was consumed otherwise (refused, or an error).
-    fn open_peer_stream(&mut self, now: Instant, id: StreamId, n: u64) -> bool {
+    fn open_peer_stream(&mut self, id: StreamId, n: u64) -> bool {
         let index = id.index();
         if let Err(err) = self.open_recv.receive_up_to(index + 1) {
             self.protocol_error(
@@ -565,19 +613,27 @@ impl Connection {
         let skipped = index - self.next_peer_index;
         self.release_stream_credit(skipped);
         self.next_peer_index = index + 1;
+        // SPEC §8.2 step 3: refused after this side's GOAWAY or beyond the
+        // backlog; SPEC §13.2: also a stream the peer opens after its own
+        // GOAWAY (which it must not do), so the opener learns it was not
+        // processed before this side closes.
         let refuse = self.goaway_sent
+            || self.goaway_received.is_some()
             || self.phase == Phase::Closed
             || self.accept_queue.len() >= self.config.accept_backlog as usize;
         if refuse {
-            // SPEC §13: streams above last_stream_id (or beyond the backlog)
-            // are refused; their bytes still count toward connection credit.
+            // Their bytes still count toward connection credit.
             if let Err(err) = self.conn_recv.receive(n) {
                 self.protocol_error(ErrorCode::FLOW_CONTROL_ERROR, format!("connection {err}"));
                 return false;
             }
             self.release_conn_credit(n);
             self.release_stream_credit(1);
-            self.count_flood(now, Flood::Reset);
+            // SPEC §16.1: a refusal is not charged to the peer's RESET
+            // budget. Refusals are bounded by the stream-count credit, which
+            // returns only at the pace MAX_STREAMS grants it (and not at
+            // all after this side's GOAWAY); a conformant peer may open
+            // every stream it holds credit for while a GOAWAY is in flight.
             self.queue_stray_reset(id, ErrorCode::REFUSED_STREAM);
             return false;
         }
@@ -694,8 +750,15 @@ impl Connection {
     }
 
     fn on_reset(&mut self, now: Instant, reset: Reset) {
-        self.count_flood(now, Flood::Reset);
         let id = reset.stream;
+        // SPEC §16.1: RESETs on streams the peer opened are counted (rapid
+        // reset). One on a stream this side opened is bounded by this
+        // side's own opens (one per stream; later ones are stray frames):
+        // a peer refusing the streams opened while its GOAWAY was on the
+        // way is no flood.
+        if !self.side.owns(id) {
+            self.count_flood(now, Flood::Reset);
+        }
         let Some(stream) = self.streams.get_mut(&id) else {
             self.on_unheld_stream(now, id, "RESET");
             return;
@@ -719,7 +782,13 @@ impl Connection {
         };
         stream.reset = Some((code, Initiator::Remote));
         stream.clear_send();
-        let discarded = stream.discard_recv();
+        // SPEC §8.7: after the peer's FIN its direction is complete, and its
+        // bytes stay readable; otherwise they go.
+        let discarded = if stream.keeps_recv_after_reset() {
+            0
+        } else {
+            stream.discard_recv()
+        };
         let _ = stream.recv_credit.release(discarded);
         stream.owe_window_update = false;
         stream.owe_blocked = false;
@@ -730,6 +799,7 @@ impl Connection {
         }
         self.stop_watching(id);
         self.release_conn_credit(discarded);
+        self.count_closed(Closed::ResetRemote);
         self.wake(id);
     }
 

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::stream::{Queued, StreamState};
 use super::transmit::TransmitBuf;
-use super::{Connection, Phase};
+use super::{Closed, Connection, Phase};
 use crate::frame::StreamId;
 use crate::frame::{
     Blocked, BlockedOn, Data, ErrorCode, Frame, HEADER_LEN, MaxStreams, Ping, Reset, Settings,
@@ -29,6 +29,9 @@ impl Connection {
     pub fn poll_transmit(&mut self, now: Instant, out: &mut TransmitBuf, max_bytes: usize) {
         self.now = now;
         let start = out.len();
+        // The transport offset of `out`'s first byte: everything in it was
+        // counted as sent when it was emitted.
+        let base = self.stats.transport_bytes_sent - start as u64;
         if !self.preface_sent {
             self.preface_sent = true;
             out.put_slice(&encode_preface());
@@ -42,9 +45,11 @@ impl Connection {
         }
         self.write_control(now, out);
         if self.phase != Phase::Closed && self.peer.is_some() {
-            self.write_data(now, out, max_bytes);
+            self.write_data(now, out, max_bytes, base);
         }
         self.stats.transport_bytes_sent += (out.len() - start) as u64;
+        // A graceful close ends once what it owed is out (SPEC §13.2).
+        self.check_drained();
     }
 
     fn put_frame(&mut self, out: &mut TransmitBuf, frame: &Frame) {
@@ -124,23 +129,23 @@ impl Connection {
         }
         if std::mem::take(&mut self.owed.blocked_connection) {
             self.conn_blocked_unanswered = true;
-            let offset = self.conn_send.limit();
+            let limit = self.conn_send.limit();
             self.put_frame(
                 out,
                 &Frame::Blocked(Blocked {
                     on: BlockedOn::Connection,
-                    offset,
+                    limit,
                 }),
             );
         }
         if std::mem::take(&mut self.owed.blocked_streams) {
             self.open_blocked_unanswered = true;
-            let offset = self.open_send.limit();
+            let limit = self.open_send.limit();
             self.put_frame(
                 out,
                 &Frame::Blocked(Blocked {
                     on: BlockedOn::StreamCount,
-                    offset,
+                    limit,
                 }),
             );
         }
@@ -166,10 +171,10 @@ impl Connection {
                 }
                 if std::mem::take(&mut stream.owe_blocked) {
                     stream.blocked_unanswered = true;
-                    let offset = stream.send_credit.limit();
+                    let limit = stream.send_credit.limit();
                     frames[1] = Some(Frame::Blocked(Blocked {
                         on: BlockedOn::Stream(id),
-                        offset,
+                        limit,
                     }));
                 }
             }
@@ -180,7 +185,7 @@ impl Connection {
         }
     }
 
-    fn write_data(&mut self, now: Instant, out: &mut TransmitBuf, max_bytes: usize) {
+    fn write_data(&mut self, now: Instant, out: &mut TransmitBuf, max_bytes: usize, base: u64) {
         let max_frame = self.peer_max_frame_payload().min(QUEUED_FRAME_MAX);
         let send_buffer = self.config.send_buffer as usize;
         while out.len() < max_bytes {
@@ -199,6 +204,7 @@ impl Connection {
                 // opening frame, then the RESET, close the id on both sides.
                 stream.needs_open = false;
                 out.put_slice(&Data::header_for(id, 0, false).encode());
+                stream.emitted_until = base + out.len() as u64;
                 self.stats.frames_sent += 1;
                 self.put_frame(out, &Frame::Reset(Reset { stream: id, code }));
                 self.maybe_reap(id);
@@ -231,17 +237,27 @@ impl Connection {
             stream.needs_open = false;
             out.put_slice(&Data::header_for(id, n, fin).encode());
             out.put_bytes(payload);
+            stream.emitted_until = base + out.len() as u64;
             stream.send_credit.consume(n as u64);
+            let completed = fin && stream.fin_received;
             if fin {
                 stream.fin_sent = true;
             }
-            let wake_writer = stream.writer_waiting && stream.send_buffered < send_buffer;
-            if wake_writer {
+            let mut wake = stream.writer_waiting && stream.send_buffered < send_buffer;
+            if wake {
                 stream.writer_waiting = false;
             }
+            if stream.flush_waiting && stream.send_emitted() {
+                stream.flush_waiting = false;
+                wake = true;
+            }
+            let cancel = fin && std::mem::take(&mut stream.cancel_after_fin);
             let again = stream.wants_to_send();
             self.count_data_sent(n as u64, 1);
-            if wake_writer {
+            if completed {
+                self.count_closed(Closed::Completed);
+            }
+            if wake {
                 self.wake(id);
             }
             if again {
@@ -254,6 +270,11 @@ impl Connection {
                 self.end_stream_probe(now, id);
                 self.watch_half_close(now, id);
                 self.wake(id);
+                if cancel {
+                    // Released after finishing (see `release`): the peer
+                    // may stop sending now that the FIN is out.
+                    self.reset(id, ErrorCode::CANCEL);
+                }
                 self.maybe_reap(id);
             }
         }
@@ -353,6 +374,9 @@ impl Connection {
         stream.send_credit.consume(n);
         self.count_data_sent(n, frames as u64);
         self.stats.transport_bytes_sent += n + (frames * HEADER_LEN) as u64;
+        if let Some(stream) = self.streams.get_mut(&id) {
+            stream.emitted_until = self.stats.transport_bytes_sent;
+        }
     }
 
     /// Connection credit and counters for `frames` DATA frames carrying

@@ -117,6 +117,17 @@ pub(crate) struct StreamState {
     pub(crate) in_wake_queue: bool,
     /// A write found the send buffer full; wake the writer when it drains.
     pub(crate) writer_waiting: bool,
+    /// A flush waits for the buffered bytes (and a queued FIN) to go out;
+    /// wake it when they have.
+    pub(crate) flush_waiting: bool,
+    /// The application let go of the stream after finishing it, while the
+    /// peer may still send: once the FIN is out, RESET CANCEL tells the
+    /// peer to stop (SPEC §8.7; the peer keeps the finished direction).
+    pub(crate) cancel_after_fin: bool,
+    /// The transport offset (in bytes emitted since the connection began)
+    /// just past the stream's latest DATA frame: its bytes are on the wire
+    /// once the transport has taken that many.
+    pub(crate) emitted_until: u64,
     /// Boxed: most streams never probe, and the state stays small.
     pub(crate) probe: Option<Box<Probe>>,
     /// A BLOCKED went out and no WINDOW_UPDATE came since: the next one may
@@ -162,6 +173,9 @@ impl StreamState {
             queued: Queued::No,
             in_wake_queue: false,
             writer_waiting: false,
+            flush_waiting: false,
+            cancel_after_fin: false,
+            emitted_until: 0,
             probe: None,
             blocked_unanswered: false,
             stats: StreamCounters::default(),
@@ -189,6 +203,18 @@ impl StreamState {
     /// (unread data may remain). Frames from the peer are then ignored.
     pub(crate) fn is_closed(&self) -> bool {
         self.reset.is_some() || (self.fin_sent && self.fin_received)
+    }
+
+    /// SPEC §8.7: a RESET the peer sent after its FIN ends only this
+    /// side's direction; the bytes up to the FIN stay readable.
+    pub(crate) fn keeps_recv_after_reset(&self) -> bool {
+        matches!(self.reset, Some((_, Initiator::Remote))) && self.fin_received
+    }
+
+    /// Every byte the application handed over, and a queued FIN, went out
+    /// (the opening frame too): nothing of the send side waits in the core.
+    pub(crate) fn send_emitted(&self) -> bool {
+        self.send_buffered == 0 && !self.needs_open && (self.fin_sent || !self.fin_queued)
     }
 
     /// A frame for this stream arrived: SPEC §12.4, every frame received
@@ -327,10 +353,11 @@ mod size {
     use super::StreamState;
 
     /// Every open stream holds one (boxed); idle memory per stream is a
-    /// published figure, so growth should be a decision.
+    /// published figure, so growth should be a decision. (168 bytes until
+    /// flush completion needed the stream's transport offset, 184 since.)
     #[test]
     fn stream_state_stays_small() {
         let size = std::mem::size_of::<StreamState>();
-        assert!(size <= 168, "StreamState grew to {size} bytes");
+        assert!(size <= 184, "StreamState grew to {size} bytes");
     }
 }

@@ -18,9 +18,11 @@ pub(crate) enum Timer {
     Drain = 4,
     /// A PING held back by the sender budget may go out.
     PingPace = 5,
+    /// The frame being received must be complete by then.
+    Frame = 6,
 }
 
-const COUNT: usize = 6;
+const COUNT: usize = 7;
 const ALL: [Timer; COUNT] = [
     Timer::Handshake,
     Timer::KeepAlive,
@@ -28,6 +30,7 @@ const ALL: [Timer; COUNT] = [
     Timer::Probe,
     Timer::Drain,
     Timer::PingPace,
+    Timer::Frame,
 ];
 
 #[derive(Clone, Debug, Default)]

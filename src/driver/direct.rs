@@ -86,10 +86,14 @@ impl Shared {
             return 0;
         }
 
+        writer.written += written as u64;
         let (bytes, frames) = plan.commit(written, &mut writer);
         inner.conn.commit_direct(id, bytes, frames);
         // Transports that buffer (TLS) send on flush.
         let flushed = matches!(writer.io.as_mut().poll_flush(&mut cx), Poll::Ready(Ok(())));
+        if flushed {
+            inner.note_flushed(writer.written);
+        }
         if !writer.tx.is_empty() || !flushed {
             Self::handoff(inner, &mut writer);
         }

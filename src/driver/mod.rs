@@ -44,12 +44,23 @@ const WRITE_BATCH: usize = 256 * 1024;
 const MAX_IOVECS: usize = 64;
 /// Loop turns per poll before yielding to other tasks.
 const TURNS_PER_POLL: usize = 32;
+/// Once the connection has ended and its last bytes are written: the most
+/// time the transport's shutdown plus the linger (SPEC §13.4: reading and
+/// discarding until the peer closes too, so that its late bytes do not
+/// make the transport reset the connection under data still unread on the
+/// other side) may take.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The connection task. Ends when the connection has ended and its last
 /// bytes are written; then the transport is shut down.
 pub(crate) struct Driver {
     shared: Arc<Shared>,
     timer: Pin<Box<Sleep>>,
+    /// Set when the connection has ended and its last bytes are written:
+    /// the end of the shutdown and linger.
+    close_deadline: Option<Instant>,
+    /// The transport's write side was shut down.
+    shut_down: bool,
 }
 
 impl Driver {
@@ -57,6 +68,8 @@ impl Driver {
         Driver {
             shared,
             timer: Box::pin(tokio::time::sleep(std::time::Duration::from_secs(3600))),
+            close_deadline: None,
+            shut_down: false,
         }
     }
 
@@ -91,20 +104,28 @@ impl Driver {
         let mut progress = false;
         loop {
             if writer.tx.is_empty() {
+                // Push out what the transport may still buffer (TLS
+                // records): a flush that completes is what lets a stream's
+                // `poll_flush` and `poll_shutdown` return.
+                let mut flushed = None;
+                if writer.flush_pending {
+                    match writer.io.as_mut().poll_flush(cx) {
+                        Poll::Ready(Ok(())) => {
+                            writer.flush_pending = false;
+                            flushed = Some(writer.written);
+                        }
+                        Poll::Ready(Err(err)) => return Err(ConnectionError::io(&err)),
+                        Poll::Pending => {}
+                    }
+                }
                 let mut inner = self.shared.lock();
+                if let Some(upto) = flushed {
+                    inner.note_flushed(upto);
+                }
                 inner.conn.poll_transmit(t, &mut writer.tx, WRITE_BATCH);
                 inner.dispatch();
                 drop(inner);
                 if writer.tx.is_empty() {
-                    // Nothing more to write: push out what the transport
-                    // may still buffer.
-                    if writer.flush_pending {
-                        match writer.io.as_mut().poll_flush(cx) {
-                            Poll::Ready(Ok(())) => writer.flush_pending = false,
-                            Poll::Ready(Err(err)) => return Err(ConnectionError::io(&err)),
-                            Poll::Pending => {}
-                        }
-                    }
                     return Ok(progress);
                 }
                 writer.progress_at = t;
@@ -125,6 +146,7 @@ impl Driver {
                 }
                 Poll::Ready(Ok(n)) => {
                     writer.tx.advance(n);
+                    writer.written += n as u64;
                     writer.progress_at = t;
                     writer.flush_pending = true;
                     progress = true;
@@ -137,6 +159,77 @@ impl Driver {
     /// Drops what is left to write after the connection failed.
     fn discard_tx(&self) {
         self.shared.writer().tx = TransmitBuf::new();
+    }
+
+    /// The end, once the connection has ended and its last bytes are
+    /// written: shuts the transport's write side down, then reads and
+    /// discards until the peer closes too (SPEC §13.4), both within
+    /// [`CLOSE_GRACE`]. Ready when done (or out of time).
+    fn poll_close(&mut self, cx: &mut Context<'_>, t: Instant) -> Poll<()> {
+        let deadline = *self.close_deadline.get_or_insert(t + CLOSE_GRACE);
+        if !self.shut_down {
+            let mut writer = self.shared.writer();
+            match writer.io.as_mut().poll_shutdown(cx) {
+                Poll::Ready(result) => {
+                    self.shut_down = true;
+                    writer.flush_pending = false;
+                    let written = writer.written;
+                    drop(writer);
+                    if result.is_ok() {
+                        self.shared.lock().note_flushed(written);
+                    }
+                }
+                Poll::Pending if t < deadline => {
+                    drop(writer);
+                    return self.sleep_until(cx, deadline);
+                }
+                // A transport that cannot even shut down: nothing to wait for.
+                Poll::Pending => return Poll::Ready(()),
+            }
+        }
+        let mut reader = self.shared.reader();
+        while !reader.closed {
+            match reader.poll_fill(&self.shared.read_waker) {
+                Poll::Ready(Ok(n)) if n > 0 => reader.buf.clear(),
+                Poll::Ready(_) => reader.closed = true,
+                Poll::Pending if t < deadline => {
+                    self.shared.read_wake.set_driver(cx.waker());
+                    drop(reader);
+                    return self.sleep_until(cx, deadline);
+                }
+                Poll::Pending => break,
+            }
+        }
+        Poll::Ready(())
+    }
+
+    fn sleep_until(&mut self, cx: &mut Context<'_>, at: Instant) -> Poll<()> {
+        self.timer
+            .as_mut()
+            .reset(tokio::time::Instant::from_std(at));
+        if self.timer.as_mut().poll(cx).is_ready() {
+            cx.waker().wake_by_ref();
+        }
+        Poll::Pending
+    }
+
+    /// Before a failed write is reported: input already on its way may say
+    /// why (the peer's GOAWAY ahead of its close, SPEC §13.3), which is the
+    /// cause a caller should see rather than the broken pipe it left.
+    fn read_pending_input(&self, t: Instant) {
+        let mut reader = self.shared.reader();
+        while !reader.closed {
+            match reader.poll_fill(&self.shared.read_waker) {
+                Poll::Pending => break,
+                Poll::Ready(read) => {
+                    let mut inner = self.shared.lock();
+                    reader.feed(&mut inner, t, read);
+                    if inner.conn.error().is_some() {
+                        break;
+                    }
+                }
+            }
+        }
     }
 
     /// Runs due timers and arms the sleep for the next deadline. Returns
@@ -209,10 +302,20 @@ impl Future for Driver {
             // stops when the transport is full (its waker registered) or
             // the core has nothing more, which the check below repeats
             // under the lock.
+            if this.close_deadline.is_some() {
+                return match this.poll_close(cx, t) {
+                    Poll::Ready(()) => {
+                        this.shared.lock().finish_driver();
+                        Poll::Ready(())
+                    }
+                    Poll::Pending => Poll::Pending,
+                };
+            }
             let mut progress = this.poll_read_side(cx, t);
             match this.poll_write_side(cx, t) {
                 Ok(_) => {}
                 Err(err) => {
+                    this.read_pending_input(t);
                     let mut inner = this.shared.lock();
                     inner.conn.handle_transport_error(err);
                     inner.dispatch();
@@ -225,17 +328,19 @@ impl Future for Driver {
 
             // Both locks: no direct write can slip in between this check
             // and parking.
-            let mut writer = this.shared.writer();
+            let writer = this.shared.writer();
             let mut inner = this.shared.lock();
             if inner.conn.is_finished() && writer.tx.is_empty() && !inner.conn.wants_transmit() {
                 drop(inner);
-                // Best effort: the connection is over either way.
-                if writer.io.as_mut().poll_shutdown(cx).is_pending() {
-                    return Poll::Pending;
-                }
                 drop(writer);
-                this.shared.lock().finish_driver();
-                return Poll::Ready(());
+                // Best effort: the connection is over either way.
+                return match this.poll_close(cx, t) {
+                    Poll::Ready(()) => {
+                        this.shared.lock().finish_driver();
+                        Poll::Ready(())
+                    }
+                    Poll::Pending => Poll::Pending,
+                };
             }
             if !progress {
                 // Registered under the lock that application commands take,

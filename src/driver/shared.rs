@@ -59,6 +59,14 @@ pub(crate) struct Inner {
     /// direct write or a flush (to finish with its own waker registered),
     /// or input it handled (which may have set new deadlines).
     pub(crate) driver_turn_owed: bool,
+    /// Bytes the transport has taken and flushed: a stream's bytes are
+    /// delivered to the transport once this passes the offset where its
+    /// last frame ends (`Connection::flush_state`).
+    pub(crate) flushed: u64,
+    /// Tasks waiting in `poll_flush`/`poll_shutdown` for `flushed` to
+    /// move. One entry per waiting call (bounded by the application's own
+    /// concurrency, like `conn_waiters`).
+    pub(crate) flush_waiters: Vec<Waker>,
 }
 
 impl Inner {
@@ -80,6 +88,33 @@ impl Inner {
         }
     }
 
+    /// The transport took and flushed everything up to `upto`.
+    pub(crate) fn note_flushed(&mut self, upto: u64) {
+        if upto > self.flushed {
+            self.flushed = upto;
+            for waker in self.flush_waiters.drain(..) {
+                waker.wake();
+            }
+        }
+    }
+
+    /// Parks a task until `flushed` moves (or the driver ends).
+    pub(crate) fn wait_flush(&mut self, waker: &Waker) {
+        if !self.flush_waiters.iter().any(|w| w.will_wake(waker)) {
+            self.flush_waiters.push(waker.clone());
+        }
+    }
+
+    /// Why stream operations fail once the driver has ended.
+    pub(crate) fn lost(&self) -> crate::error::StreamError {
+        crate::error::StreamError::ConnectionLost(
+            self.conn
+                .error()
+                .cloned()
+                .unwrap_or(ConnectionError::TransportClosed),
+        )
+    }
+
     pub(crate) fn wake_conn_waiters(&mut self) {
         for waker in self.conn_waiters.drain(..) {
             waker.wake();
@@ -94,12 +129,12 @@ impl Inner {
     }
 
     /// After an application command: wake whoever it concerns, and the
-    /// driver if there is something to write.
+    /// driver if there is something to write or a deadline it must re-arm
+    /// for (a write that leaves data at zero credit starts the probe, an
+    /// `open` at the stream limit its probe: SPEC §11.1).
     pub(crate) fn after_command(&mut self) {
         self.dispatch();
-        if self.conn.wants_transmit() {
-            self.wake_driver();
-        }
+        self.after_task_change();
     }
 
     /// Parks the read half of stream `id` until it has data.
@@ -173,6 +208,9 @@ impl Inner {
         self.driver_done = true;
         self.dispatch();
         self.wake_conn_waiters();
+        for waker in self.flush_waiters.drain(..) {
+            waker.wake();
+        }
         for (_, mut wakers) in self.streams.drain() {
             wakers.wake();
         }
@@ -196,6 +234,9 @@ pub(crate) struct Writer {
     /// Bytes were written since the last completed flush. Transports that
     /// buffer (TLS records, a `BufWriter`) only send them on flush.
     pub(crate) flush_pending: bool,
+    /// Bytes the transport has taken since the connection began, counted
+    /// like the core's `transport_bytes_sent` (the same bytes, in order).
+    pub(crate) written: u64,
 }
 
 /// The read side of the transport, shared by the driver and the
@@ -290,6 +331,7 @@ impl Shared {
                 tx: TransmitBuf::new(),
                 progress_at: now(),
                 flush_pending: false,
+                written: 0,
             }),
             inner: Mutex::new(Inner {
                 conn,
@@ -301,6 +343,8 @@ impl Shared {
                 driver_turn_owed: false,
                 parked_readers: 0,
                 timer_armed: None,
+                flushed: 0,
+                flush_waiters: Vec::new(),
             }),
         }
     }

@@ -89,14 +89,15 @@ pub enum BlockedOn {
     Stream(StreamId),
 }
 
-/// Zero-window probe: "I have more to send and am stuck at `offset`"
+/// Zero-window probe: "I have more to send and am stuck at `limit`"
 /// (SPEC §6.5, §11). The receiver answers with its current limit.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Blocked {
     /// The credit the sender waits for.
     pub on: BlockedOn,
-    /// The offset (or stream count) the sender is stuck at.
-    pub offset: u64,
+    /// The limit (a byte offset, or a stream count) the sender is stuck
+    /// at (SPEC §6.5).
+    pub limit: u64,
 }
 
 impl Blocked {
@@ -114,7 +115,7 @@ impl Blocked {
     }
 
     pub(super) fn encode_payload(&self, dst: &mut impl BufMut) {
-        dst.put_u64(self.offset);
+        dst.put_u64(self.limit);
     }
 
     pub(super) fn decode(header: &Header, payload: &[u8]) -> Result<Blocked, FrameError> {
@@ -134,7 +135,7 @@ impl Blocked {
         };
         Ok(Blocked {
             on,
-            offset: decode_value(payload)?,
+            limit: decode_value(payload)?,
         })
     }
 }

@@ -871,6 +871,7 @@ impl Shared {
             probes_sent: blocked(&quic.frame_tx),
             probes_answered: blocked(&quic.frame_rx),
             rtt: state.rtt.or(Some(quic.path.rtt)),
+            ..ConnectionStats::default()
         }
     }
 }

@@ -1,3 +1,6 @@
+pub mod conn;
+pub mod frames;
 pub mod pair;
 pub mod raw;
 pub mod repr;
+pub mod wire_peer;

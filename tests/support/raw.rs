@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use creditmux::config::Config;
 use creditmux::conn::{Connection, Side, TransmitBuf};
-use creditmux::frame::{Decoded, Frame, FrameDecoder, PREFACE_LEN, encode_preface};
+use creditmux::frame::{
+    Decoded, Frame, FrameDecoder, PREFACE_LEN, Settings, SettingsValues, encode_preface,
+};
 
 /// One real server core fed hand-made client frames under virtual time.
 pub struct Raw {
@@ -35,6 +37,19 @@ impl Raw {
         };
         raw.feed_bytes(&encode_preface());
         raw.feed(frames);
+        raw
+    }
+
+    /// A server past the handshake: it has read the client's preface and
+    /// SETTINGS, written its own, and read their acknowledgement.
+    pub fn established(config: Config) -> Raw {
+        let mut raw = Raw::server(config, &[Frame::Settings(Settings::default())]);
+        raw.sent();
+        raw.feed(&[Frame::Settings(Settings {
+            ack: true,
+            values: SettingsValues::default(),
+        })]);
+        assert!(raw.conn.is_established(), "{:?}", raw.conn.error());
         raw
     }
 

@@ -92,7 +92,7 @@ pub fn parse_frame(repr: &str) -> Frame {
             };
             Frame::Blocked(Blocked {
                 on,
-                offset: num(&map, "offset"),
+                limit: num(&map, "limit"),
             })
         }
         "RESET" => Frame::Reset(Reset {

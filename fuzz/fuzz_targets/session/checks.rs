@@ -127,10 +127,10 @@ impl Harness {
                         .unwrap_or(l.peer_stream_window),
                 };
                 assert!(
-                    !exact || b.offset <= known,
+                    !exact || b.limit <= known,
                     "BLOCKED {:?} at {} above the granted limit {known}",
                     b.on,
-                    b.offset
+                    b.limit
                 );
             }
             Frame::Reset(r) => {
@@ -305,11 +305,19 @@ impl Harness {
         let mut local_streams = 0u64;
         let mut recv_buffered = 0u64;
         let mut send_buffered = 0u64;
+        let mut stalled = Vec::new();
+        // Probes of the connection and stream-count credit: all probes
+        // but the live streams' own.
+        let mut conn_probes = stats.probes_sent;
         for &id in &self.ids {
             let Some(s) = self.conn.stream_stats(id) else {
                 continue;
             };
             known += 1;
+            conn_probes = conn_probes.saturating_sub(s.probes_sent);
+            if s.send_buffered > 0 && (s.send_window == 0 || stats.send_window == 0) {
+                stalled.push((id, s));
+            }
             if id.is_client_initiated() {
                 peer_streams += 1;
             } else {
@@ -366,6 +374,7 @@ impl Harness {
             stats.control_queue_depth,
             stats.open_streams
         );
+        self.check_stalls_are_probed(stalled, conn_probes);
         // SPEC §16.3: the memory bound follows from the configuration.
         let bound = config().max_buffered_bytes(local_streams);
         assert!(
@@ -373,6 +382,42 @@ impl Harness {
             "{} + {send_buffered} bytes buffered, bound {bound}",
             stats.recv_buffered
         );
+    }
+
+    /// SPEC §11.1: data waiting on zero stream or connection credit for a
+    /// probe interval (plus 1 s for the BLOCKED budget, §11.2) has had a
+    /// BLOCKED scheduled for that credit. A stall is new when the stream's
+    /// bytes sent or the credit it waits on changed.
+    fn check_stalls_are_probed(&mut self, stalled: Vec<(StreamId, StreamStats)>, conn_probes: u64) {
+        let now = self.now;
+        if self.conn.error().is_some() {
+            self.stalls.clear();
+            return;
+        }
+        let mut seen = HashSet::new();
+        for (id, s) in stalled {
+            seen.insert(id);
+            let on_stream = s.send_window == 0;
+            let probes = if on_stream { s.probes_sent } else { conn_probes };
+            let fresh = Stall {
+                since: now,
+                bytes_sent: s.bytes_sent,
+                probes,
+                on_stream,
+            };
+            let stall = self.stalls.entry(id).or_insert(fresh);
+            if stall.bytes_sent != s.bytes_sent || stall.on_stream != on_stream {
+                *stall = fresh;
+            }
+            let due = stall.since + PROBE_INTERVAL + Duration::from_secs(1);
+            assert!(
+                now < due || probes > stall.probes,
+                "data on {id} waiting on zero {} credit for {:?}, and no BLOCKED",
+                if on_stream { "stream" } else { "connection" },
+                now - stall.since
+            );
+        }
+        self.stalls.retain(|id, _| seen.contains(id));
     }
 
     /// The SUT may blame the peer only for what the peer did.

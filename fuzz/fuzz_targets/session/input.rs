@@ -109,7 +109,7 @@ pub(super) enum PeerFrame {
     MaxStreams(Credit),
     Blocked {
         on: BlockedSel,
-        offset: Credit,
+        limit: Credit,
     },
     Reset {
         stream: StreamSel,

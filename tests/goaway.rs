@@ -1,0 +1,184 @@
+//! SPEC §13, GOAWAY and shutdown: a graceful close lets every stream end
+//! and says how each did, on the wire and in the counters.
+
+mod support;
+
+use std::time::Duration;
+
+use creditmux::config::Config;
+use creditmux::error::{ConnectionError, Initiator, OpenError, StreamError};
+use creditmux::frame::{ErrorCode, Frame};
+use support::conn::{pattern, read_available, try_read_available};
+use support::frames::{data, goaway, id, settings};
+use support::pair::Pair;
+use support::raw::Raw;
+
+/// SPEC §13.2: streams still open at the drain deadline are reset with
+/// CANCEL, and the RESETs reach the peer before the connection ends.
+#[test]
+fn the_drain_deadline_resets_open_streams_with_cancel_on_the_wire() {
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    let cid = pair.client.open(pair.now).unwrap().unwrap();
+    pair.client.write(cid, b"half a request").unwrap();
+    pair.drive();
+    let sid = pair.server.accept().unwrap();
+    pair.client.close(pair.now, ErrorCode::NO_ERROR, b"");
+    pair.drive();
+    // Neither side finishes the stream; the client's drain timeout passes.
+    pair.run_for(Config::default().drain_timeout() + Duration::from_millis(1));
+    assert_eq!(
+        pair.client.error(),
+        Some(&ConnectionError::LocallyClosed {
+            code: ErrorCode::NO_ERROR
+        })
+    );
+    let (got, end) = try_read_available(&mut pair.server, sid);
+    assert!(got.is_empty(), "a RESET discards what was not read");
+    assert_eq!(
+        end,
+        Err(StreamError::Reset {
+            code: ErrorCode::CANCEL,
+            initiator: Initiator::Remote
+        }),
+        "the server learns the stream was cancelled, not that the connection broke"
+    );
+    let stats = pair.client.stats();
+    assert_eq!(stats.streams_cancelled_at_drain, 1);
+    assert_eq!(stats.streams_reset_local, 1);
+}
+
+/// SPEC §13.2: the connection ends when its streams are closed and what
+/// was owed for them is written, not earlier: bytes and a FIN queued
+/// behind the peer's credit still go out.
+#[test]
+fn a_graceful_close_waits_for_bytes_and_a_fin_queued_behind_credit() {
+    let config = Config::builder()
+        .stream_window(16 * 1024)
+        .connection_window(64 * 1024)
+        .send_buffer(256 * 1024)
+        .build()
+        .unwrap();
+    let mut pair = Pair::new(config.clone(), config);
+    pair.connect();
+    let cid = pair.client.open(pair.now).unwrap().unwrap();
+    let body = pattern(200_000, 5);
+    assert_eq!(pair.client.write(cid, &body).unwrap(), body.len());
+    pair.client.finish(cid).unwrap();
+    pair.drive();
+    let sid = pair.server.accept().unwrap();
+    pair.server.finish(sid).unwrap();
+    pair.client.close(pair.now, ErrorCode::NO_ERROR, b"");
+    let mut got = Vec::new();
+    loop {
+        pair.step();
+        let (bytes, finished) = read_available(&mut pair.server, sid);
+        got.extend_from_slice(&bytes);
+        if finished {
+            break;
+        }
+        assert!(
+            !pair.client.is_finished(),
+            "the client ended with {} of {} bytes delivered",
+            got.len(),
+            body.len()
+        );
+    }
+    assert!(got == body);
+    pair.drive();
+    assert!(pair.client.is_finished() && pair.server.is_finished());
+    assert!(
+        pair.client
+            .error()
+            .is_some_and(ConnectionError::is_graceful)
+    );
+    assert!(
+        pair.server
+            .error()
+            .is_some_and(ConnectionError::is_graceful)
+    );
+    assert_eq!(pair.client.stats().streams_completed, 1);
+}
+
+/// SPEC §16.1: refusing streams the peer opened while this side's GOAWAY
+/// was in flight is no flood, however many the peer's credit allowed; the
+/// stream that was already running finishes.
+#[test]
+fn refusals_during_a_goaway_are_not_charged_to_the_reset_budget() {
+    let server = Config::builder()
+        .max_incoming_streams(1024)
+        .accept_backlog(1024)
+        .build()
+        .unwrap();
+    let mut pair = Pair::new(Config::default(), server);
+    pair.connect();
+    let running = pair.client.open(pair.now).unwrap().unwrap();
+    pair.client.write(running, b"in flight").unwrap();
+    pair.drive();
+    let sid = pair.server.accept().unwrap();
+    pair.server.close(pair.now, ErrorCode::NO_ERROR, b"");
+    // Before the GOAWAY arrives the client opens 250 more (it may: the
+    // server advertised 1024).
+    let late: Vec<_> = (0..250)
+        .map(|_| pair.client.open(pair.now).unwrap().unwrap())
+        .collect();
+    for &id in &late {
+        pair.client.write(id, b"x").unwrap();
+    }
+    pair.drive();
+    assert!(pair.server.error().is_none(), "{:?}", pair.server.error());
+    assert!(pair.client.error().is_none(), "{:?}", pair.client.error());
+    for &id in &late {
+        let (_, end) = try_read_available(&mut pair.client, id);
+        assert_eq!(
+            end,
+            Err(StreamError::Reset {
+                code: ErrorCode::REFUSED_STREAM,
+                initiator: Initiator::Remote
+            })
+        );
+        pair.client.release(id);
+    }
+    assert_eq!(pair.client.open(pair.now), Err(OpenError::GoingAway));
+    // The running stream completes both ways.
+    assert_eq!(read_available(&mut pair.server, sid).0, b"in flight");
+    pair.client.finish(running).unwrap();
+    pair.server.write(sid, b"done").unwrap();
+    pair.server.finish(sid).unwrap();
+    pair.drive();
+    assert_eq!(
+        read_available(&mut pair.client, running),
+        (b"done".to_vec(), true)
+    );
+    assert_eq!(read_available(&mut pair.server, sid), (vec![], true));
+    pair.drive();
+    assert!(
+        pair.server
+            .error()
+            .is_some_and(ConnectionError::is_graceful)
+    );
+}
+
+/// SPEC §13.1/§13.2: the sender of GOAWAY must not open streams after
+/// it; one it opens anyway is refused, so it learns the stream was not
+/// processed.
+#[test]
+fn a_stream_the_goaway_sender_opens_after_its_goaway_is_refused() {
+    // Stream 1 opened before the client's GOAWAY keeps the server from
+    // draining at once; stream 3 comes after it.
+    let mut raw = Raw::server(
+        Config::default(),
+        &[
+            settings(),
+            data(1, b"in time", false),
+            goaway(0, ErrorCode::NO_ERROR),
+            data(3, b"too late", false),
+        ],
+    );
+    assert_eq!(raw.conn.accept(), Some(id(1)));
+    assert_eq!(raw.conn.accept(), None);
+    let refused = raw.sent().into_iter().any(|f| {
+        matches!(f, Frame::Reset(r) if r.stream == id(3) && r.code == ErrorCode::REFUSED_STREAM)
+    });
+    assert!(refused, "no RESET REFUSED_STREAM for stream 3");
+}

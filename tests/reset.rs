@@ -1,0 +1,173 @@
+//! SPEC §8.7, reset and letting go of a stream: a RESET aborts what was
+//! still open and nothing that was finished. Two sans-IO cores in memory
+//! under virtual time.
+
+mod support;
+
+use creditmux::config::Config;
+use creditmux::error::{Initiator, StreamError};
+use creditmux::frame::ErrorCode;
+use support::conn::{pattern, read_available, try_read_available};
+use support::pair::Pair;
+
+fn small_windows() -> Config {
+    Config::builder()
+        .stream_window(64 * 1024)
+        .connection_window(256 * 1024)
+        .max_frame_payload(16 * 1024)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_reset_after_the_fin_leaves_the_finished_direction_readable() {
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    let id = pair.client.open(pair.now).unwrap().unwrap();
+    let data = pattern(100_000, 3);
+    assert_eq!(pair.client.write(id, &data).unwrap(), data.len());
+    pair.client.finish(id).unwrap();
+    pair.drive();
+    let sid = pair.server.accept().unwrap();
+    // The server has read nothing when the client resets after its FIN.
+    pair.client.reset(id, ErrorCode::CANCEL);
+    pair.drive();
+    let (got, end) = try_read_available(&mut pair.server, sid);
+    assert_eq!(end, Ok(true), "reads end as after any FIN");
+    assert!(
+        got == data,
+        "{} of {} bytes readable",
+        got.len(),
+        data.len()
+    );
+    // The server's own direction is what the RESET aborted.
+    assert_eq!(
+        pair.server.write(sid, b"late"),
+        Err(StreamError::Reset {
+            code: ErrorCode::CANCEL,
+            initiator: Initiator::Remote
+        })
+    );
+    pair.server.release(sid);
+    pair.client.release(id);
+    pair.drive();
+    for conn in [&pair.client, &pair.server] {
+        let stats = conn.stats();
+        assert_eq!((stats.open_streams, stats.recv_buffered), (0, 0));
+    }
+}
+
+#[test]
+fn a_reset_before_the_fin_discards_what_is_unread() {
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    let id = pair.client.open(pair.now).unwrap().unwrap();
+    pair.client.write(id, &pattern(10_000, 1)).unwrap();
+    pair.drive();
+    let sid = pair.server.accept().unwrap();
+    pair.client.reset(id, ErrorCode(0x42));
+    pair.drive();
+    let (got, end) = try_read_available(&mut pair.server, sid);
+    assert!(got.is_empty());
+    assert_eq!(
+        end,
+        Err(StreamError::Reset {
+            code: ErrorCode(0x42),
+            initiator: Initiator::Remote
+        })
+    );
+    assert_eq!(pair.server.stats().recv_buffered, 0);
+}
+
+/// The writer finishes and lets go at once, with most of its bytes still
+/// queued behind the peer's credit: they and the FIN still go out, and the
+/// RESET CANCEL that stops the peer's direction comes after them.
+#[test]
+fn letting_go_of_a_finished_stream_delivers_it_then_cancels_the_peer() {
+    let mut pair = Pair::new(small_windows(), small_windows());
+    pair.connect();
+    let id = pair.client.open(pair.now).unwrap().unwrap();
+    let data = pattern(200_000, 9);
+    let mut written = 0;
+    while written < data.len() {
+        let n = pair.client.write(id, &data[written..]).unwrap();
+        written += n;
+        if n == 0 {
+            pair.step();
+        }
+    }
+    pair.client.finish(id).unwrap();
+    pair.client.release(id);
+    let mut got = Vec::new();
+    let mut sid = None;
+    let mut finished = false;
+    for _ in 0..10_000 {
+        pair.step();
+        sid = sid.or_else(|| pair.server.accept());
+        if let Some(sid) = sid {
+            let (bytes, end) = try_read_available(&mut pair.server, sid);
+            got.extend_from_slice(&bytes);
+            if end == Ok(true) {
+                finished = true;
+                break;
+            }
+            assert_eq!(end, Ok(false), "after {} bytes", got.len());
+        }
+    }
+    assert!(
+        finished,
+        "no FIN after {} of {} bytes",
+        got.len(),
+        data.len()
+    );
+    assert!(got == data, "the bytes differ");
+    pair.drive();
+    let sid = sid.unwrap();
+    assert_eq!(
+        pair.server.write(sid, b"reply nobody reads"),
+        Err(StreamError::Reset {
+            code: ErrorCode::CANCEL,
+            initiator: Initiator::Remote
+        })
+    );
+    pair.server.release(sid);
+    pair.drive();
+    assert_eq!(pair.client.stats().open_streams, 0);
+    assert_eq!(pair.server.stats().open_streams, 0);
+}
+
+#[test]
+fn the_counters_say_how_each_stream_ended() {
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    // One completed both ways, one reset by the client, one by the server.
+    let ids: Vec<_> = (0..3)
+        .map(|_| pair.client.open(pair.now).unwrap().unwrap())
+        .collect();
+    pair.drive();
+    let sids: Vec<_> = (0..3).map(|_| pair.server.accept().unwrap()).collect();
+    pair.client.finish(ids[0]).unwrap();
+    pair.server.finish(sids[0]).unwrap();
+    pair.client.reset(ids[1], ErrorCode::CANCEL);
+    pair.server.reset(sids[2], ErrorCode::INTERNAL_ERROR);
+    pair.drive();
+    assert_eq!(read_available(&mut pair.client, ids[0]), (vec![], true));
+    let client = pair.client.stats();
+    let server = pair.server.stats();
+    assert_eq!(
+        (
+            client.streams_completed,
+            client.streams_reset_local,
+            client.streams_reset_remote
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(
+        (
+            server.streams_completed,
+            server.streams_reset_local,
+            server.streams_reset_remote
+        ),
+        (1, 1, 1)
+    );
+}
