@@ -7,8 +7,8 @@ mod support;
 
 use std::time::Duration;
 
-use creditmux::frame::{BlockedOn, Frame, SettingsValues, StreamId, WindowUpdate};
 use creditmux::Config;
+use creditmux::frame::{BlockedOn, Frame, SettingsValues, StreamId, WindowUpdate};
 use support::frames::data;
 use support::wire_peer::WirePeer;
 use tokio::io::AsyncWriteExt;

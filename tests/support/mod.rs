@@ -1,6 +1,7 @@
 pub mod conn;
 pub mod frames;
 pub mod pair;
+pub mod proxy;
 pub mod raw;
 pub mod repr;
 pub mod wire_peer;
