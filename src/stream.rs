@@ -571,10 +571,7 @@ impl AsyncWrite for SendStream {
         match &mut self.imp {
             SendImp::Mux(half) => half.poll_shutdown(cx),
             #[cfg(feature = "quic")]
-            SendImp::Native(half) => Poll::Ready(match half.finish() {
-                Ok(()) | Err(StreamError::Finished) => Ok(()),
-                Err(err) => Err(err.into()),
-            }),
+            SendImp::Native(half) => half.poll_shutdown(cx).map_err(io::Error::from),
         }
     }
 }

@@ -202,6 +202,8 @@ impl Shared {
                 handle,
                 send,
                 alone: false,
+                finished: false,
+                delivered: None,
             },
         )
     }
@@ -1151,7 +1153,17 @@ pub(crate) struct SendHalf {
     send: quinn::SendStream,
     /// False while part of a whole `Stream`.
     pub(crate) alone: bool,
+    /// The write side was finished (FIN queued in quinn).
+    finished: bool,
+    /// Resolves once the peer acknowledged every byte and the FIN (quinn's
+    /// `stopped`), for `poll_shutdown`.
+    delivered: Option<Delivered>,
 }
+
+/// quinn's `SendStream::stopped` future.
+type Delivered = Pin<
+    Box<dyn Future<Output = Result<Option<VarInt>, quinn::StoppedError>> + Send + Sync + 'static>,
+>;
 
 impl SendHalf {
     pub(crate) fn id(&self) -> StreamId {
@@ -1207,7 +1219,8 @@ impl SendHalf {
 
     pub(crate) fn finish(&mut self) -> Result<(), StreamError> {
         self.refused()?;
-        self.send
+        let finished = self
+            .send
             .finish()
             .map_err(|_| match self.handle.local_reset() {
                 Some(code) => StreamError::Reset {
@@ -1215,7 +1228,39 @@ impl SendHalf {
                     initiator: Initiator::Local,
                 },
                 None => StreamError::Finished,
-            })
+            });
+        if matches!(finished, Ok(()) | Err(StreamError::Finished)) {
+            self.finished = true;
+        }
+        finished
+    }
+
+    /// Finishes the write side and waits until the peer has acknowledged
+    /// every byte and the FIN: quinn keeps unacknowledged data only as long
+    /// as the connection lives, so in native mode this, not the hand-over
+    /// to quinn, is what makes the bytes safe from a closing process.
+    pub(crate) fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StreamError>> {
+        match self.finish() {
+            Ok(()) | Err(StreamError::Finished) => {}
+            Err(err) => return Poll::Ready(Err(err)),
+        }
+        let send = &self.send;
+        let delivered = self
+            .delivered
+            .get_or_insert_with(|| Box::pin(send.stopped()));
+        Poll::Ready(match ready!(delivered.as_mut().poll(cx)) {
+            Ok(None) => Ok(()),
+            Ok(Some(code)) => Err(StreamError::Reset {
+                code: error_code(code),
+                initiator: Initiator::Remote,
+            }),
+            Err(quinn::StoppedError::ConnectionLost(err)) => {
+                Err(self.handle.shared.stream_error(&err))
+            }
+            Err(quinn::StoppedError::ZeroRttRejected) => Err(StreamError::ConnectionLost(
+                ConnectionError::TransportClosed,
+            )),
+        })
     }
 
     pub(crate) fn reset(&mut self, code: ErrorCode) {
@@ -1237,7 +1282,13 @@ impl Drop for SendHalf {
             return;
         }
         if !self.alone && self.handle.local_reset().is_none() && !self.handle.peer_done() {
-            self.reset(ErrorCode::CANCEL);
+            if self.finished {
+                // SPEC §8.7: what was finished is delivered; only the
+                // peer's direction is stopped (STOP_SENDING).
+                self.handle.stop(ErrorCode::CANCEL);
+            } else {
+                self.reset(ErrorCode::CANCEL);
+            }
         }
     }
 }
