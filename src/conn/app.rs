@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::stream::{Half, Probe, Queued, StreamState};
 use super::timer::Timer;
 use super::{Closed, Connection, Flush, Phase, ReadOutcome};
-use crate::error::{ConnectionError, Initiator, OpenError, StreamError};
+use crate::error::{Initiator, OpenError, StreamError};
 use crate::frame::{ErrorCode, StreamId};
 
 impl Connection {
@@ -371,25 +371,6 @@ impl Connection {
         } else {
             let at = self.ping_budget.available_at(now);
             self.timers.set(Timer::PingPace, at);
-        }
-    }
-
-    /// Starts closing: sends GOAWAY with `code`. With NO_ERROR, streams in
-    /// flight finish first (bounded by the drain timeout); with another
-    /// code the connection ends as soon as the GOAWAY is written.
-    pub fn close(&mut self, now: Instant, code: ErrorCode, debug: &[u8]) {
-        if self.phase == Phase::Closed {
-            return;
-        }
-        self.send_goaway(code, debug);
-        if code == ErrorCode::NO_ERROR && self.preface_received {
-            self.phase = Phase::Draining;
-            self.timers
-                .set(Timer::Drain, now + self.config.drain_timeout);
-            self.refuse_backlog();
-            self.check_drained();
-        } else {
-            self.fail(ConnectionError::LocallyClosed { code });
         }
     }
 }

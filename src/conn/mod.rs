@@ -26,8 +26,11 @@
 
 mod app;
 pub(crate) mod flood;
-mod recv;
+mod frames;
+mod input;
+mod probe;
 mod send;
+mod shutdown;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -579,123 +582,6 @@ impl Connection {
         self.check_drained();
     }
 
-    /// In a graceful shutdown, ends the connection once every stream is
-    /// closed (SPEC §13.2; the application may still hold some, with unread
-    /// data, which stays readable) and every frame owed for them is
-    /// written: a DATA frame or FIN still queued, an opening frame, a RESET
-    /// (the drain deadline's CANCEL among them).
-    fn check_drained(&mut self) {
-        if self.phase != Phase::Draining {
-            return;
-        }
-        let drained = self.control_queue.is_empty()
-            && self.stray_resets.is_empty()
-            && self.data_queue.is_empty()
-            && self
-                .streams
-                .values()
-                .all(|s| s.is_closed() && !s.needs_open);
-        if drained {
-            let err = if self.goaway_sent {
-                ConnectionError::LocallyClosed {
-                    code: ErrorCode::NO_ERROR,
-                }
-            } else {
-                ConnectionError::ClosedByPeer {
-                    code: ErrorCode::NO_ERROR,
-                    debug: String::new(),
-                }
-            };
-            self.fail(err);
-        }
-    }
-
-    fn send_goaway(&mut self, code: ErrorCode, debug: &[u8]) {
-        let mut last = if self.next_peer_index == 0 {
-            StreamId::CONNECTION
-        } else {
-            self.side
-                .peer()
-                .id_at(self.next_peer_index - 1)
-                .unwrap_or(StreamId::MAX)
-        };
-        if let Some((previous_last, previous_code)) = self.goaway_last {
-            // SPEC §13.2: a further GOAWAY never carries a higher
-            // last_stream_id (streams refused since were not processed).
-            last = last.min(previous_last);
-            // A further GOAWAY only says something new when an error
-            // follows a graceful one; repeated closes send nothing more,
-            // which keeps this side far below the cap of 5 (SPEC §13.2).
-            if previous_code != ErrorCode::NO_ERROR || code == ErrorCode::NO_ERROR {
-                return;
-            }
-        }
-        // SPEC §5.2, §4.2: the frame fits the peer's MAX_FRAME_PAYLOAD, or
-        // 1024 bytes before its SETTINGS; receivers keep at most 1024 bytes
-        // of debug data anyway (§6.8).
-        let max_payload = self.peer.map_or(1024, |p| p.max_frame_payload);
-        let max_debug = max_payload.saturating_sub(8).min(1024);
-        let debug = &debug[..debug.len().min(max_debug)];
-        self.owed.goaway = Some(GoAway {
-            last_stream: last,
-            code,
-            debug: Bytes::copy_from_slice(debug),
-        });
-        self.goaway_last = Some((last, code));
-        self.goaway_sent = true;
-        self.conn_event = true;
-    }
-
-    /// Streams in the accept backlog when this side stops accepting are
-    /// refused: the peer may retry them elsewhere.
-    fn refuse_backlog(&mut self) {
-        while let Some(id) = self.accept_queue.pop_front() {
-            if let Some(stream) = self.streams.get_mut(&id) {
-                stream.released = true;
-            }
-            self.reset(id, ErrorCode::REFUSED_STREAM);
-        }
-    }
-
-    /// Ends the connection with `err`: every stream and waiter sees it.
-    /// Buffered received bytes stay readable.
-    fn fail(&mut self, err: ConnectionError) {
-        if self.phase == Phase::Closed {
-            return;
-        }
-        tracing::debug!(side = ?self.side, error = %err, "connection ended");
-        self.phase = Phase::Closed;
-        self.error = Some(err);
-        for timer in [
-            Timer::Handshake,
-            Timer::KeepAlive,
-            Timer::Idle,
-            Timer::Probe,
-            Timer::Drain,
-            Timer::PingPace,
-            Timer::Frame,
-        ] {
-            self.timers.stop(timer);
-        }
-        self.data_queue.clear();
-        self.conn_blocked_queue.clear();
-        self.control_queue.clear();
-        self.stray_resets.clear();
-        let ids: Vec<StreamId> = self.streams.keys().copied().collect();
-        for id in ids {
-            if let Some(stream) = self.streams.get_mut(&id) {
-                stream.queued = Queued::No;
-                stream.in_control_queue = false;
-                stream.owe_window_update = false;
-                stream.owe_blocked = false;
-                stream.owe_reset = None;
-                stream.clear_send();
-            }
-            self.wake(id);
-        }
-        self.conn_event = true;
-    }
-
     /// Counts a stream that just became closed (SPEC §8.3), by how.
     fn count_closed(&mut self, how: Closed) {
         match how {
@@ -703,14 +589,6 @@ impl Connection {
             Closed::ResetLocal => self.stats.streams_reset_local += 1,
             Closed::ResetRemote => self.stats.streams_reset_remote += 1,
         }
-    }
-
-    /// Connection error detected locally: GOAWAY with `code`, then end.
-    fn protocol_error(&mut self, code: ErrorCode, reason: impl Into<String>) {
-        let reason = reason.into();
-        tracing::warn!(side = ?self.side, %code, %reason, "closing the connection on a protocol error");
-        self.send_goaway(code, reason.as_bytes());
-        self.fail(ConnectionError::ProtocolViolation { code, reason });
     }
 
     /// Applies the peer's SETTINGS (SPEC §7).

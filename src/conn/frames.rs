@@ -1,0 +1,514 @@
+//! What each frame from the peer does (SPEC §6, §8, §9, §11.3): the
+//! per-frame handlers, with the credit and flood accounting they share.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::flood::Flood;
+use super::stream::{Queued, StreamState};
+use super::timer::Timer;
+use super::{Closed, Connection, Phase};
+use crate::error::Initiator;
+use crate::frame::{
+    Blocked, BlockedOn, ErrorCode, Frame, MAX_STREAMS, Reset, StreamId, WindowUpdate,
+};
+
+/// Received payloads smaller than this are copied out of the read buffer,
+/// so a small retained chunk cannot pin a large read allocation.
+const COPY_BELOW: usize = 4096;
+
+/// A DATA payload as it reaches [`Connection::on_data`].
+pub(super) enum Payload {
+    /// Bytes for the stream's receive buffer.
+    Buffered(Bytes),
+    /// This many bytes, read from the transport straight into the
+    /// reader's buffer (see `commit_direct_payload`): the application has
+    /// them already.
+    Delivered(u64),
+}
+
+impl Payload {
+    fn len(&self) -> u64 {
+        match self {
+            Payload::Buffered(bytes) => bytes.len() as u64,
+            Payload::Delivered(n) => *n,
+        }
+    }
+}
+
+impl Connection {
+    pub(super) fn count_flood(&mut self, now: Instant, what: Flood) {
+        if let Err(what) = self.flood.count(now, what) {
+            self.protocol_error(
+                ErrorCode::ENHANCE_YOUR_CALM,
+                format!("flood limit exceeded: {}", what.name()),
+            );
+        }
+    }
+
+    /// A control frame for a stream this side does not hold: a protocol
+    /// error if the id was never opened (SPEC §8.5), a stray frame on a
+    /// closed and forgotten id otherwise (§16.1).
+    pub(super) fn on_unheld_stream(&mut self, now: Instant, id: StreamId, kind: &str) {
+        if self.is_idle(id) {
+            self.protocol_error(
+                ErrorCode::PROTOCOL_ERROR,
+                format!("{kind} on idle stream {id}"),
+            );
+        } else {
+            self.count_flood(now, Flood::StrayFrame);
+        }
+    }
+
+    /// True for ids no stream was ever opened on (SPEC §8.2).
+    pub(super) fn is_idle(&self, id: StreamId) -> bool {
+        if self.side.owns(id) {
+            id.index() >= self.next_local_index
+        } else {
+            id.index() >= self.next_peer_index
+        }
+    }
+
+    pub(super) fn on_frame(&mut self, now: Instant, frame: Frame) {
+        if self.peer.is_none() && !matches!(frame, Frame::Settings(ref s) if !s.ack) {
+            // SPEC §4: the first frame after the preface MUST be SETTINGS.
+            self.protocol_error(
+                ErrorCode::PROTOCOL_ERROR,
+                "the first frame after the preface must be SETTINGS",
+            );
+            return;
+        }
+        match frame {
+            Frame::Settings(settings) if settings.ack => {
+                if self.settings_acked || !self.preface_sent {
+                    self.protocol_error(
+                        ErrorCode::PROTOCOL_ERROR,
+                        "unexpected SETTINGS acknowledgement",
+                    );
+                    return;
+                }
+                self.settings_acked = true;
+                self.check_established();
+            }
+            Frame::Settings(settings) => {
+                if self.peer.is_some() {
+                    // SPEC §4: settings are fixed for the life of a connection.
+                    self.protocol_error(ErrorCode::PROTOCOL_ERROR, "second SETTINGS frame");
+                    return;
+                }
+                self.apply_peer_settings(&settings.values);
+                self.owed.settings_ack = true;
+                self.check_established();
+            }
+            Frame::Data(data) => {
+                self.on_data(now, data.stream, data.fin, Payload::Buffered(data.payload))
+            }
+            Frame::WindowUpdate(update) => self.on_window_update(now, update),
+            Frame::MaxStreams(max) => {
+                let limit = max.count.min(u64::from(MAX_STREAMS.max));
+                let answers_probe = std::mem::take(&mut self.open_blocked_unanswered);
+                if self.open_send.raise(limit) {
+                    self.open_probe = None;
+                    self.conn_event = true;
+                } else if !answers_probe {
+                    // SPEC §16.1: only the answer to a BLOCKED STREAMS sent
+                    // since the last MAX_STREAMS may repeat the limit.
+                    self.count_flood(now, Flood::UselessUpdate);
+                }
+            }
+            Frame::Blocked(blocked) => self.on_blocked(now, blocked),
+            Frame::Reset(reset) => self.on_reset(now, reset),
+            Frame::Ping(ping) if ping.ack => {
+                if let Some((payload, sent_at)) = self.ping_sent
+                    && payload == ping.payload
+                {
+                    self.ping_sent = None;
+                    self.stats.rtt = Some(now.saturating_duration_since(sent_at));
+                    self.conn_event = true;
+                } else {
+                    // SPEC §16.1: an ACK matching no unanswered PING counts
+                    // like a PING.
+                    self.count_flood(now, Flood::Ping);
+                }
+            }
+            Frame::Ping(ping) => {
+                self.count_flood(now, Flood::Ping);
+                // SPEC §12.1: one owed ack; the newest payload wins.
+                self.owed.ping_ack = Some(ping.payload);
+            }
+            Frame::GoAway(goaway) => self.on_goaway(goaway),
+        }
+    }
+
+    pub(super) fn check_established(&mut self) {
+        if self.phase == Phase::Handshake && self.peer.is_some() && self.settings_acked {
+            self.phase = Phase::Open;
+            self.timers.stop(Timer::Handshake);
+            self.conn_event = true;
+        }
+    }
+
+    pub(super) fn on_data(&mut self, now: Instant, id: StreamId, fin: bool, payload: Payload) {
+        let n = payload.len();
+        // SPEC §16.1: empty DATA without FIN that opens no stream does
+        // nothing, whatever the state of its stream.
+        let no_op = n == 0 && !fin;
+        let mut opened = false;
+        if !self.streams.contains_key(&id) {
+            if self.is_idle(id) {
+                if self.side.owns(id) {
+                    self.protocol_error(
+                        ErrorCode::PROTOCOL_ERROR,
+                        format!("DATA on stream {id}, which this side never opened"),
+                    );
+                    return;
+                }
+                if !self.open_peer_stream(id, n) {
+                    return;
+                }
+                opened = true;
+            } else {
+                // A stream closed and forgotten: count the bytes, release at once.
+                self.discard_data(n);
+                self.count_closed_stream_data(now, n, no_op);
+                return;
+            }
+        }
+        if !self.receive_credit(id, n) {
+            return;
+        }
+        self.stats.data_bytes_received += n;
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if stream.is_closed() {
+            // SPEC §8.4 [e]: counted toward connection credit above,
+            // released at once and dropped; no RESET on a closed stream.
+            self.release_conn_credit(n);
+            self.count_closed_stream_data(now, n, no_op);
+            return;
+        }
+        stream.peer_frame(now);
+        if stream.recv_discard && !stream.fin_received {
+            // Nobody reads this stream any more: the bytes are dropped on
+            // arrival and their credit, stream and connection, returned.
+            if stream.recv_credit.release(n) {
+                stream.owe_window_update = true;
+                self.queue_control(id);
+            }
+            if fin {
+                if let Some(stream) = self.streams.get_mut(&id) {
+                    stream.fin_received = true;
+                    stream.half_closed_at = None;
+                    if stream.fin_sent {
+                        self.count_closed(Closed::Completed);
+                    }
+                }
+                self.maybe_reap(id);
+            }
+            self.release_conn_credit(n);
+            if no_op {
+                self.count_flood(now, Flood::EmptyData);
+            }
+            return;
+        }
+        if stream.fin_received {
+            // SPEC §14: DATA after FIN is a stream error.
+            self.release_conn_credit(n);
+            self.count_flood(now, Flood::Reset);
+            self.reset(id, ErrorCode::STREAM_CLOSED);
+            return;
+        }
+        let delivered = matches!(payload, Payload::Delivered(_));
+        let mut owe_update = false;
+        match payload {
+            Payload::Buffered(bytes) if n > 0 => {
+                let bytes = if bytes.len() < COPY_BELOW {
+                    Bytes::copy_from_slice(&bytes)
+                } else {
+                    bytes
+                };
+                stream.recv_buf.push_back(bytes);
+            }
+            Payload::Buffered(_) => {}
+            Payload::Delivered(_) => {
+                // SPEC §9.4: released as the application has them.
+                owe_update = stream.recv_credit.release(n);
+                stream.owe_window_update |= owe_update;
+            }
+        }
+        let completed = fin && stream.fin_sent;
+        if fin {
+            stream.fin_received = true;
+            stream.half_closed_at = None;
+            if stream.probe.is_none() {
+                // The stream may still be blocked sending: its probe stays.
+                self.probing.remove(&id);
+            }
+        }
+        if completed {
+            self.count_closed(Closed::Completed);
+        }
+        if delivered {
+            if owe_update {
+                self.queue_control(id);
+            }
+            self.release_conn_credit(n);
+        }
+        if no_op && !opened {
+            self.count_flood(now, Flood::EmptyData);
+        }
+        // Delivered bytes are with the reader already; only their FIN is news.
+        if !delivered || fin {
+            self.wake(id);
+        }
+    }
+
+    /// Accounts for `n` DATA payload bytes on the live stream `id`: in the
+    /// connection credit, and in the stream credit while the stream still
+    /// counts received bytes (not closed, no FIN received). SPEC §9.3:
+    /// connection credit is checked first, then stream credit; a frame that
+    /// breaks either fails the connection with FLOW_CONTROL_ERROR.
+    ///
+    /// Both checks come before either count changes. Counting the
+    /// connection credit first and then failing on the stream credit left
+    /// the frame's bytes in the connection's unreleased total with no stream
+    /// holding them, so `recv_buffered` (§9.7 credit conservation) stayed
+    /// off by that frame for good, even after every stream was read and
+    /// released (found by fuzz target `session`, off by one 520-byte frame).
+    pub(super) fn receive_credit(&mut self, id: StreamId, n: u64) -> bool {
+        if let Err(err) = self.conn_recv.check(n) {
+            self.protocol_error(ErrorCode::FLOW_CONTROL_ERROR, format!("connection {err}"));
+            return false;
+        }
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return false;
+        };
+        let counts_stream = !stream.is_closed() && !stream.fin_received;
+        if counts_stream && let Err(err) = stream.recv_credit.receive(n) {
+            self.protocol_error(ErrorCode::FLOW_CONTROL_ERROR, format!("stream {id}: {err}"));
+            return false;
+        }
+        // Checked above: cannot fail.
+        let _ = self.conn_recv.receive(n);
+        true
+    }
+
+    /// SPEC §16.1: DATA on a closed stream counts as a frame on a closed
+    /// id only when empty; non-empty DATA is already bounded by the
+    /// connection credit it consumes (§9.3).
+    pub(super) fn count_closed_stream_data(&mut self, now: Instant, n: u64, no_op: bool) {
+        if n == 0 {
+            self.count_flood(now, Flood::StrayFrame);
+        }
+        if no_op {
+            self.count_flood(now, Flood::EmptyData);
+        }
+    }
+
+    /// Opens the peer stream `id` on its first DATA (SPEC §8.2). Returns
+    /// false if the frame was consumed otherwise (refused, or an error).
+    pub(super) fn open_peer_stream(&mut self, id: StreamId, n: u64) -> bool {
+        let index = id.index();
+        if let Err(err) = self.open_recv.receive_up_to(index + 1) {
+            self.protocol_error(
+                ErrorCode::STREAM_LIMIT_ERROR,
+                format!("stream {id} opened beyond the stream limit ({err})"),
+            );
+            return false;
+        }
+        // Skipped ids count as opened and closed at once.
+        let skipped = index - self.next_peer_index;
+        self.release_stream_credit(skipped);
+        self.next_peer_index = index + 1;
+        // SPEC §8.2 step 3: refused after this side's GOAWAY or beyond the
+        // backlog; SPEC §13.2: also a stream the peer opens after its own
+        // GOAWAY (which it must not do), so the opener learns it was not
+        // processed before this side closes.
+        let refuse = self.goaway_sent
+            || self.goaway_received.is_some()
+            || self.phase == Phase::Closed
+            || self.accept_queue.len() >= self.config.accept_backlog as usize;
+        if refuse {
+            // Their bytes still count toward connection credit.
+            if let Err(err) = self.conn_recv.receive(n) {
+                self.protocol_error(ErrorCode::FLOW_CONTROL_ERROR, format!("connection {err}"));
+                return false;
+            }
+            self.release_conn_credit(n);
+            self.release_stream_credit(1);
+            // SPEC §16.1: a refusal is not charged to the peer's RESET
+            // budget. Refusals are bounded by the stream-count credit, which
+            // returns only at the pace MAX_STREAMS grants it (and not at
+            // all after this side's GOAWAY); a conformant peer may open
+            // every stream it holds credit for while a GOAWAY is in flight.
+            self.queue_stray_reset(id, ErrorCode::REFUSED_STREAM);
+            return false;
+        }
+        let send_limit = self.peer.map_or(0, |p| p.stream_window);
+        self.streams.insert(
+            id,
+            Box::new(StreamState::new(
+                send_limit,
+                u64::from(self.config.stream_window),
+            )),
+        );
+        self.accept_queue.push_back(id);
+        self.conn_event = true;
+        true
+    }
+
+    pub(super) fn discard_data(&mut self, n: u64) {
+        if let Err(err) = self.conn_recv.receive(n) {
+            self.protocol_error(ErrorCode::FLOW_CONTROL_ERROR, format!("connection {err}"));
+            return;
+        }
+        self.stats.data_bytes_received += n;
+        self.release_conn_credit(n);
+    }
+
+    pub(super) fn queue_stray_reset(&mut self, stream: StreamId, code: ErrorCode) {
+        if self.stray_resets.len() >= self.config.max_stray_control as usize {
+            self.protocol_error(
+                ErrorCode::ENHANCE_YOUR_CALM,
+                "too many control frames owed for closed streams",
+            );
+            return;
+        }
+        self.stray_resets.push_back(Reset { stream, code });
+    }
+
+    pub(super) fn on_window_update(&mut self, now: Instant, update: WindowUpdate) {
+        if update.stream.is_connection() {
+            let answers_probe = std::mem::take(&mut self.conn_blocked_unanswered);
+            if self.conn_send.raise(update.limit) {
+                if let Some(probe) = self.conn_probe.take() {
+                    self.stats.blocked_on_connection += now.saturating_duration_since(probe.since);
+                }
+                while let Some(id) = self.conn_blocked_queue.pop_front() {
+                    if let Some(stream) = self.streams.get_mut(&id) {
+                        stream.queued = Queued::Data;
+                        self.data_queue.push_back(id);
+                    }
+                }
+            } else if !answers_probe {
+                // SPEC §16.1: only the answer to a BLOCKED sent since the
+                // last WINDOW_UPDATE for the scope may repeat the limit.
+                self.count_flood(now, Flood::UselessUpdate);
+            }
+            return;
+        }
+        let id = update.stream;
+        let Some(stream) = self.streams.get_mut(&id) else {
+            self.on_unheld_stream(now, id, "WINDOW_UPDATE");
+            return;
+        };
+        if stream.is_closed() {
+            // SPEC §8.4: ignored on a closed stream; counted (§16.1).
+            self.count_flood(now, Flood::StrayFrame);
+            return;
+        }
+        stream.peer_frame(now);
+        let answers_probe = std::mem::take(&mut stream.blocked_unanswered);
+        if stream.send_credit.raise(update.limit) {
+            self.end_stream_probe(now, id);
+            let Some(stream) = self.streams.get_mut(&id) else {
+                return;
+            };
+            // A large write waits for credit with nothing buffered (see
+            // `wait_for_credit`); buffered bytes wake it as they go out.
+            let wake_writer = stream.writer_waiting && stream.send_buffered == 0;
+            if wake_writer {
+                stream.writer_waiting = false;
+                self.wake(id);
+            }
+            self.schedule_data(id);
+        } else if !answers_probe {
+            self.count_flood(now, Flood::UselessUpdate);
+        }
+    }
+
+    pub(super) fn on_blocked(&mut self, now: Instant, blocked: Blocked) {
+        self.count_flood(now, Flood::Blocked);
+        self.stats.probes_answered += 1;
+        // SPEC §11: every probe is answered with the current limit, even if
+        // unchanged; the owed frame is coalesced.
+        match blocked.on {
+            BlockedOn::Connection => self.owed.window_update = true,
+            BlockedOn::StreamCount => self.owed.max_streams = true,
+            BlockedOn::Stream(id) => {
+                match self.streams.get_mut(&id) {
+                    Some(stream) if stream.is_closed() => {
+                        // SPEC §6.5: ignored; a frame on a closed id (§16.1).
+                        self.count_flood(now, Flood::StrayFrame);
+                    }
+                    Some(stream) => {
+                        // SPEC §12.4: a peer blocked by our credit keeps a
+                        // half-closed(local) stream alive.
+                        stream.peer_frame(now);
+                        if !stream.fin_received {
+                            stream.owe_window_update = true;
+                            self.queue_control(id);
+                        }
+                    }
+                    None => self.on_unheld_stream(now, id, "BLOCKED"),
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_reset(&mut self, now: Instant, reset: Reset) {
+        let id = reset.stream;
+        // SPEC §16.1: RESETs on streams the peer opened are counted (rapid
+        // reset). One on a stream this side opened is bounded by this
+        // side's own opens (one per stream; later ones are stray frames):
+        // a peer refusing the streams opened while its GOAWAY was on the
+        // way is no flood.
+        if !self.side.owns(id) {
+            self.count_flood(now, Flood::Reset);
+        }
+        let Some(stream) = self.streams.get_mut(&id) else {
+            self.on_unheld_stream(now, id, "RESET");
+            return;
+        };
+        if stream.is_closed() {
+            // SPEC §8.4: ignored on a closed stream, so data the application
+            // has not read yet stays readable (§8.6).
+            self.count_flood(now, Flood::StrayFrame);
+            return;
+        }
+        self.close_by_peer(id, reset.code);
+        self.maybe_reap(id);
+    }
+
+    /// The peer ended stream `id`, by RESET or by a GOAWAY that did not
+    /// process it: both directions stop, unread data is released (SPEC
+    /// §8.7, §9.7) and nothing is sent in reply.
+    pub(super) fn close_by_peer(&mut self, id: StreamId, code: ErrorCode) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        stream.reset = Some((code, Initiator::Remote));
+        stream.clear_send();
+        // SPEC §8.7: after the peer's FIN its direction is complete, and its
+        // bytes stay readable; otherwise they go.
+        let discarded = if stream.keeps_recv_after_reset() {
+            0
+        } else {
+            stream.discard_recv()
+        };
+        let _ = stream.recv_credit.release(discarded);
+        stream.owe_window_update = false;
+        stream.owe_blocked = false;
+        if stream.queued == Queued::ConnBlocked {
+            // Not waiting for connection credit any more (SPEC §11.1).
+            stream.queued = Queued::No;
+            self.conn_blocked_queue.retain(|&queued| queued != id);
+        }
+        self.stop_watching(id);
+        self.release_conn_credit(discarded);
+        self.count_closed(Closed::ResetRemote);
+        self.wake(id);
+    }
+}

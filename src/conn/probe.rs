@@ -1,0 +1,161 @@
+//! The zero-window probe (SPEC §11) and the half-close timeout (§12.4):
+//! which scopes are blocked, when their BLOCKED goes out, with backoff and
+//! the sender's budget.
+
+use std::time::Instant;
+
+use super::Connection;
+use super::stream::Probe;
+use super::timer::Timer;
+use crate::frame::{ErrorCode, StreamId};
+
+impl Connection {
+    /// Sends due probes and half-close resets, and re-arms the probe timer.
+    pub(super) fn run_probes(&mut self, now: Instant) {
+        let interval_cap = self.config.probe_max;
+        let mut next: Option<Instant> = None;
+        let mut earliest = |at: Instant| next = Some(next.map_or(at, |n: Instant| n.min(at)));
+        if self.conn_blocked_queue.is_empty()
+            && let Some(probe) = self.conn_probe.take()
+        {
+            // SPEC §11.1: blocked on the connection only while a stream
+            // waits for its credit; the ones that did were reset since.
+            self.stats.blocked_on_connection += now.saturating_duration_since(probe.since);
+        }
+        // SPEC §11.2: at most 50 BLOCKED in any 1 s; probes beyond that
+        // wait for the budget. The connection and stream-count probes go
+        // first: every stream waits on them.
+        if let Some(probe) = &mut self.conn_probe {
+            if probe.next_at <= now && self.blocked_budget.try_take(now) {
+                self.owed.blocked_connection = true;
+                self.stats.probes_sent += 1;
+                probe.backoff(now, interval_cap);
+            }
+            earliest(probe.next_at.max(self.blocked_budget.available_at(now)));
+        }
+        if let Some(probe) = &mut self.open_probe {
+            if probe.next_at <= now && self.blocked_budget.try_take(now) {
+                self.owed.blocked_streams = true;
+                self.stats.probes_sent += 1;
+                probe.backoff(now, interval_cap);
+            }
+            earliest(probe.next_at.max(self.blocked_budget.available_at(now)));
+        }
+        let ids: Vec<StreamId> = self.probing.keys().copied().collect();
+        let half_close = self.config.half_close_timeout;
+        let mut due: Vec<(Instant, StreamId)> = Vec::new();
+        let mut expired: Vec<StreamId> = Vec::new();
+        for id in ids {
+            let Some(stream) = self.streams.get_mut(&id) else {
+                self.probing.remove(&id);
+                continue;
+            };
+            let mut watched = false;
+            if let Some(probe) = &stream.probe {
+                watched = true;
+                if probe.next_at <= now {
+                    due.push((probe.next_at, id));
+                } else {
+                    earliest(probe.next_at);
+                }
+            }
+            if let (Some(at), Some(timeout)) = (stream.half_closed_at, half_close) {
+                watched = true;
+                if at + timeout <= now {
+                    expired.push(id);
+                } else {
+                    earliest(at + timeout);
+                }
+            }
+            if !watched {
+                self.probing.remove(&id);
+            }
+        }
+        for id in expired {
+            // SPEC §12.4. A RESET on this side's own timer is no reaction
+            // to a peer frame: it does not count toward the flood limit
+            // (§16.1), or many streams timing out at once would end the
+            // connection.
+            self.reset(id, ErrorCode::STREAM_TIMEOUT);
+        }
+        // Deferred probes go oldest first, so with more blocked streams
+        // than the budget each still gets its turn.
+        due.sort_unstable();
+        for (_, id) in due {
+            let Some(stream) = self.streams.get_mut(&id) else {
+                continue;
+            };
+            let Some(probe) = &mut stream.probe else {
+                continue;
+            };
+            if !self.blocked_budget.try_take(now) {
+                earliest(self.blocked_budget.available_at(now));
+                break;
+            }
+            probe.backoff(now, interval_cap);
+            earliest(probe.next_at);
+            stream.owe_blocked = true;
+            stream.stats.probes_sent = stream.stats.probes_sent.saturating_add(1);
+            self.stats.probes_sent += 1;
+            self.queue_control(id);
+        }
+        if let Some(at) = next {
+            self.timers.set(Timer::Probe, at);
+        }
+    }
+
+    /// Starts the probe of a stream stuck on zero stream credit.
+    pub(super) fn start_stream_probe(&mut self, now: Instant, id: StreamId) {
+        let interval = self.config.probe_interval;
+        if let Some(stream) = self.streams.get_mut(&id)
+            && stream.probe.is_none()
+        {
+            stream.probe = Some(Box::new(Probe::start(now, interval)));
+            stream.stats.zero_window_events = stream.stats.zero_window_events.saturating_add(1);
+            self.stats.zero_window_events += 1;
+            self.probing.insert(id, ());
+            self.arm_probe_timer(now + interval);
+        }
+    }
+
+    /// Ends the zero-window probe of stream `id`, if one runs: credit
+    /// came, or nothing is left to send (SPEC §11.1).
+    pub(super) fn end_stream_probe(&mut self, now: Instant, id: StreamId) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if let Some(probe) = stream.probe.take() {
+            let blocked = now.saturating_duration_since(probe.since);
+            stream.stats.blocked_on_stream_ns = stream
+                .stats
+                .blocked_on_stream_ns
+                .saturating_add(u64::try_from(blocked.as_nanos()).unwrap_or(u64::MAX));
+            if stream.half_closed_at.is_none() {
+                self.probing.remove(&id);
+            }
+        }
+    }
+
+    /// Starts the probe of the connection credit.
+    pub(super) fn start_connection_probe(&mut self, now: Instant) {
+        if self.conn_probe.is_none() {
+            self.conn_probe = Some(Probe::start(now, self.config.probe_interval));
+            self.stats.zero_window_events += 1;
+            self.arm_probe_timer(now + self.config.probe_interval);
+        }
+    }
+
+    /// Watches a half-closed stream for the half-close timeout.
+    pub(super) fn watch_half_close(&mut self, now: Instant, id: StreamId) {
+        let Some(timeout) = self.config.half_close_timeout else {
+            return;
+        };
+        if let Some(stream) = self.streams.get_mut(&id)
+            && !stream.recv_done()
+        {
+            stream.half_closed_at = Some(now);
+            self.probing.insert(id, ());
+            self.arm_probe_timer(now + timeout);
+        }
+    }
+}
