@@ -9,12 +9,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::config::Config;
 use crate::conn::{Connection, ConnectionStats, Side};
+#[cfg(feature = "quic")]
+use crate::driver::native;
 use crate::driver::{Driver, Shared, now};
 use crate::error::{ConnectionError, OpenError};
 use crate::frame::ErrorCode;
 use crate::stream::Stream;
-#[cfg(feature = "quic")]
-use crate::transport::native;
 
 /// One multiplexed connection. Cheap to clone; every clone controls the
 /// same connection.
@@ -259,10 +259,7 @@ impl Session {
         let shared = match &self.imp {
             Imp::Mux(shared) => shared,
             #[cfg(feature = "quic")]
-            Imp::Native(native) => {
-                native.closed().await;
-                return native.error().unwrap_or(ConnectionError::TransportClosed);
-            }
+            Imp::Native(native) => return native.closed().await,
         };
         poll_fn(|cx| {
             let mut inner = shared.lock();

@@ -11,11 +11,11 @@ use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::conn::{Flush, Half, ReadOutcome, StreamStats};
+#[cfg(feature = "quic")]
+use crate::driver::native;
 use crate::driver::{Inner, Shared};
 use crate::error::{ConnectionError, StreamError};
 use crate::frame::{ErrorCode, StreamId};
-#[cfg(feature = "quic")]
-use crate::transport::native;
 
 /// What each half of a core stream holds. The core counts the halves
 /// (`Connection::drop_half`), so a stream costs no allocation of its own

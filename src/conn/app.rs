@@ -60,7 +60,7 @@ impl Connection {
     /// and the backlog is empty.
     pub fn accept_finished(&self) -> bool {
         self.accept_queue.is_empty()
-            && (self.goaway_sent || self.error.is_some() || self.phase == Phase::Closed)
+            && (self.goaways.sent() || self.error.is_some() || self.phase == Phase::Closed)
     }
 
     /// Buffers bytes for sending on `id`, copying at most the free space of
@@ -349,27 +349,19 @@ impl Connection {
     /// PINGs in 1 s the next one waits (SPEC §12.1), and counts as in
     /// flight meanwhile.
     pub fn ping(&mut self) {
-        if self.ping_in_flight() || self.error.is_some() {
+        if self.error.is_some() {
             return;
         }
-        self.ping_seq += 1;
-        self.ping_deferred = true;
-        self.send_deferred_ping(self.now);
+        let now = self.now;
+        if let Some(at) = self.pinger.request(now) {
+            self.timers.set(Timer::PingPace, at);
+        }
     }
 
     /// Lets the deferred PING out if the sender budget allows, otherwise
     /// arms the timer for when it will.
     pub(super) fn send_deferred_ping(&mut self, now: Instant) {
-        if !self.ping_deferred {
-            return;
-        }
-        // SPEC §12.1: at most 50 PINGs without ACK in any 1 s; one in
-        // flight at a time is not enough when the round trip is short.
-        if self.ping_budget.try_take(now) {
-            self.ping_deferred = false;
-            self.owed.ping = Some(self.ping_seq.to_be_bytes());
-        } else {
-            let at = self.ping_budget.available_at(now);
+        if let Some(at) = self.pinger.release(now) {
             self.timers.set(Timer::PingPace, at);
         }
     }

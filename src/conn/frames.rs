@@ -120,11 +120,7 @@ impl Connection {
             Frame::Blocked(blocked) => self.on_blocked(now, blocked),
             Frame::Reset(reset) => self.on_reset(now, reset),
             Frame::Ping(ping) if ping.ack => {
-                if let Some((payload, sent_at)) = self.ping_sent
-                    && payload == ping.payload
-                {
-                    self.ping_sent = None;
-                    self.stats.rtt = Some(now.saturating_duration_since(sent_at));
+                if self.pinger.on_ack(now, ping.payload) {
                     self.conn_event = true;
                 } else {
                     // SPEC §16.1: an ACK matching no unanswered PING counts
@@ -135,7 +131,7 @@ impl Connection {
             Frame::Ping(ping) => {
                 self.count_flood(now, Flood::Ping);
                 // SPEC §12.1: one owed ack; the newest payload wins.
-                self.owed.ping_ack = Some(ping.payload);
+                self.pinger.on_ping(ping.payload);
             }
             Frame::GoAway(goaway) => self.on_goaway(goaway),
         }
@@ -326,8 +322,7 @@ impl Connection {
         // backlog; SPEC §13.2: also a stream the peer opens after its own
         // GOAWAY (which it must not do), so the opener learns it was not
         // processed before this side closes.
-        let refuse = self.goaway_sent
-            || self.goaway_received.is_some()
+        let refuse = self.goaways.going_away()
             || self.phase == Phase::Closed
             || self.accept_queue.len() >= self.config.accept_backlog as usize;
         if refuse {

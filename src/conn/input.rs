@@ -191,12 +191,12 @@ impl Connection {
             .streams
             .values()
             .all(|s| s.reset.is_some() || (s.fin_sent && s.fin_received));
-        if self.goaway_received.is_some() {
+        if self.goaways.received().is_some() {
             self.fail(ConnectionError::ClosedByPeer {
                 code: ErrorCode::NO_ERROR,
                 debug: String::new(),
             });
-        } else if self.goaway_sent && self.phase == Phase::Draining && all_closed {
+        } else if self.goaways.sent() && self.phase == Phase::Draining && all_closed {
             // SPEC §13.2: the receiver of our graceful GOAWAY closes the
             // transport, without a GOAWAY of its own, once its streams are
             // closed. With ours closed too, that end of input completes the

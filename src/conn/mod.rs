@@ -25,9 +25,12 @@
 //! buffer has been written, the driver shuts the transport down.
 
 mod app;
+pub mod control;
 pub(crate) mod flood;
 mod frames;
+pub(crate) mod goaway;
 mod input;
+pub(crate) mod ping;
 mod probe;
 mod send;
 mod shutdown;
@@ -45,9 +48,11 @@ use bytes::Bytes;
 use crate::config::Config;
 use crate::error::ConnectionError;
 use crate::flow::{RecvCredit, SendCredit};
-use crate::frame::{ErrorCode, FrameDecoder, GoAway, Reset, SettingsValues, StreamId};
+use crate::frame::{FrameDecoder, GoAway, Reset, SettingsValues, StreamId};
 
 use flood::{FloodCounters, SendBudget};
+use goaway::Goaways;
+use ping::Pinger;
 pub use stream::{Half, StreamStats};
 use stream::{Probe, Queued, StreamState};
 use timer::{Timer, TimerTable};
@@ -184,8 +189,6 @@ struct Owed {
     settings_ack: bool,
     window_update: bool,
     max_streams: bool,
-    ping_ack: Option<[u8; 8]>,
-    ping: Option<[u8; 8]>,
     blocked_connection: bool,
     blocked_streams: bool,
     goaway: Option<GoAway>,
@@ -247,22 +250,14 @@ pub struct Connection {
     stray_resets: VecDeque<Reset>,
     conn_event: bool,
     owed: Owed,
-    ping_sent: Option<([u8; 8], Instant)>,
-    ping_seq: u64,
-    /// A PING the application asked for waits for the sender budget.
-    ping_deferred: bool,
-    ping_budget: SendBudget,
+    pinger: Pinger,
     blocked_budget: SendBudget,
     /// A BLOCKED for the connection credit / stream-count credit went out
     /// and no WINDOW_UPDATE(0) / MAX_STREAMS came since: the next one may
     /// be its answer, which is not a flood (SPEC §16.1).
     conn_blocked_unanswered: bool,
     open_blocked_unanswered: bool,
-    goaway_sent: bool,
-    /// last_stream_id and code of the GOAWAY this side sent or owes.
-    goaway_last: Option<(StreamId, ErrorCode)>,
-    goaway_received: Option<StreamId>,
-    goaways_received: u32,
+    goaways: Goaways,
     timers: TimerTable,
     conn_probe: Option<Probe>,
     open_probe: Option<Probe>,
@@ -312,17 +307,11 @@ impl Connection {
             stray_resets: VecDeque::new(),
             conn_event: false,
             owed: Owed::default(),
-            ping_sent: None,
-            ping_seq: 0,
-            ping_deferred: false,
-            ping_budget: SendBudget::default(),
+            pinger: Pinger::default(),
             blocked_budget: SendBudget::default(),
             conn_blocked_unanswered: false,
             open_blocked_unanswered: false,
-            goaway_sent: false,
-            goaway_last: None,
-            goaway_received: None,
-            goaways_received: 0,
+            goaways: Goaways::default(),
             timers,
             conn_probe: None,
             open_probe: None,
@@ -368,12 +357,13 @@ impl Connection {
 
     /// True after a GOAWAY was sent or received: no new streams.
     pub fn is_going_away(&self) -> bool {
-        self.goaway_sent || self.goaway_received.is_some()
+        self.goaways.going_away()
     }
 
     /// Connection-level counters.
     pub fn stats(&self) -> ConnectionStats {
         let mut stats = self.stats.clone();
+        stats.rtt = self.pinger.rtt();
         stats.send_window = self.conn_send.available();
         stats.recv_window = self.conn_recv.limit() - self.conn_recv.received();
         stats.recv_buffered = self.conn_recv.buffered();
@@ -433,8 +423,7 @@ impl Connection {
             || owed.settings_ack
             || owed.window_update
             || owed.max_streams
-            || owed.ping_ack.is_some()
-            || owed.ping.is_some()
+            || self.pinger.wants_transmit()
             || owed.blocked_connection
             || owed.blocked_streams
             || owed.goaway.is_some()
@@ -445,18 +434,18 @@ impl Connection {
 
     /// The latest PING round-trip time.
     pub fn rtt(&self) -> Option<Duration> {
-        self.stats.rtt
+        self.pinger.rtt()
     }
 
     /// True while a PING of ours waits for its acknowledgement.
     pub fn ping_in_flight(&self) -> bool {
-        self.ping_sent.is_some() || self.owed.ping.is_some() || self.ping_deferred
+        self.pinger.in_flight()
     }
 
     /// Number of PINGs acknowledged so far; lets callers tell their ping
     /// was answered.
     pub fn pings_completed(&self) -> u64 {
-        self.ping_seq - u64::from(self.ping_in_flight())
+        self.pinger.completed()
     }
 
     // ----- outputs ------------------------------------------------------
@@ -532,7 +521,7 @@ impl Connection {
     /// §8.8). SPEC §9.6: after this side's GOAWAY the update is not sent;
     /// only a BLOCKED STREAMS still gets its answer (§11.3).
     fn release_stream_credit(&mut self, n: u64) {
-        if n > 0 && self.open_recv.release(n) && !self.goaway_sent {
+        if n > 0 && self.open_recv.release(n) && !self.goaways.sent() {
             self.owed.max_streams = true;
         }
     }

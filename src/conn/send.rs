@@ -100,11 +100,10 @@ impl Connection {
         if self.phase == Phase::Closed {
             return;
         }
-        if let Some(payload) = self.owed.ping_ack.take() {
+        if let Some(payload) = self.pinger.take_ack() {
             self.put_frame(out, &Frame::Ping(Ping { ack: true, payload }));
         }
-        if let Some(payload) = self.owed.ping.take() {
-            self.ping_sent = Some((payload, now));
+        if let Some(payload) = self.pinger.take_ping(now) {
             self.put_frame(
                 out,
                 &Frame::Ping(Ping {

@@ -11,9 +11,7 @@ use super::{Connection, Phase};
 use crate::error::ConnectionError;
 use crate::frame::{ErrorCode, GoAway, StreamId};
 
-/// GOAWAY frames accepted per connection (SPEC §16.1); a conformant peer
-/// sends at most 5 (§13.2).
-const MAX_GOAWAYS_RECEIVED: u32 = 10;
+use super::goaway::MAX_GOAWAYS_RECEIVED;
 
 impl Connection {
     /// SPEC §13.2: the drain timeout of a graceful close expired. The
@@ -34,21 +32,14 @@ impl Connection {
     }
 
     pub(super) fn on_goaway(&mut self, goaway: GoAway) {
-        self.goaways_received += 1;
-        if self.goaways_received > MAX_GOAWAYS_RECEIVED {
+        let Ok(last) = self.goaways.receive(goaway.last_stream) else {
             // SPEC §16.1: GOAWAY is capped per connection.
             self.protocol_error(
                 ErrorCode::ENHANCE_YOUR_CALM,
                 format!("more than {MAX_GOAWAYS_RECEIVED} GOAWAY frames"),
             );
             return;
-        }
-        let last = match self.goaway_received {
-            // SPEC §13: a later GOAWAY may only lower last_stream_id.
-            Some(previous) => previous.min(goaway.last_stream),
-            None => goaway.last_stream,
         };
-        self.goaway_received = Some(last);
         self.conn_event = true;
         // SPEC §13.2: open() fails from now on; nothing waits for
         // stream-count credit, so nothing probes for it.
@@ -103,7 +94,7 @@ impl Connection {
     }
 
     pub(super) fn send_goaway(&mut self, code: ErrorCode, debug: &[u8]) {
-        let mut last = if self.next_peer_index == 0 {
+        let last = if self.next_peer_index == 0 {
             StreamId::CONNECTION
         } else {
             self.side
@@ -111,17 +102,9 @@ impl Connection {
                 .id_at(self.next_peer_index - 1)
                 .unwrap_or(StreamId::MAX)
         };
-        if let Some((previous_last, previous_code)) = self.goaway_last {
-            // SPEC §13.2: a further GOAWAY never carries a higher
-            // last_stream_id (streams refused since were not processed).
-            last = last.min(previous_last);
-            // A further GOAWAY only says something new when an error
-            // follows a graceful one; repeated closes send nothing more,
-            // which keeps this side far below the cap of 5 (SPEC §13.2).
-            if previous_code != ErrorCode::NO_ERROR || code == ErrorCode::NO_ERROR {
-                return;
-            }
-        }
+        let Some(last) = self.goaways.send(last, code) else {
+            return;
+        };
         // SPEC §5.2, §4.2: the frame fits the peer's MAX_FRAME_PAYLOAD, or
         // 1024 bytes before its SETTINGS; receivers keep at most 1024 bytes
         // of debug data anyway (§6.8).
@@ -133,8 +116,6 @@ impl Connection {
             code,
             debug: Bytes::copy_from_slice(debug),
         });
-        self.goaway_last = Some((last, code));
-        self.goaway_sent = true;
         self.conn_event = true;
     }
 
@@ -166,7 +147,7 @@ impl Connection {
                 .values()
                 .all(|s| s.is_closed() && !s.needs_open);
         if drained {
-            let err = if self.goaway_sent {
+            let err = if self.goaways.sent() {
                 ConnectionError::LocallyClosed {
                     code: ErrorCode::NO_ERROR,
                 }

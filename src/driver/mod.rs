@@ -14,6 +14,8 @@
 //! driver still learns of every readiness and keeps the timers.
 
 mod direct;
+#[cfg(feature = "quic")]
+pub(crate) mod native;
 mod shared;
 
 use std::future::Future;

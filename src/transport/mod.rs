@@ -12,12 +12,10 @@
 //! - [`quic`] (feature `quic`): QUIC with quinn, in two modes: framed (the
 //!   creditmux framing over one QUIC bidirectional stream, ALPN
 //!   `creditmux/1`) and native (one QUIC stream per creditmux stream, QUIC
-//!   flow control as the credit, ALPN `creditmux-native/1`). Native mode
-//!   is the one transport with its own session engine (`native`), since
-//!   QUIC already does what the creditmux core does over a byte stream.
+//!   flow control as the credit, ALPN `creditmux-native/1`). Native mode's
+//!   protocol rules are the core's `conn::control` plane, driven by the
+//!   quinn glue in `driver/native.rs`.
 
-#[cfg(feature = "quic")]
-pub(crate) mod native;
 #[cfg(feature = "quic")]
 pub mod quic;
 pub mod tcp;

@@ -94,10 +94,10 @@ use rustls::AlertDescription;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::native;
 use super::tls::{TlsError, check_alpn, client_with_alpn, server_with_alpn};
 use crate::config::Config;
 use crate::conn::Side;
+use crate::driver::native;
 use crate::error::ConnectionError;
 use crate::session::Session;
 

@@ -1,4 +1,5 @@
 pub mod conn;
+pub mod control_pair;
 pub mod frames;
 pub mod pair;
 pub mod proxy;

@@ -1,13 +1,18 @@
-//! Native QUIC mode: every creditmux stream is one QUIC bidirectional
-//! stream and QUIC's own flow control carries the credit (SPEC §18). This
-//! module holds the session and stream state behind the public
-//! [`Session`](crate::Session) and [`Stream`](crate::Stream) types; the
-//! entry points are in [`quic`](crate::quic).
+//! Native QUIC mode, the quinn glue: every creditmux stream is one QUIC
+//! bidirectional stream and QUIC's own flow control carries the credit
+//! (SPEC §18). The protocol rules of the mode (the preface exchange on the
+//! control streams, PING, GOAWAY and the drain, flood limits, why the
+//! connection ended) are the sans-IO [`ControlPlane`] of `conn/control.rs`;
+//! this module moves bytes and stream events between it and quinn, and
+//! holds the stream handles behind the public
+//! [`Session`](crate::Session) and [`Stream`](crate::Stream).
 //!
-//! Each side opens one unidirectional control stream at the start. It
-//! carries the preface, then PING and GOAWAY frames in the SPEC's encoding.
-//! One task per connection reads the peer's control stream, writes this
-//! side's, refuses streams after a GOAWAY and ends the connection.
+//! One task per connection reads the peer's control stream into the
+//! plane, writes what the plane emits on this side's, runs its timers and
+//! carries out its actions (finish the control stream, close the
+//! connection, refuse streams after the peer's GOAWAY). Locks: `state`
+//! (the plane and the handle bookkeeping) is never held across an await
+//! or a quinn call that could wait.
 
 use std::collections::HashMap;
 use std::future::{Future, poll_fn};
@@ -22,14 +27,11 @@ use quinn::{Connection, VarInt};
 use tokio::sync::Notify;
 
 use crate::config::Config;
-use crate::conn::flood::{Flood, FloodCounters, SendBudget};
+use crate::conn::control::{Action, ControlPlane, TransportEnd};
 use crate::conn::{ConnectionStats, Side, StreamStats};
 use crate::driver::now;
 use crate::error::{ConnectionError, Initiator, OpenError, StreamError};
-use crate::frame::{
-    Decoded, ErrorCode, Frame, FrameDecoder, GoAway, PREFACE_LEN, Ping, PrefaceError, StreamId,
-    decode_preface, encode_preface,
-};
+use crate::frame::{ErrorCode, StreamId};
 
 /// Most bytes taken off the peer's control stream per read.
 const CONTROL_READ_CHUNK: usize = 16 * 1024;
@@ -37,10 +39,8 @@ const CONTROL_READ_CHUNK: usize = 16 * 1024;
 /// The state one native session's handles and its control task share.
 pub(crate) struct Shared {
     connection: Connection,
-    side: Side,
-    config: Config,
     state: Mutex<State>,
-    /// Wakes the control task: something to write, or a stream released.
+    /// Wakes the control task: something to write or do, a stream released.
     task: Notify,
     /// Wakes application waiters: a PING answered, a GOAWAY, the end.
     changed: Notify,
@@ -50,101 +50,59 @@ pub(crate) struct Shared {
 
 #[derive(Debug)]
 struct State {
+    plane: ControlPlane,
     session_handles: usize,
     /// Stream handles alive (a stream counts until both halves are gone).
     open_streams: u64,
     /// Streams this side opened and still holds, for a GOAWAY to refuse
     /// (SPEC §13.1). Entries leave with their handles.
     local_streams: HashMap<StreamId, Weak<StreamRef>>,
-    /// Highest peer-initiated stream handed to the application.
-    last_accepted: StreamId,
-    /// This side sent (or owes) a graceful GOAWAY.
-    goaway_sent: bool,
-    goaway_owed: bool,
-    /// Lowest last_stream_id of the peer's GOAWAYs.
-    peer_goaway: Option<StreamId>,
-    goaways_received: u32,
-    ping_owed: bool,
-    pong_owed: Option<[u8; 8]>,
-    next_ping: u64,
-    ping_in_flight: Option<([u8; 8], Instant)>,
-    pings_completed: u64,
-    rtt: Option<Duration>,
-    /// Peer-triggered frames against the flood limits (SPEC §16.1).
-    flood: FloodCounters,
-    /// Why the connection is ending, once decided (a GOAWAY either way, a
-    /// local close, a violation).
-    cause: Option<ConnectionError>,
-    /// Why it ended, once the QUIC connection is closed.
-    error: Option<ConnectionError>,
+    /// The QUIC connection has closed and the plane knows why.
     done: bool,
 }
 
 impl Shared {
+    /// Locks the state (the control plane and the handles' bookkeeping).
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Records why the connection ends unless something else already did.
-    fn set_cause(state: &mut State, cause: ConnectionError) {
-        match &state.cause {
-            // An error replaces a graceful shutdown in progress.
-            Some(existing) if !existing.is_graceful() || cause.is_graceful() => {}
-            _ => state.cause = Some(cause),
-        }
-    }
-
-    /// Closes the QUIC connection with `code` for `cause`.
-    fn abort(&self, code: ErrorCode, cause: ConnectionError, reason: &str) {
-        Shared::set_cause(&mut self.lock(), cause);
-        self.connection
-            .close(VarInt::from_u32(code.0), reason.as_bytes());
-    }
-
-    /// Counts a peer-triggered event; past its flood limit the connection
-    /// is closed with ENHANCE_YOUR_CALM. Returns true if it was.
-    fn count_flood(&self, what: Flood) -> bool {
-        let exceeded = self.lock().flood.count(now(), what).err();
-        let Some(what) = exceeded else {
-            return false;
+    /// Runs `f` on the plane, then wakes the control task (the plane may
+    /// owe bytes or an action now) and, if it says so, the waiters.
+    fn with_plane<T>(&self, f: impl FnOnce(&mut ControlPlane) -> T) -> T {
+        let (value, changed) = {
+            let mut state = self.lock();
+            let value = f(&mut state.plane);
+            (value, state.plane.take_changed())
         };
-        let reason = format!("flood limit exceeded: {}", what.name());
-        self.abort(
-            ErrorCode::ENHANCE_YOUR_CALM,
-            ConnectionError::ProtocolViolation {
-                code: ErrorCode::ENHANCE_YOUR_CALM,
-                reason: reason.clone(),
-            },
-            &reason,
-        );
-        true
+        self.task.notify_one();
+        if changed {
+            self.changed.notify_waiters();
+        }
+        value
     }
 
-    /// What the application sees for `err`, the reason quinn gives.
+    /// The peer reset or stopped a data stream (SPEC §18.3 flood limit).
+    fn stream_reset_by_peer(&self) {
+        self.with_plane(|plane| plane.stream_reset_by_peer(now()));
+    }
+
+    /// What the application sees when quinn reports `err`.
     fn connection_error(&self, err: &quinn::ConnectionError) -> ConnectionError {
         let state = self.lock();
-        if let Some(error) = &state.error {
+        if let Some(error) = state.plane.error() {
             return error.clone();
         }
-        resolve(state.cause.as_ref(), err)
+        match (state.plane.cause(), transport_end(err)) {
+            (Some(cause), end) if !cause.is_graceful() || benign(&end) => cause.clone(),
+            (_, end) => end_error(end),
+        }
     }
 
     fn stream_error(&self, err: &quinn::ConnectionError) -> StreamError {
         StreamError::ConnectionLost(self.connection_error(err))
-    }
-
-    /// The connection ended with `err`: record it and wake everyone.
-    fn finish(&self, err: &quinn::ConnectionError) {
-        {
-            let mut state = self.lock();
-            if state.error.is_none() {
-                state.error = Some(resolve(state.cause.as_ref(), err));
-            }
-            state.done = true;
-        }
-        self.changed.notify_waiters();
     }
 
     /// A future that completes on the next [`Shared::changed`] wake-up,
@@ -176,7 +134,12 @@ impl Shared {
         recv: quinn::RecvStream,
         id: StreamId,
     ) -> (RecvHalf, SendHalf) {
-        self.lock().open_streams += 1;
+        {
+            let mut state = self.lock();
+            state.open_streams += 1;
+            let open = state.open_streams;
+            state.plane.set_open_streams(now(), open);
+        }
         let handle = Arc::new(StreamRef {
             id,
             shared: self.clone(),
@@ -209,42 +172,53 @@ impl Shared {
     }
 }
 
-/// The end the application sees: the cause this side decided, unless the
-/// connection ended otherwise (an error after a graceful shutdown began).
-fn resolve(cause: Option<&ConnectionError>, err: &quinn::ConnectionError) -> ConnectionError {
+/// How quinn says the connection ended, in the plane's terms.
+fn transport_end(err: &quinn::ConnectionError) -> TransportEnd {
     use quinn::ConnectionError as Q;
-    let benign = match err {
-        Q::LocallyClosed => true,
-        Q::ApplicationClosed(close) => close.error_code == VarInt::from_u32(0),
-        _ => false,
-    };
-    if let Some(cause) = cause
-        && (benign || !cause.is_graceful())
-    {
-        return cause.clone();
-    }
     match err {
-        Q::LocallyClosed => ConnectionError::LocallyClosed {
-            code: ErrorCode::NO_ERROR,
-        },
-        Q::ApplicationClosed(close) => ConnectionError::ClosedByPeer {
+        Q::LocallyClosed => TransportEnd::ClosedLocally,
+        Q::ApplicationClosed(close) => TransportEnd::ClosedByPeer {
             code: error_code(close.error_code),
-            debug: debug_text(&close.reason),
+            reason: debug_text(&close.reason),
         },
-        Q::TimedOut => ConnectionError::IdleTimeout,
-        Q::Reset => ConnectionError::TransportClosed,
-        Q::TransportError(err) => ConnectionError::ProtocolViolation {
+        Q::TimedOut => TransportEnd::TimedOut,
+        Q::Reset => TransportEnd::Reset,
+        Q::TransportError(err) => TransportEnd::Failed(ConnectionError::ProtocolViolation {
             code: ErrorCode::PROTOCOL_ERROR,
             reason: format!("QUIC: {err}"),
-        },
-        Q::ConnectionClosed(close) => ConnectionError::ProtocolViolation {
+        }),
+        Q::ConnectionClosed(close) => TransportEnd::Failed(ConnectionError::ProtocolViolation {
             code: ErrorCode::PROTOCOL_ERROR,
             reason: format!("QUIC: the peer closed the connection with {close}"),
-        },
-        other => ConnectionError::Io {
+        }),
+        other => TransportEnd::Failed(ConnectionError::Io {
             kind: std::io::ErrorKind::ConnectionAborted,
             message: format!("QUIC: {other}"),
+        }),
+    }
+}
+
+fn benign(end: &TransportEnd) -> bool {
+    match end {
+        TransportEnd::ClosedLocally => true,
+        TransportEnd::ClosedByPeer { code, .. } => *code == ErrorCode::NO_ERROR,
+        _ => false,
+    }
+}
+
+/// The error an end means when no cause was decided before it.
+fn end_error(end: TransportEnd) -> ConnectionError {
+    match end {
+        TransportEnd::ClosedLocally => ConnectionError::LocallyClosed {
+            code: ErrorCode::NO_ERROR,
         },
+        TransportEnd::ClosedByPeer { code, reason } => ConnectionError::ClosedByPeer {
+            code,
+            debug: reason,
+        },
+        TransportEnd::TimedOut => ConnectionError::IdleTimeout,
+        TransportEnd::Reset => ConnectionError::TransportClosed,
+        TransportEnd::Failed(err) => err,
     }
 }
 
@@ -261,197 +235,111 @@ fn debug_text(bytes: &[u8]) -> String {
 
 // ----- handshake -------------------------------------------------------------
 
-/// Opens this side's control stream, writes the preface, and waits for the
-/// peer's control stream and preface (bounded by the handshake timeout).
-/// Then starts the control task.
+/// Opens this side's control stream and accepts the peer's, and runs the
+/// control task; returns once the plane has the peer's preface (SPEC
+/// §18.3), or the error that ended the handshake (its timeout included).
 pub(crate) async fn start(
     connection: Connection,
     config: Config,
     side: Side,
 ) -> Result<Arc<Shared>, ConnectionError> {
-    // One deadline for the whole exchange (SPEC §18.3).
-    let deadline = tokio::time::Instant::now() + config.handshake_timeout();
-    let handshake = async {
-        let opened = async {
-            let mut send = connection.open_uni().await?;
-            // A write error shows as the connection's error below.
-            let _ = send.write_all(&encode_preface()).await;
-            Ok::<_, quinn::ConnectionError>(send)
-        };
-        let (send, mut recv) =
-            tokio::try_join!(opened, connection.accept_uni()).map_err(|err| resolve(None, &err))?;
-        let input = read_preface(&mut recv).await?;
-        Ok::<_, ConnectionError>((send, recv, input))
-    };
-    let (send, recv, input) = match tokio::time::timeout_at(deadline, handshake).await {
-        Ok(Ok(streams)) => streams,
-        Ok(Err(err)) => {
-            let (code, reason): (ErrorCode, &[u8]) = match &err {
-                ConnectionError::Preface(PrefaceError::UnsupportedVersion { .. }) => {
-                    (ErrorCode::VERSION_MISMATCH, b"supported: 1")
-                }
-                _ => (ErrorCode::PROTOCOL_ERROR, b"invalid preface"),
-            };
-            connection.close(VarInt::from_u32(code.0), reason);
-            return Err(err);
-        }
-        Err(_) => {
-            connection.close(
-                VarInt::from_u32(ErrorCode::SETTINGS_TIMEOUT.0),
-                b"handshake timeout",
-            );
-            return Err(ConnectionError::HandshakeTimeout);
-        }
-    };
-    let flood = FloodCounters::new(config.flood_limits());
     let shared = Arc::new(Shared {
-        connection,
-        side,
-        config,
         state: Mutex::new(State {
+            plane: ControlPlane::new(side, config, now()),
             session_handles: 1,
             open_streams: 0,
             local_streams: HashMap::new(),
-            last_accepted: StreamId::CONNECTION,
-            goaway_sent: false,
-            goaway_owed: false,
-            peer_goaway: None,
-            goaways_received: 0,
-            ping_owed: false,
-            pong_owed: None,
-            next_ping: 0,
-            ping_in_flight: None,
-            pings_completed: 0,
-            rtt: None,
-            flood,
-            cause: None,
-            error: None,
             done: false,
         }),
+        connection,
         task: Notify::new(),
         changed: Notify::new(),
         data_sent: AtomicU64::new(0),
         data_received: AtomicU64::new(0),
     });
-    tokio::spawn(control_task(shared.clone(), send, recv, input));
+    tokio::spawn(control_task(shared.clone()));
+    shared
+        .wait_changed(|state| {
+            if let Some(err) = state.plane.error() {
+                return Some(Err(err.clone()));
+            }
+            if let Some(cause) = state.plane.cause().filter(|c| !c.is_graceful()) {
+                return Some(Err(cause.clone()));
+            }
+            state.plane.is_established().then_some(Ok(()))
+        })
+        .await?;
     Ok(shared)
-}
-
-/// Reads the peer's preface off its control stream (SPEC §3.3: bad magic is
-/// decided at the first differing byte). Returns the bytes after it.
-async fn read_preface(recv: &mut quinn::RecvStream) -> Result<BytesMut, ConnectionError> {
-    let mut input = BytesMut::new();
-    loop {
-        match decode_preface(&input) {
-            Ok(Some(_)) => {
-                input.advance(PREFACE_LEN);
-                return Ok(input);
-            }
-            Ok(None) => {}
-            Err(err) => return Err(err.into()),
-        }
-        match recv.read_chunk(PREFACE_LEN - input.len(), true).await {
-            Ok(Some(chunk)) => input.extend_from_slice(&chunk.bytes),
-            Ok(None) | Err(quinn::ReadError::Reset(_)) => {
-                return Err(ConnectionError::ProtocolViolation {
-                    code: ErrorCode::PROTOCOL_ERROR,
-                    reason: "control stream ended before the preface".into(),
-                });
-            }
-            Err(quinn::ReadError::ConnectionLost(err)) => return Err(resolve(None, &err)),
-            Err(err) => {
-                return Err(ConnectionError::Io {
-                    kind: std::io::ErrorKind::ConnectionAborted,
-                    message: format!("QUIC: {err}"),
-                });
-            }
-        }
-    }
 }
 
 // ----- the control task ------------------------------------------------------
 
 /// Runs one native connection's control plane until the QUIC connection
-/// closes: answers and completes PINGs, sends and acts on GOAWAY, refuses
-/// streams after its own GOAWAY, finishes the control stream once drained
-/// and closes the connection when both sides have, or at the drain timeout.
-async fn control_task(
-    shared: Arc<Shared>,
-    mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
-    mut input: BytesMut,
-) {
-    let mut decoder = FrameDecoder::new(shared.config.max_frame_payload());
+/// closes.
+async fn control_task(shared: Arc<Shared>) {
+    // The control streams: this side's opened, the peer's accepted, both
+    // within the plane's handshake timeout.
+    // This side's control stream becomes visible to the peer with its first
+    // byte, so the preface goes out at once; the peer's may come later.
+    let mut out = BytesMut::new();
+    let opened = async {
+        let mut send = shared.connection.open_uni().await?;
+        shared.lock().plane.poll_transmit(now(), &mut out);
+        // A write error shows as the connection's error.
+        let _ = send.write_all(&out).await;
+        out.clear();
+        Ok::<_, quinn::ConnectionError>(send)
+    };
+    let streams = async { tokio::try_join!(opened, shared.connection.accept_uni()) };
+    tokio::pin!(streams);
+    let (mut send, mut recv) = loop {
+        let deadline = shared.lock().plane.poll_timeout();
+        tokio::select! {
+            opened = &mut streams => match opened {
+                Ok(pair) => break pair,
+                Err(err) => {
+                    end(&shared, &err);
+                    return;
+                }
+            },
+            () = sleep_until(deadline) => {
+                shared.with_plane(|plane| plane.handle_timeout(now()));
+                if act(&shared, None).is_err() {
+                    let err = shared.connection.closed().await;
+                    end(&shared, &err);
+                    return;
+                }
+            }
+        }
+    };
+    let mut input = BytesMut::new();
     // Bytes to write on the control stream: refilled only once empty, so
     // a peer that does not read its end cannot make it grow.
     let mut out = BytesMut::new();
-    let mut ping_budget = SendBudget::default();
-    let mut fin_sent = false;
     let mut peer_fin = false;
-    let mut drain_deadline: Option<Instant> = None;
-    on_control_input(&shared, &mut decoder, &mut input);
     loop {
         let notified = shared.task.notified();
-        let t = now();
-        let mut wake_at = drain_deadline;
-        let (goaway_sent, draining, open) = {
+        let (wake_at, goaway_sent) = {
             let mut state = shared.lock();
             if out.is_empty() {
-                if let Some(payload) = state.pong_owed.take() {
-                    Frame::Ping(Ping { ack: true, payload }).encode(&mut out);
-                }
-                // SPEC §12.1: at most 50 PINGs in any second.
-                if state.ping_owed {
-                    if ping_budget.try_take(t) {
-                        state.ping_owed = false;
-                        let payload = state.next_ping.to_be_bytes();
-                        state.next_ping += 1;
-                        state.ping_in_flight = Some((payload, t));
-                        Frame::Ping(Ping {
-                            ack: false,
-                            payload,
-                        })
-                        .encode(&mut out);
-                    } else {
-                        wake_at = earliest(wake_at, ping_budget.available_at(t));
-                    }
-                }
-                if state.goaway_owed {
-                    state.goaway_owed = false;
-                    Frame::GoAway(GoAway {
-                        last_stream: state.last_accepted,
-                        code: ErrorCode::NO_ERROR,
-                        debug: Bytes::new(),
-                    })
-                    .encode(&mut out);
-                }
+                state.plane.poll_transmit(now(), &mut out);
             }
-            if let Some((_, sent)) = state.ping_in_flight {
-                wake_at = earliest(wake_at, sent + shared.config.keepalive_timeout());
-            }
-            let draining = state.goaway_sent || state.peer_goaway.is_some();
-            (state.goaway_sent, draining, state.open_streams)
+            (state.plane.poll_timeout(), state.plane.goaway_sent())
         };
-        if draining && drain_deadline.is_none() {
-            let at = t + shared.config.drain_timeout();
-            drain_deadline = Some(at);
-            wake_at = earliest(wake_at, at);
+        // Actions after the bytes before them were queued: a FIN follows
+        // the GOAWAY it drains behind.
+        if out.is_empty() {
+            let _ = act(&shared, Some(&mut send));
+        } else {
+            let _ = act(&shared, None);
         }
-        // SPEC §18.6: a drained side finishes its control stream; the
-        // connection closes once both have.
-        if draining && open == 0 && out.is_empty() && !fin_sent {
-            let _ = send.finish();
-            fin_sent = true;
-        }
-        if fin_sent && peer_fin {
-            shared
-                .connection
-                .close(VarInt::from_u32(0), b"creditmux session ended");
+        if shared.lock().plane.take_changed() {
+            shared.changed.notify_waiters();
         }
         tokio::select! {
             biased;
             err = shared.connection.closed() => {
-                shared.finish(&err);
+                end(&shared, &err);
                 return;
             }
             () = notified => {}
@@ -459,7 +347,8 @@ async fn control_task(
                 match written {
                     Ok(n) => out.advance(n),
                     Err(quinn::WriteError::Stopped(_)) => {
-                        control_violation(&shared, "the peer stopped this side's control stream");
+                        out.clear();
+                        shared.with_plane(|plane| plane.handle_control_end(now(), true, 0));
                     }
                     // The connection is gone; its error arrives above.
                     Err(_) => out.clear(),
@@ -468,56 +357,81 @@ async fn control_task(
             read = recv.read_chunk(CONTROL_READ_CHUNK, true), if !peer_fin => match read {
                 Ok(Some(chunk)) => {
                     input.extend_from_slice(&chunk.bytes);
-                    on_control_input(&shared, &mut decoder, &mut input);
+                    shared.with_plane(|plane| plane.handle_input(now(), &mut input));
                 }
                 Ok(None) => {
                     peer_fin = true;
-                    let state = shared.lock();
-                    let drained = state.goaway_sent || state.peer_goaway.is_some();
-                    drop(state);
-                    if !drained || !input.is_empty() {
-                        control_violation(&shared, "the peer finished its control stream early");
-                    }
+                    let leftover = input.len();
+                    shared.with_plane(|plane| plane.handle_control_end(now(), false, leftover));
                 }
                 Err(quinn::ReadError::Reset(_)) => {
                     peer_fin = true;
-                    control_violation(&shared, "the peer reset its control stream");
+                    shared.with_plane(|plane| plane.handle_control_end(now(), true, 0));
                 }
                 Err(_) => peer_fin = true,
             },
             incoming = shared.connection.accept_bi(), if goaway_sent => {
-                // SPEC §13.2: after a GOAWAY, new peer streams are refused.
-                if let Ok((mut send, mut recv)) = incoming {
+                // SPEC §13.2: after this side's GOAWAY, new peer streams
+                // are refused.
+                if let Ok((mut send, mut recv)) = incoming
+                    && shared.with_plane(|plane| plane.late_stream(now()))
+                {
                     let _ = send.reset(VarInt::from_u32(ErrorCode::REFUSED_STREAM.0));
                     let _ = recv.stop(VarInt::from_u32(ErrorCode::REFUSED_STREAM.0));
-                    shared.count_flood(Flood::StrayFrame);
                 }
             }
             () = sleep_until(wake_at) => {
-                let t = now();
-                if drain_deadline.is_some_and(|at| at <= t) {
-                    drain_deadline = Some(t + Duration::from_secs(3600));
-                    // SPEC §13.2: the drain timeout ends a graceful close.
-                    shared.connection.close(VarInt::from_u32(0), b"drain timeout");
+                shared.with_plane(|plane| plane.handle_timeout(now()));
+            }
+        }
+    }
+}
+
+/// Carries out what the plane asks for. `send`: this side's control
+/// stream, when its pending bytes are all written (a FIN waits for them).
+/// `Err` once the connection is being closed.
+fn act(shared: &Shared, mut send: Option<&mut quinn::SendStream>) -> Result<(), ()> {
+    let mut closing = false;
+    loop {
+        let written = send.is_some();
+        let action = shared.lock().plane.poll_action(written);
+        match action {
+            None => return if closing { Err(()) } else { Ok(()) },
+            Some(Action::FinishControl) => {
+                if let Some(send) = send.as_deref_mut() {
+                    let _ = send.finish();
                 }
-                let unanswered = shared
+            }
+            Some(Action::Close { code, reason }) => {
+                closing = true;
+                shared.connection.close(VarInt::from_u32(code.0), &reason);
+            }
+            Some(Action::Refuse { above }) => {
+                let refused: Vec<Arc<StreamRef>> = shared
                     .lock()
-                    .ping_in_flight
-                    .is_some_and(|(_, sent)| sent + shared.config.keepalive_timeout() <= t);
-                if unanswered {
-                    shared.abort(
-                        ErrorCode::IDLE_TIMEOUT,
-                        ConnectionError::IdleTimeout,
-                        "PING not answered",
-                    );
+                    .local_streams
+                    .iter()
+                    .filter(|&(&id, _)| id > above)
+                    .filter_map(|(_, stream)| stream.upgrade())
+                    .collect();
+                // SPEC §13.1: this side's streams above last_stream_id
+                // were not processed and will not be.
+                for stream in refused {
+                    stream.refuse();
                 }
             }
         }
     }
 }
 
-fn earliest(a: Option<Instant>, b: Instant) -> Option<Instant> {
-    Some(a.map_or(b, |a| a.min(b)))
+/// The QUIC connection closed: the plane settles why, everyone wakes.
+fn end(shared: &Shared, err: &quinn::ConnectionError) {
+    {
+        let mut state = shared.lock();
+        state.plane.handle_transport_end(transport_end(err));
+        state.done = true;
+    }
+    shared.changed.notify_waiters();
 }
 
 async fn sleep_until(at: Option<Instant>) {
@@ -535,133 +449,11 @@ fn poll_write_some(
     Pin::new(send).poll_write(cx, out)
 }
 
-fn control_violation(shared: &Shared, reason: &str) {
-    shared.abort(
-        ErrorCode::PROTOCOL_ERROR,
-        ConnectionError::ProtocolViolation {
-            code: ErrorCode::PROTOCOL_ERROR,
-            reason: reason.to_string(),
-        },
-        reason,
-    );
-}
-
-/// Acts on every whole frame in `input` (SPEC §18.3).
-fn on_control_input(shared: &Shared, decoder: &mut FrameDecoder, input: &mut BytesMut) {
-    loop {
-        let decoded = match decoder.decode_next(input) {
-            Ok(Some(decoded)) => decoded,
-            Ok(None) => return,
-            Err(err) => {
-                let code = err.code();
-                shared.abort(code, ConnectionError::Frame(err), "invalid control frame");
-                input.clear();
-                return;
-            }
-        };
-        let counted = match decoded {
-            Decoded::Ignored(_) => Some(Flood::UnknownFrame),
-            Decoded::Frame(Frame::Ping(ping)) => on_ping(shared, ping),
-            Decoded::Frame(Frame::GoAway(goaway)) => {
-                on_goaway(shared, goaway);
-                None
-            }
-            Decoded::Frame(other) => {
-                let reason = format!(
-                    "frame type {:#x} on the native control stream",
-                    other.header().kind
-                );
-                control_violation(shared, &reason);
-                input.clear();
-                return;
-            }
-        };
-        if let Some(what) = counted
-            && shared.count_flood(what)
-        {
-            input.clear();
-            return;
-        }
-    }
-}
-
-/// A PING or its ACK; returns what it counts toward the flood limit (SPEC
-/// §16.1: PINGs, and ACKs that answer nothing this side sent).
-fn on_ping(shared: &Shared, ping: Ping) -> Option<Flood> {
-    let mut state = shared.lock();
-    if !ping.ack {
-        // SPEC §10.3: a newer PING replaces a pending reply.
-        state.pong_owed = Some(ping.payload);
-        drop(state);
-        shared.task.notify_one();
-        return Some(Flood::Ping);
-    }
-    match state.ping_in_flight {
-        Some((payload, sent)) if payload == ping.payload => {
-            state.ping_in_flight = None;
-            state.rtt = Some(now().saturating_duration_since(sent));
-            state.pings_completed += 1;
-            drop(state);
-            shared.changed.notify_waiters();
-            // The deadline of this PING is gone.
-            shared.task.notify_one();
-            None
-        }
-        _ => Some(Flood::Ping),
-    }
-}
-
-fn on_goaway(shared: &Shared, goaway: GoAway) {
-    let mut state = shared.lock();
-    state.goaways_received += 1;
-    if state.goaways_received > 5 {
-        drop(state);
-        let reason = "more than 5 GOAWAY frames";
-        shared.abort(
-            ErrorCode::ENHANCE_YOUR_CALM,
-            ConnectionError::ProtocolViolation {
-                code: ErrorCode::ENHANCE_YOUR_CALM,
-                reason: reason.into(),
-            },
-            reason,
-        );
-        return;
-    }
-    let last = state.peer_goaway.map_or(goaway.last_stream, |previous| {
-        previous.min(goaway.last_stream)
-    });
-    state.peer_goaway = Some(last);
-    let cause = ConnectionError::ClosedByPeer {
-        code: goaway.code,
-        debug: debug_text(&goaway.debug),
-    };
-    Shared::set_cause(&mut state, cause);
-    let refused: Vec<Weak<StreamRef>> = state
-        .local_streams
-        .iter()
-        .filter(|&(&id, _)| id > last)
-        .map(|(_, stream)| stream.clone())
-        .collect();
-    drop(state);
-    // SPEC §13.1: streams this side opened above last_stream_id were not
-    // processed and will not be; they fail with REFUSED_STREAM now.
-    for stream in refused.iter().filter_map(Weak::upgrade) {
-        stream.refuse();
-    }
-    if goaway.code != ErrorCode::NO_ERROR {
-        shared
-            .connection
-            .close(VarInt::from_u32(goaway.code.0), b"GOAWAY received");
-    }
-    shared.changed.notify_waiters();
-    shared.task.notify_one();
-}
-
 // ----- session operations ----------------------------------------------------
 
 impl Shared {
     pub(crate) fn side(&self) -> Side {
-        self.side
+        self.lock().plane.side()
     }
 
     pub(crate) fn add_handle(&self) {
@@ -670,25 +462,13 @@ impl Shared {
 
     /// The last session handle starts a graceful close.
     pub(crate) fn drop_handle(&self) {
-        let mut state = self.lock();
-        state.session_handles -= 1;
-        if state.session_handles == 0 && !state.done {
-            self.start_goaway(&mut state);
-        }
-    }
-
-    fn start_goaway(&self, state: &mut State) {
-        if !state.goaway_sent {
-            state.goaway_sent = true;
-            state.goaway_owed = true;
-            Shared::set_cause(
-                state,
-                ConnectionError::LocallyClosed {
-                    code: ErrorCode::NO_ERROR,
-                },
-            );
-            self.task.notify_one();
-            self.changed.notify_waiters();
+        let last = {
+            let mut state = self.lock();
+            state.session_handles -= 1;
+            state.session_handles == 0 && !state.done
+        };
+        if last {
+            self.with_plane(|plane| plane.close(now(), ErrorCode::NO_ERROR, b""));
         }
     }
 
@@ -697,20 +477,7 @@ impl Shared {
             let notified = self.changed.notified();
             let mut notified = std::pin::pin!(notified);
             notified.as_mut().enable();
-            {
-                let state = self.lock();
-                if let Some(err) = &state.error {
-                    return Err(OpenError::ConnectionLost(err.clone()));
-                }
-                if state.goaway_sent || state.peer_goaway.is_some() {
-                    return Err(OpenError::GoingAway);
-                }
-                if let Some(cause) = &state.cause
-                    && !cause.is_graceful()
-                {
-                    return Err(OpenError::ConnectionLost(cause.clone()));
-                }
-            }
+            self.lock().plane.check_open()?;
             tokio::select! {
                 opened = self.connection.open_bi() => {
                     let (send, recv) = opened
@@ -737,9 +504,9 @@ impl Shared {
             {
                 let state = self.lock();
                 let end = state
-                    .error
-                    .as_ref()
-                    .or(state.cause.as_ref().filter(|cause| !cause.is_graceful()));
+                    .plane
+                    .error()
+                    .or(state.plane.cause().filter(|cause| !cause.is_graceful()));
                 if let Some(err) = end {
                     return if err.is_graceful() {
                         Ok(None)
@@ -747,7 +514,7 @@ impl Shared {
                         Err(err.clone())
                     };
                 }
-                if state.goaway_sent {
+                if state.plane.goaway_sent() {
                     return Ok(None);
                 }
             }
@@ -763,8 +530,8 @@ impl Shared {
                     let id = self.creditmux_id(send.id());
                     let mut state = self.lock();
                     match id {
-                        Some(id) if !state.goaway_sent => {
-                            state.last_accepted = state.last_accepted.max(id);
+                        Some(id) if !state.plane.goaway_sent() => {
+                            state.plane.stream_accepted(id);
                             drop(state);
                             return Ok(Some(self.stream(send, recv, id)));
                         }
@@ -781,45 +548,39 @@ impl Shared {
     }
 
     pub(crate) async fn ping(&self) -> Result<Duration, ConnectionError> {
-        let target = {
-            let mut state = self.lock();
-            if state.ping_in_flight.is_none() && !state.ping_owed {
-                state.ping_owed = true;
-                self.task.notify_one();
-            }
-            state.pings_completed + 1
-        };
+        let target = self.with_plane(|plane| {
+            plane.ping(now());
+            plane.pings_completed() + 1
+        });
         self.wait_changed(|state| {
-            if state.pings_completed >= target {
-                return Some(Ok(state.rtt.unwrap_or_default()));
+            if state.plane.pings_completed() >= target {
+                return Some(Ok(state.plane.rtt().unwrap_or_default()));
             }
-            state.error.clone().map(Err)
+            state.plane.error().cloned().map(Err)
         })
         .await
     }
 
+    /// Closes (a graceful GOAWAY and drain with NO_ERROR, at once with
+    /// another code) and waits for the end. `Ok` when this close or the
+    /// peer's graceful shutdown ended it.
     pub(crate) async fn close(&self, code: ErrorCode) -> Result<(), ConnectionError> {
-        if code == ErrorCode::NO_ERROR {
-            self.start_goaway(&mut self.lock());
-        } else {
-            self.abort(code, ConnectionError::LocallyClosed { code }, "");
-        }
-        self.closed().await;
-        match self.error() {
-            // A graceful end is this call's success too, whichever side's
-            // GOAWAY came first.
-            Some(err) if code == ErrorCode::NO_ERROR && err.is_graceful() => Ok(()),
-            Some(ConnectionError::LocallyClosed { .. }) | None => Ok(()),
-            Some(err) => Err(err),
+        self.with_plane(|plane| plane.close(now(), code, b""));
+        match self.closed().await {
+            ConnectionError::LocallyClosed { .. } => Ok(()),
+            err if err.is_graceful() => Ok(()),
+            err => Err(err),
         }
     }
 
-    pub(crate) async fn closed(&self) {
-        self.wait_changed(|state| state.done.then_some(())).await
+    /// Waits for the end; returns its cause.
+    pub(crate) async fn closed(&self) -> ConnectionError {
+        self.wait_changed(|state| state.done.then(|| state.plane.error().cloned()).flatten())
+            .await
     }
 
     pub(crate) fn error(&self) -> Option<ConnectionError> {
-        self.lock().error.clone()
+        self.lock().plane.error().cloned()
     }
 
     /// Connection counters, from this side's own counts and quinn's (SPEC
@@ -860,19 +621,11 @@ impl Shared {
             data_bytes_received: self.data_received.load(Ordering::Relaxed),
             frames_sent: frames(&quic.frame_tx),
             frames_received: frames(&quic.frame_rx),
-            send_window: 0,
-            recv_window: 0,
-            recv_buffered: 0,
             open_streams: state.open_streams,
-            accept_backlog: 0,
-            data_queue_depth: 0,
-            control_queue_depth: 0,
-            blocked_on_connection: Duration::ZERO,
-            blocked_on_streams: Duration::ZERO,
             zero_window_events: blocked(&quic.frame_tx),
             probes_sent: blocked(&quic.frame_tx),
             probes_answered: blocked(&quic.frame_rx),
-            rtt: state.rtt.or(Some(quic.path.rtt)),
+            rtt: state.plane.rtt().or(Some(quic.path.rtt)),
             ..ConnectionStats::default()
         }
     }
@@ -969,7 +722,7 @@ impl StreamRef {
                 let code = error_code(code);
                 slot.remote_reset = Some(code);
                 drop(slot);
-                self.shared.count_flood(Flood::Reset);
+                self.shared.stream_reset_by_peer();
                 Poll::Ready(Err(StreamError::Reset {
                     code,
                     initiator: Initiator::Remote,
@@ -1054,7 +807,7 @@ impl StreamRef {
         match err {
             quinn::WriteError::Stopped(code) => {
                 if !self.remote_stop.swap(true, Ordering::Relaxed) {
-                    self.shared.count_flood(Flood::Reset);
+                    self.shared.stream_reset_by_peer();
                 }
                 StreamError::Reset {
                     code: error_code(code),
@@ -1078,7 +831,10 @@ impl Drop for StreamRef {
         let mut state = self.shared.lock();
         state.local_streams.remove(&self.id);
         state.open_streams -= 1;
-        if state.open_streams == 0 {
+        let open = state.open_streams;
+        state.plane.set_open_streams(now(), open);
+        drop(state);
+        if open == 0 {
             self.shared.task.notify_one();
         }
     }
@@ -1123,7 +879,7 @@ impl Drop for RecvHalf {
             return;
         };
         let handle = self.handle.clone();
-        let limit = handle.shared.config.half_close_timeout();
+        let limit = handle.shared.lock().plane.config().half_close_timeout();
         runtime.spawn(async move {
             let discard = poll_fn(|cx| {
                 loop {
@@ -1263,8 +1019,17 @@ impl SendHalf {
         })
     }
 
+    /// Aborts the stream with `code` (SPEC §18.4). After `finish` only the
+    /// peer's direction is stopped (STOP_SENDING): a RESET after the FIN
+    /// keeps the finished direction (§8.7), while QUIC's RESET_STREAM would
+    /// let the peer discard it.
     pub(crate) fn reset(&mut self, code: ErrorCode) {
-        self.handle.reset(&mut self.send, code);
+        if self.finished {
+            *self.handle.local_reset_slot() = Some(code);
+            self.handle.stop(code);
+        } else {
+            self.handle.reset(&mut self.send, code);
+        }
     }
 
     pub(crate) fn stats(&self) -> StreamStats {
