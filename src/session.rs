@@ -9,8 +9,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::config::Config;
 use crate::conn::{Connection, ConnectionStats, Side};
-#[cfg(feature = "quic")]
-use crate::driver::native;
+use crate::driver::backend::{SessionBackend, SessionImp};
+use crate::driver::mux::MuxSession;
 use crate::driver::{Driver, Shared, now};
 use crate::error::{ConnectionError, OpenError};
 use crate::frame::ErrorCode;
@@ -36,7 +36,7 @@ use crate::stream::Stream;
 /// written are lost. Await [`close`](Session::close) (or
 /// [`closed`](Session::closed)) when that matters.
 pub struct Session {
-    imp: Imp,
+    imp: SessionImp,
 }
 
 /// What [`Session::close`] saw happen.
@@ -57,15 +57,6 @@ pub struct CloseReport {
     /// Of `streams_reset`: streams still open at the drain deadline,
     /// reset with CANCEL by this close. `None` where not counted.
     pub streams_cancelled_at_drain: Option<u64>,
-}
-
-/// The engine behind a session.
-enum Imp {
-    /// The creditmux core over a byte stream (TCP, TLS, QUIC framed).
-    Mux(Arc<Shared>),
-    /// Native QUIC: one QUIC stream per creditmux stream.
-    #[cfg(feature = "quic")]
-    Native(Arc<native::Shared>),
 }
 
 impl Session {
@@ -96,7 +87,7 @@ impl Session {
         let shared = Arc::new(Shared::new(conn, Box::pin(read), Box::pin(write)));
         tokio::spawn(Driver::new(shared.clone()));
         let session = Session {
-            imp: Imp::Mux(shared.clone()),
+            imp: SessionImp::Mux(MuxSession(shared.clone())),
         };
         poll_fn(|cx| {
             let mut inner = shared.lock();
@@ -116,86 +107,29 @@ impl Session {
         Ok(session)
     }
 
+    /// A session of another engine (native QUIC).
+    pub(crate) fn from_imp(imp: SessionImp) -> Session {
+        Session { imp }
+    }
+
     /// Opens a stream. Waits while the peer's stream-count limit is
-    /// reached, and fails if the connection is closing or closed.
+    /// reached (probing it, SPEC §11), and fails if the connection is
+    /// closing or closed.
     pub async fn open(&self) -> Result<Stream, OpenError> {
-        let shared = match &self.imp {
-            Imp::Mux(shared) => shared,
-            #[cfg(feature = "quic")]
-            Imp::Native(native) => return native.open().await.map(Stream::native),
-        };
-        poll_fn(|cx| {
-            let mut inner = shared.lock();
-            match inner.conn.open(now()) {
-                Ok(Some(id)) => {
-                    inner.after_command();
-                    Poll::Ready(Ok(Stream::new(id, shared.clone())))
-                }
-                Ok(None) => {
-                    inner.after_command();
-                    inner.wait_conn(cx.waker());
-                    Poll::Pending
-                }
-                Err(err) => Poll::Ready(Err(err)),
-            }
-        })
-        .await
+        self.imp.open().await
     }
 
     /// Waits for the next stream the peer opens. `Ok(None)` once no more
     /// streams will come because the connection was closed gracefully (a
     /// GOAWAY with NO_ERROR); `Err` if it ended with an error.
     pub async fn accept(&self) -> Result<Option<Stream>, ConnectionError> {
-        let shared = match &self.imp {
-            Imp::Mux(shared) => shared,
-            #[cfg(feature = "quic")]
-            Imp::Native(native) => return Ok(native.accept().await?.map(Stream::native)),
-        };
-        poll_fn(|cx| {
-            let mut inner = shared.lock();
-            if let Some(id) = inner.conn.accept() {
-                return Poll::Ready(Ok(Some(Stream::new(id, shared.clone()))));
-            }
-            if inner.conn.accept_finished() || inner.driver_done {
-                return Poll::Ready(match inner.conn.error() {
-                    Some(err) if !err.is_graceful() => Err(err.clone()),
-                    _ => Ok(None),
-                });
-            }
-            inner.wait_conn(cx.waker());
-            Poll::Pending
-        })
-        .await
+        self.imp.accept().await
     }
 
     /// Sends a PING and waits for its acknowledgement; returns the round
     /// trip time. Concurrent calls share one PING in flight.
     pub async fn ping(&self) -> Result<Duration, ConnectionError> {
-        let shared = match &self.imp {
-            Imp::Mux(shared) => shared,
-            #[cfg(feature = "quic")]
-            Imp::Native(native) => return native.ping().await,
-        };
-        let target = {
-            let mut inner = shared.lock();
-            if !inner.conn.ping_in_flight() {
-                inner.conn.ping();
-            }
-            inner.after_command();
-            inner.conn.pings_completed() + 1
-        };
-        poll_fn(|cx| {
-            let mut inner = shared.lock();
-            if inner.conn.pings_completed() >= target {
-                return Poll::Ready(Ok(inner.conn.rtt().unwrap_or_default()));
-            }
-            if let Some(err) = inner.conn.error() {
-                return Poll::Ready(Err(err.clone()));
-            }
-            inner.wait_conn(cx.waker());
-            Poll::Pending
-        })
-        .await
+        self.imp.ping().await
     }
 
     /// Closes the connection and waits until it has ended.
@@ -213,144 +147,69 @@ impl Session {
     /// `Err` with the cause when it failed first (a protocol error, a
     /// timeout, the transport). Calling it again returns the same outcome.
     pub async fn close(&self, code: ErrorCode) -> Result<CloseReport, ConnectionError> {
-        let shared = match &self.imp {
-            Imp::Mux(shared) => shared,
-            #[cfg(feature = "quic")]
-            Imp::Native(native) => {
-                native.close(code).await?;
-                let cause = native
-                    .error()
-                    .unwrap_or(ConnectionError::LocallyClosed { code });
-                return Ok(CloseReport {
-                    cause,
-                    streams_completed: None,
-                    streams_reset: None,
-                    streams_cancelled_at_drain: None,
-                });
-            }
-        };
-        {
-            let mut inner = shared.lock();
-            inner.conn.close(now(), code, b"");
-            inner.after_command();
-        }
-        let cause = self.closed().await;
-        match cause {
-            ConnectionError::LocallyClosed { .. }
-            | ConnectionError::ClosedByPeer {
-                code: ErrorCode::NO_ERROR,
-                ..
-            } => {
-                let stats = shared.lock().conn.stats();
-                Ok(CloseReport {
-                    cause,
-                    streams_completed: Some(stats.streams_completed),
-                    streams_reset: Some(stats.streams_reset_local + stats.streams_reset_remote),
-                    streams_cancelled_at_drain: Some(stats.streams_cancelled_at_drain),
-                })
-            }
-            err => Err(err),
-        }
+        self.imp.close(code, b"").await
+    }
+
+    /// [`close`](Session::close), with `reason` as the GOAWAY's debug data
+    /// (native QUIC: the close reason), for the peer's logs. At most 1 KiB
+    /// of it goes out.
+    pub async fn close_with_reason(
+        &self,
+        code: ErrorCode,
+        reason: &str,
+    ) -> Result<CloseReport, ConnectionError> {
+        self.imp.close(code, reason.as_bytes()).await
     }
 
     /// Waits until the connection has ended and the transport is shut down
     /// (or given up on); returns why it ended.
     pub async fn closed(&self) -> ConnectionError {
-        let shared = match &self.imp {
-            Imp::Mux(shared) => shared,
-            #[cfg(feature = "quic")]
-            Imp::Native(native) => return native.closed().await,
-        };
-        poll_fn(|cx| {
-            let mut inner = shared.lock();
-            if inner.driver_done {
-                return Poll::Ready(
-                    inner
-                        .conn
-                        .error()
-                        .cloned()
-                        .unwrap_or(ConnectionError::TransportClosed),
-                );
-            }
-            inner.wait_conn(cx.waker());
-            Poll::Pending
-        })
-        .await
+        self.imp.closed().await
     }
 
     /// Why the connection ended, once it has.
     pub fn error(&self) -> Option<ConnectionError> {
-        match &self.imp {
-            Imp::Mux(shared) => shared.lock().conn.error().cloned(),
-            #[cfg(feature = "quic")]
-            Imp::Native(native) => native.error(),
-        }
+        self.imp.error()
     }
 
     /// Connection-level counters: bytes, frames, windows, blocked time,
-    /// probes, queue depths, RTT. In native QUIC mode some come from quinn
-    /// and some are not available (zero); see
+    /// probes, queue depths, RTT, how streams ended. In native QUIC mode
+    /// some come from quinn and some are not available (zero); see
     /// [`quic`](crate::quic#native-mode) for which.
     pub fn stats(&self) -> ConnectionStats {
-        match &self.imp {
-            Imp::Mux(shared) => shared.lock().conn.stats(),
-            #[cfg(feature = "quic")]
-            Imp::Native(native) => native.stats(),
-        }
+        self.imp.stats()
     }
 
-    /// A session over a native QUIC connection whose handshake is done.
-    #[cfg(feature = "quic")]
-    pub(crate) fn native(shared: Arc<native::Shared>) -> Session {
-        Session {
-            imp: Imp::Native(shared),
-        }
+    /// Which end of the connection this is.
+    pub fn side(&self) -> Side {
+        self.imp.side()
     }
 }
 
 impl Clone for Session {
     fn clone(&self) -> Session {
-        let imp = match &self.imp {
-            Imp::Mux(shared) => {
-                shared.lock().session_handles += 1;
-                Imp::Mux(shared.clone())
-            }
-            #[cfg(feature = "quic")]
-            Imp::Native(native) => {
-                native.add_handle();
-                Imp::Native(native.clone())
-            }
-        };
-        Session { imp }
+        Session {
+            imp: self.imp.clone_handle(),
+        }
     }
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
-        let shared = match &self.imp {
-            Imp::Mux(shared) => shared,
-            #[cfg(feature = "quic")]
-            Imp::Native(native) => return native.drop_handle(),
-        };
-        let mut inner = shared.lock();
-        inner.session_handles -= 1;
-        if inner.session_handles == 0 && !inner.conn.is_finished() {
-            inner.conn.close(now(), ErrorCode::NO_ERROR, b"");
-            inner.after_command();
-        }
+        self.imp.drop_handle();
     }
 }
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (mode, side) = match &self.imp {
-            Imp::Mux(shared) => ("framed", shared.lock().conn.side()),
+        let mode = match &self.imp {
+            SessionImp::Mux(_) => "byte stream",
             #[cfg(feature = "quic")]
-            Imp::Native(native) => ("native QUIC", native.side()),
+            SessionImp::Native(_) => "native QUIC",
         };
         f.debug_struct("Session")
             .field("mode", &mode)
-            .field("side", &side)
+            .field("side", &self.side())
             .field("error", &self.error())
             .finish_non_exhaustive()
     }

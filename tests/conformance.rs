@@ -230,3 +230,26 @@ async fn stats_count_payload_bytes_and_the_round_trip() {
     })
     .await;
 }
+
+/// A writer learns of the peer's reset without writing (`stopped`), and
+/// that its own finished writing is delivered (`None`).
+#[tokio::test]
+async fn stopped_reports_the_peers_reset_and_a_delivered_finish() {
+    each(async |client: Session, server: Session| {
+        let mut stream = client.open().await.unwrap();
+        stream.write_all(b"x").await.unwrap();
+        stream.flush().await.unwrap();
+        let mut peer = server.accept().await.unwrap().unwrap();
+        peer.reset(ErrorCode(0x17));
+        assert_eq!(stream.stopped().await, Ok(Some(ErrorCode(0x17))));
+
+        let mut stream = client.open().await.unwrap();
+        stream.write_all(b"y").await.unwrap();
+        stream.shutdown().await.unwrap();
+        let mut peer = server.accept().await.unwrap().unwrap();
+        let mut got = Vec::new();
+        peer.read_to_end(&mut got).await.unwrap();
+        assert_eq!(stream.stopped().await, Ok(None));
+    })
+    .await;
+}

@@ -143,6 +143,11 @@ fn config_strategy_with(half_close: bool) -> impl Strategy<Value = Config> {
                 } else {
                     None
                 })
+                // The simulated pipe moves a chunk per step however far
+                // virtual time jumps, so a frame may take minutes to
+                // arrive; the frame timeout (SPEC §12.2) has tests of
+                // its own (tests/timeouts.rs).
+                .frame_timeout(None)
                 .build()
                 .expect("generated config is valid")
         })

@@ -27,9 +27,17 @@
 #ifndef NS
 #define NS 2        /* streams each peer opens */
 #endif
+#ifndef NSB
+#define NSB NS      /* streams peer B opens (<= NS); A opens NS */
+#endif
+#define NOPEN(p) (NS + (NSB - NS) * (p))
 #ifndef D
 #define D 3         /* DATA units a writer wants to send per stream (1 unit per frame, last one carries FIN) */
 #endif
+#ifndef DB
+#define DB D        /* DATA units per stream that B opens */
+#endif
+#define DOF(g) (D + (DB - D) * OPENER(g))       /* no ?: here, the ltl parser rejects it */
 #ifndef SW
 #define SW 2        /* stream window (INITIAL_STREAM_WINDOW) */
 #endif
@@ -209,28 +217,49 @@ byte rd_c[2];
 
 /* ------------------------------------------------------------ predicates */
 
-#define WANT(g)      (ss[g] == S_OPEN && sent[g] < D)
+#define WANT(g)      (ss[g] == S_OPEN && sent[g] < DOF(g))
 #define CAN_DATA(g)  (WANT(g) && sent[g] < lim[g] && sent_c[OPENER(g)] < lim_c[OPENER(g)])
 /* Blocked scopes, §11.1. */
 #define BLK_S(g)     (WANT(g) && sent[g] == lim[g])
 #define BLK_C1(g)    (WANT(g) && sent[g] < lim[g] && sent_c[OPENER(g)] == lim_c[OPENER(g)])
 #define BLK_C(p)     ANY(p, BLK_C1)
-#define BLK_N(p)     (nopen[p] < NS && nopen[p] >= slim[p] && !ga_s[p] && !ga_r[p])
+#define BLK_N(p)     (nopen[p] < NOPEN(p) && nopen[p] >= slim[p] && !ga_s[p] && !ga_r[p])
 #define BLKD(p)      (ANY(p, BLK_S) || BLK_C(p) || BLK_N(p))
 
-#define CAN_OPEN(p)  (nopen[p] < NS && nopen[p] < slim[p] && !ga_s[p] && !ga_r[p])
+#define CAN_OPEN(p)  (nopen[p] < NOPEN(p) && nopen[p] < slim[p] && !ga_s[p] && !ga_r[p])
 #define HOLDS(g)     (rs[g] == R_OPEN || rs[g] == R_FIN)   /* the application holds the stream */
 #define CAN_READ(g)  (HOLDS(g) && recv[g] > rd[g] && !stopped[g])
 #define CAN_STOP(g)  (HOLDS(g) && !stopped[g])
 #define CAN_ABORT(g) (ss[g] == S_OPEN && sent[g] > 0)
 
+/* Optional events (a reader stops or abandons, a writer aborts, a side
+ * sends GOAWAY).  In the safety runs they may happen at any moment or never.
+ * Under weak fairness (PROP_D) an option that stays enabled would be forced
+ * to happen, and a forced abort or drain unblocks every sender, which would
+ * hide the very stalls (d) looks for.  So for PROP_D init picks a plan for
+ * each optional event (never, or eventually at any moment) and only planned
+ * events are enabled. */
+#ifdef PROP_D
+byte plan_r[NG];    /* reader of g: 0 reads to the end, 1 stops, 2 abandons */
+bool plan_w[NG];    /* writer of g aborts */
+bool plan_ga[2];    /* p sends GOAWAY */
+#define MAY_STOP(g)    (plan_r[g] == 1)
+#define MAY_ABANDON(g) (plan_r[g] == 2)
+#define MAY_ABORT(g)   (plan_w[g])
+#define MAY_GOAWAY(p)  (plan_ga[p])
+#else
+#define MAY_STOP(g)    1
+#define MAY_ABANDON(g) 1
+#define MAY_ABORT(g)   1
+#define MAY_GOAWAY(p)  1
+#endif
+
 /* §13.1: the opening frame of every stream p opened goes out before its GOAWAY. */
 #define UNANNOUNCED(g) (ss[g] == S_OPEN && sent[g] == 0)
-#ifdef GOAWAY_ONLY_A
-#define CAN_GOAWAY(p) (p == 0 && !ga_s[p] && !ANY(p, UNANNOUNCED))
-#else
-#define CAN_GOAWAY(p) (!ga_s[p] && !ANY(p, UNANNOUNCED))
+#ifndef GOAWAY_BY
+#define GOAWAY_BY 2     /* which peer may send GOAWAY: 0 (A), 1 (B), 2 (either) */
 #endif
+#define CAN_GOAWAY(p) ((GOAWAY_BY == 2 || GOAWAY_BY == p) && MAY_GOAWAY(p) && !ga_s[p] && !ANY(p, UNANNOUNCED))
 #define SEEN1(g)     (rs[g] != R_IDLE)
 #define OWN_LIVE(g)  (ss[g] == S_OPEN)
 #define PEER_LIVE(g) (rs[g] == R_OPEN)
@@ -242,6 +271,15 @@ byte rd_c[2];
 
 /* Queue slot id of side p unless already pending (then it is coalesced). */
 #define PUSH(p, id, pending)  if :: !(pending) -> ctlq[p]!(id) :: else -> skip fi
+
+/* Withdraw a pending slot of a stream that just closed: its frame is no
+ * longer allowed (§8.4) and its id leaves the queue (?? takes the first
+ * matching message wherever it is). */
+#define CANCEL(p, id, pending) \
+  if \
+  :: pending -> ctlq[p]??eval(id); pending = 0 \
+  :: else -> skip \
+  fi
 
 #define EMIT_RST_O(p, g)  PUSH(p, SL_RST(g), rst_o[g]); rst_o[g] = 1
 #define EMIT_RST_A(p, g)  PUSH(p, SL_RST(g), rst_a[g]); rst_a[g] = 1
@@ -272,6 +310,7 @@ byte rd_c[2];
  * produced it (the reader of the other direction, the application, the
  * timer) waits there while the transport is full.  §10.4 items 1 and 3 are
  * what this breaks. */
+#define CANCEL(p, id, pending) skip
 #define EMIT_RST_O(p, g)  ch[p]!RST,g,0
 #define EMIT_RST_A(p, g)  ch[p]!RST,g,0
 #define EMIT_WU(p, g)     ch[p]!WU,g,ann[g]
@@ -337,7 +376,9 @@ inline CHECK() {
 inline close_send(g, st) {
   ss[g] = st;
   sent[g] = 0;
-  lim[g] = 0
+  lim[g] = 0;
+  prb_s[g] = 0;
+  CANCEL(OPENER(g), SL_STR(g), blk_s[g])      /* no BLOCKED on a closed stream */
 }
 inline gone(g) {
   rs[g] = R_GONE;
@@ -347,7 +388,9 @@ inline gone(g) {
   rd[g] = 0;
 #endif
   ann[g] = 0;
-  stopped[g] = 0
+  stopped[g] = 0;
+  CANCEL(1 - OPENER(g), SL_STR(g), wu[g]);    /* no stream update once finished (§6.3) */
+  wua[g] = 0
 }
 
 /* ------------------------------------------------------------ receiver actions */
@@ -615,7 +658,7 @@ inline send_data(p, g) {
   sent[g]++;
   sent_c[p]++;
   if
-  :: sent[g] == D -> ch[p]!DATA,g,1; close_send(g, S_DONE)
+  :: sent[g] == DOF(g) -> ch[p]!DATA,g,1; close_send(g, S_DONE)
   :: else -> ch[p]!DATA,g,0
   fi
 }
@@ -669,12 +712,12 @@ end:
 /* Per peer stream: read one unit, stop reading forever, or abandon it.
  * Per own stream: abort it (RESET CANCEL) once announced. */
 #ifndef NO_STOP
-#define OPT_STOP(g) :: STEP { CAN_STOP(g) -> stopped[g] = 1 }
+#define OPT_STOP(g) :: STEP { CAN_STOP(g) && MAY_STOP(g) -> stopped[g] = 1 }
 #else
 #define OPT_STOP(g)
 #endif
 #ifndef NO_ABANDON
-#define OPT_ABANDON(p, g) :: STEP { CAN_STOP(g) -> abandon(p, g); CHECK() }
+#define OPT_ABANDON(p, g) :: STEP { CAN_STOP(g) && MAY_ABANDON(g) -> abandon(p, g); CHECK() }
 #else
 #define OPT_ABANDON(p, g)
 #endif
@@ -684,7 +727,7 @@ end:
   OPT_ABANDON(p, g)
 #ifndef NO_ABORT
 #define APP_WRITER(p, g) \
-  :: STEP { CAN_ABORT(g) -> close_send(g, S_RST); EMIT_RST_O(p, g); CHECK() }
+  :: STEP { CAN_ABORT(g) && MAY_ABORT(g) -> close_send(g, S_RST); EMIT_RST_O(p, g); CHECK() }
 #else
 #define APP_WRITER(p, g)
 #endif
@@ -709,22 +752,43 @@ end:
 /* ------------------------------------------------------------ timers: probe, GOAWAY, drain */
 
 /* No real time: "the probe timer may fire" is an action enabled only while
- * the scope is blocked and no BLOCKED for it is pending in its slot (the
- * backoff of §11.2 only spaces probes out; it never stops them). */
+ * the scope is blocked and no probe of it is outstanding (prb_*).  The
+ * backoff of §11.2 only spaces probes out; it never stops them.
+ *
+ * For the liveness run the timer also waits until the answer would raise
+ * the sender's limit (USEFUL_*).  A probe answered with the limit the sender
+ * already has changes no state, and with an untimed timer such probes could
+ * repeat forever, each one written before any DATA (§10.2), starving the
+ * sender's DATA in a cycle that weak (per-process) fairness allows but that
+ * the real probe interval (>= 1 s, at most 50 per s) excludes.  Removing
+ * those no-op cycles hides no stall: a sender that would only be helped by
+ * them is stuck in a state where nothing else moves, which the never claim
+ * still catches (pan's stutter rule). */
+#ifdef PROP_D
+#define USEFUL_S(g)  (rs[g] == R_OPEN && MAX(ann[g], rel[g] + SW) > lim[g])
+#define USEFUL_C(p)  (MAX(ann_c[1 - p], rel_c[1 - p] + CW) > lim_c[p])
+#define USEFUL_N(p)  (MAX(ann_ms[1 - p], C[1 - p] + M) > slim[p])
+#else
+#define USEFUL_S(g)  1
+#define USEFUL_C(p)  1
+#define USEFUL_N(p)  1
+#endif
+#define PROBE_S(p, g) \
+  :: STEP { BLK_S(g) && !prb_s[g] && USEFUL_S(g) -> prb_s[g] = 1; EMIT_BLK_S(p, g) }
 proctype Timer(byte p) {
   byte i;
 end:
   do
 #ifndef NO_PROBE
-  :: STEP { BLK_S(G(p, 0)) && !prb_s[G(p, 0)] -> prb_s[G(p, 0)] = 1; EMIT_BLK_S(p, G(p, 0)) }
+  PROBE_S(p, G(p, 0))
 #if NS >= 2
-  :: STEP { BLK_S(G(p, 1)) && !prb_s[G(p, 1)] -> prb_s[G(p, 1)] = 1; EMIT_BLK_S(p, G(p, 1)) }
+  PROBE_S(p, G(p, 1))
 #endif
 #if NS >= 3
-  :: STEP { BLK_S(G(p, 2)) && !prb_s[G(p, 2)] -> prb_s[G(p, 2)] = 1; EMIT_BLK_S(p, G(p, 2)) }
+  PROBE_S(p, G(p, 2))
 #endif
-  :: STEP { BLK_C(p) && !prb_c[p] -> prb_c[p] = 1; EMIT_BLKC(p) }
-  :: STEP { BLK_N(p) && !prb_n[p] -> prb_n[p] = 1; EMIT_BLKN(p) }
+  :: STEP { BLK_C(p) && !prb_c[p] && USEFUL_C(p) -> prb_c[p] = 1; EMIT_BLKC(p) }
+  :: STEP { BLK_N(p) && !prb_n[p] && USEFUL_N(p) -> prb_n[p] = 1; EMIT_BLKN(p) }
 #endif
 #ifndef NO_GOAWAY
   /* GOAWAY NO_ERROR: last_stream_id = the peer streams seen so far. */
@@ -795,6 +859,30 @@ init {
     i = 0;
     lim_c[0] = CW; lim_c[1] = CW; ann_c[0] = CW; ann_c[1] = CW;
     slim[0] = M; slim[1] = M; ann_ms[0] = M; ann_ms[1] = M;
+#ifdef PROP_D
+    /* Plans for the optional events of the streams that exist. */
+    i = 0;
+    do
+    :: i < NG && IDX(i) < NOPEN(OPENER(i)) ->
+#ifndef NO_STOP
+       if :: plan_r[i] = 1 :: skip fi;
+#endif
+#ifndef NO_ABANDON
+       if :: plan_r[i] == 0 -> plan_r[i] = 2 :: skip fi;
+#endif
+#ifndef NO_ABORT
+       if :: plan_w[i] = 1 :: skip fi;
+#endif
+       i++
+    :: i < NG && IDX(i) >= NOPEN(OPENER(i)) -> i++
+    :: else -> break
+    od;
+    i = 0;
+#ifndef NO_GOAWAY
+    if :: plan_ga[0] = 1 :: skip fi;
+    if :: plan_ga[1] = 1 :: skip fi;
+#endif
+#endif
     run Rx(0); run Rx(1);
     run Tx(0); run Tx(1);
     run App(0); run App(1);

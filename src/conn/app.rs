@@ -139,6 +139,11 @@ impl Connection {
         Ok(())
     }
 
+    /// The reset that ended `id`, with who sent it, if one did.
+    pub fn stream_reset(&self, id: StreamId) -> Option<(ErrorCode, Initiator)> {
+        self.streams.get(&id).and_then(|s| s.reset)
+    }
+
     /// True once the FIN of `id` went out (or the stream is gone).
     pub fn is_finish_sent(&self, id: StreamId) -> bool {
         self.streams.get(&id).is_none_or(|s| s.fin_sent)

@@ -13,7 +13,9 @@
 //! core decides and accounts either way, so the wire is the same; the
 //! driver still learns of every readiness and keeps the timers.
 
+pub(crate) mod backend;
 mod direct;
+pub(crate) mod mux;
 #[cfg(feature = "quic")]
 pub(crate) mod native;
 mod shared;

@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::future::{Future, poll_fn};
+use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -24,14 +25,18 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use quinn::{Connection, VarInt};
+use tokio::io::ReadBuf;
 use tokio::sync::Notify;
 
+use super::backend::{RecvBackend, RecvImp, SendBackend, SendImp, SessionBackend};
 use crate::config::Config;
 use crate::conn::control::{Action, ControlPlane, TransportEnd};
 use crate::conn::{ConnectionStats, Side, StreamStats};
 use crate::driver::now;
 use crate::error::{ConnectionError, Initiator, OpenError, StreamError};
 use crate::frame::{ErrorCode, StreamId};
+use crate::session::CloseReport;
+use crate::stream::Stream;
 
 /// Most bytes taken off the peer's control stream per read.
 const CONTROL_READ_CHUNK: usize = 16 * 1024;
@@ -451,6 +456,73 @@ fn poll_write_some(
 
 // ----- session operations ----------------------------------------------------
 
+/// A session of the native-QUIC engine.
+pub(crate) struct NativeSession(pub(crate) Arc<Shared>);
+
+fn into_stream((recv, send): (RecvHalf, SendHalf)) -> Stream {
+    Stream::from_parts(
+        RecvImp::Native(Box::new(NativeRecv {
+            half: recv,
+            leftover: Bytes::new(),
+        })),
+        SendImp::Native(Box::new(send)),
+    )
+}
+
+impl SessionBackend for NativeSession {
+    async fn open(&self) -> Result<Stream, OpenError> {
+        self.0.open().await.map(into_stream)
+    }
+
+    async fn accept(&self) -> Result<Option<Stream>, ConnectionError> {
+        Ok(self.0.accept().await?.map(into_stream))
+    }
+
+    async fn ping(&self) -> Result<Duration, ConnectionError> {
+        self.0.ping().await
+    }
+
+    async fn close(&self, code: ErrorCode, reason: &[u8]) -> Result<CloseReport, ConnectionError> {
+        self.0.close(code, reason).await?;
+        let cause = self
+            .0
+            .error()
+            .unwrap_or(ConnectionError::LocallyClosed { code });
+        // This engine does not count how streams ended (QUIC keeps them).
+        Ok(CloseReport {
+            cause,
+            streams_completed: None,
+            streams_reset: None,
+            streams_cancelled_at_drain: None,
+        })
+    }
+
+    async fn closed(&self) -> ConnectionError {
+        self.0.closed().await
+    }
+
+    fn error(&self) -> Option<ConnectionError> {
+        self.0.error()
+    }
+
+    fn stats(&self) -> ConnectionStats {
+        self.0.stats()
+    }
+
+    fn side(&self) -> Side {
+        self.0.side()
+    }
+
+    fn clone_handle(&self) -> Self {
+        self.0.add_handle();
+        NativeSession(self.0.clone())
+    }
+
+    fn drop_handle(&self) {
+        self.0.drop_handle()
+    }
+}
+
 impl Shared {
     pub(crate) fn side(&self) -> Side {
         self.lock().plane.side()
@@ -564,8 +636,12 @@ impl Shared {
     /// Closes (a graceful GOAWAY and drain with NO_ERROR, at once with
     /// another code) and waits for the end. `Ok` when this close or the
     /// peer's graceful shutdown ended it.
-    pub(crate) async fn close(&self, code: ErrorCode) -> Result<(), ConnectionError> {
-        self.with_plane(|plane| plane.close(now(), code, b""));
+    pub(crate) async fn close(
+        &self,
+        code: ErrorCode,
+        reason: &[u8],
+    ) -> Result<(), ConnectionError> {
+        self.with_plane(|plane| plane.close(now(), code, reason));
         match self.closed().await {
             ConnectionError::LocallyClosed { .. } => Ok(()),
             err if err.is_graceful() => Ok(()),
@@ -844,21 +920,44 @@ impl Drop for StreamRef {
 pub(crate) struct RecvHalf {
     handle: Arc<StreamRef>,
     /// False while part of a whole `Stream`.
-    pub(crate) alone: bool,
+    alone: bool,
 }
 
-impl RecvHalf {
-    pub(crate) fn id(&self) -> StreamId {
-        self.handle.id
+/// The read half as the public handle holds it: with the part of a chunk
+/// `poll_fill` has not copied out yet.
+pub(crate) struct NativeRecv {
+    half: RecvHalf,
+    leftover: Bytes,
+}
+
+impl RecvBackend for NativeRecv {
+    fn id(&self) -> StreamId {
+        self.half.handle.id
     }
 
-    /// The next chunk, without copying; `None` at the end.
-    pub(crate) fn poll_chunk(
-        &mut self,
-        cx: &mut Context<'_>,
-        max: usize,
-    ) -> Poll<Result<Option<Bytes>, StreamError>> {
-        self.handle.poll_chunk(cx, max)
+    fn set_alone(&mut self) {
+        self.half.alone = true;
+    }
+
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, StreamError>> {
+        if !self.leftover.is_empty() {
+            return Poll::Ready(Ok(Some(std::mem::take(&mut self.leftover))));
+        }
+        self.half.handle.poll_chunk(cx, usize::MAX)
+    }
+
+    fn poll_fill(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if self.leftover.is_empty() {
+            match ready!(self.half.handle.poll_chunk(cx, buf.remaining())) {
+                Ok(Some(bytes)) => self.leftover = bytes,
+                Ok(None) => return Poll::Ready(Ok(())),
+                Err(err) => return Poll::Ready(Err(err.into())),
+            }
+        }
+        let n = self.leftover.len().min(buf.remaining());
+        buf.put_slice(&self.leftover[..n]);
+        self.leftover.advance(n);
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -908,7 +1007,7 @@ pub(crate) struct SendHalf {
     handle: Arc<StreamRef>,
     send: quinn::SendStream,
     /// False while part of a whole `Stream`.
-    pub(crate) alone: bool,
+    alone: bool,
     /// The write side was finished (FIN queued in quinn).
     finished: bool,
     /// Resolves once the peer acknowledged every byte and the FIN (quinn's
@@ -922,10 +1021,6 @@ type Delivered = Pin<
 >;
 
 impl SendHalf {
-    pub(crate) fn id(&self) -> StreamId {
-        self.handle.id
-    }
-
     fn count_sent(&self, n: usize) {
         let n = n as u64;
         self.handle.bytes_sent.fetch_add(n, Ordering::Relaxed);
@@ -946,8 +1041,18 @@ impl SendHalf {
             initiator: Initiator::Remote,
         })
     }
+}
 
-    pub(crate) async fn send(&mut self, data: Bytes) -> Result<(), StreamError> {
+impl SendBackend for SendHalf {
+    fn id(&self) -> StreamId {
+        self.handle.id
+    }
+
+    fn set_alone(&mut self) {
+        self.alone = true;
+    }
+
+    async fn send(&mut self, data: Bytes) -> Result<(), StreamError> {
         self.refused()?;
         let n = data.len();
         self.send
@@ -958,22 +1063,23 @@ impl SendHalf {
         Ok(())
     }
 
-    pub(crate) fn poll_write(
-        &mut self,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<Result<usize, StreamError>> {
+    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         self.refused()?;
         match ready!(Pin::new(&mut self.send).poll_write(cx, buf)) {
             Ok(n) => {
                 self.count_sent(n);
                 Poll::Ready(Ok(n))
             }
-            Err(err) => Poll::Ready(Err(self.handle.write_error(err))),
+            Err(err) => Poll::Ready(Err(self.handle.write_error(err).into())),
         }
     }
 
-    pub(crate) fn finish(&mut self) -> Result<(), StreamError> {
+    /// Bytes written are with quinn, which sends and resends them.
+    fn poll_flush(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn finish(&mut self) -> Result<(), StreamError> {
         self.refused()?;
         let finished = self
             .send
@@ -995,21 +1101,37 @@ impl SendHalf {
     /// every byte and the FIN: quinn keeps unacknowledged data only as long
     /// as the connection lives, so in native mode this, not the hand-over
     /// to quinn, is what makes the bytes safe from a closing process.
-    pub(crate) fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StreamError>> {
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.finish() {
             Ok(()) | Err(StreamError::Finished) => {}
-            Err(err) => return Poll::Ready(Err(err)),
+            Err(err) => return Poll::Ready(Err(err.into())),
         }
+        Poll::Ready(match ready!(self.poll_stopped(cx)) {
+            Ok(None) => Ok(()),
+            Ok(Some(code)) => Err(StreamError::Reset {
+                code,
+                initiator: Initiator::Remote,
+            }
+            .into()),
+            Err(err) => Err(err.into()),
+        })
+    }
+
+    /// quinn's `stopped`: the peer's STOP_SENDING, or every byte and the
+    /// FIN acknowledged.
+    fn poll_stopped(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<ErrorCode>, StreamError>> {
         let send = &self.send;
         let delivered = self
             .delivered
             .get_or_insert_with(|| Box::pin(send.stopped()));
-        Poll::Ready(match ready!(delivered.as_mut().poll(cx)) {
-            Ok(None) => Ok(()),
-            Ok(Some(code)) => Err(StreamError::Reset {
-                code: error_code(code),
-                initiator: Initiator::Remote,
-            }),
+        let outcome = ready!(delivered.as_mut().poll(cx));
+        self.delivered = None;
+        Poll::Ready(match outcome {
+            Ok(None) => Ok(None),
+            Ok(Some(code)) => Ok(Some(error_code(code))),
             Err(quinn::StoppedError::ConnectionLost(err)) => {
                 Err(self.handle.shared.stream_error(&err))
             }
@@ -1023,7 +1145,7 @@ impl SendHalf {
     /// peer's direction is stopped (STOP_SENDING): a RESET after the FIN
     /// keeps the finished direction (§8.7), while QUIC's RESET_STREAM would
     /// let the peer discard it.
-    pub(crate) fn reset(&mut self, code: ErrorCode) {
+    fn reset(&mut self, code: ErrorCode) {
         if self.finished {
             *self.handle.local_reset_slot() = Some(code);
             self.handle.stop(code);
@@ -1032,8 +1154,8 @@ impl SendHalf {
         }
     }
 
-    pub(crate) fn stats(&self) -> StreamStats {
-        self.handle.stats()
+    fn stats(&self) -> Option<StreamStats> {
+        Some(self.handle.stats())
     }
 }
 

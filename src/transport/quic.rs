@@ -97,7 +97,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use super::tls::{TlsError, check_alpn, client_with_alpn, server_with_alpn};
 use crate::config::Config;
 use crate::conn::Side;
-use crate::driver::native;
+use crate::driver::backend::SessionImp;
+use crate::driver::native::{self, NativeSession};
 use crate::error::ConnectionError;
 use crate::session::Session;
 
@@ -537,7 +538,7 @@ pub async fn native_client(
     check_alpn_or_close(&connection, NATIVE_ALPN)?;
     native::start(connection, config, Side::Client)
         .await
-        .map(Session::native)
+        .map(|shared| Session::from_imp(SessionImp::Native(NativeSession(shared))))
         .map_err(ConnectError::Handshake)
 }
 
@@ -577,7 +578,7 @@ pub async fn native_server(connection: Connection, config: Config) -> Result<Ses
         .map_err(|source| AcceptError::Tls { peer, source })?;
     native::start(connection, config, Side::Server)
         .await
-        .map(Session::native)
+        .map(|shared| Session::from_imp(SessionImp::Native(NativeSession(shared))))
         .map_err(|source| AcceptError::Handshake { peer, source })
 }
 
