@@ -1,25 +1,34 @@
 /*
  * creditmux credit protocol: a Promela model for the spin model checker.
  *
- * What this checks and why each abstraction is sound is in README.md next to
- * this file; check.sh runs every property.  Section numbers (§) refer to
- * proto/SPEC.md.
+ * README.md next to this file says what is modelled, what is abstracted
+ * away and why, the bounds, the properties and the bug variants; check.sh
+ * runs every check.  Section numbers (§) refer to proto/SPEC.md.
  *
- * Two peers, 0 (A) and 1 (B).  Each peer opens NS streams and writes D DATA
- * units on each; the other peer accepts them and its application reads them.
- * So data flows both ways at once, which is what the control-plane priority
- * rule (§10) is about.  Each stream carries data one way only (opener ->
- * acceptor): the acceptor's own sending direction is taken as finished from
- * the start, so a stream is closed for the acceptor once FIN arrived and for
- * the opener once FIN was sent (§8.3, §8.6 with an empty reverse direction).
+ * Two peers, 0 (A) and 1 (B), joined by two bounded FIFO transports.  A
+ * opens NS streams and writes D DATA units on each, B opens NSB streams and
+ * writes DB units on each (NSB = 0: data flows A -> B only); the other peer
+ * accepts the streams and its application reads them one unit at a time.
+ * Each stream carries data one way only (opener -> acceptor): the
+ * acceptor's own sending direction is taken as finished from the start, so
+ * a stream is closed for the acceptor once FIN arrived and for the opener
+ * once FIN was sent (§8.3, §8.6 with an empty reverse direction).
+ *
+ * Per peer, four processes: Rx reads the transport (never waits for
+ * anything else, §10.4 item 1), Tx writes it (control slots first, §10.2),
+ * App is the application (open, read, stop reading, abandon, abort), Timer
+ * fires the probe, GOAWAY and the drain deadline.  Every step is atomic.
  *
  * Compile-time switches (spin -DNAME ...):
- *   properties   PROP_A  deadlock freedom (§10.4)          -> invalid end states + quiescence assert
- *                PROP_B  credit respected, buffers bounded (§9.2-9.4, §9.6)
- *                PROP_C  credit conservation (§9.7)
- *                PROP_D  liveness of blocked senders (§11), LTL `live`, lossy updates
- *   bugs         NO_PROBE, CONTROL_BEHIND_DATA, RELEASE_ON_RECEIPT, LEAK_ON_RESET
- *   bounds       NS D SW CW M CAP LOSS (defaults below)
+ *   property    PROP_A  deadlock freedom (§10.4): invalid end states + quiescence assertion
+ *               PROP_B  credit respected, buffers bounded (§9.2-9.4, §9.6): assertions
+ *               PROP_C  credit conservation (§9.7): invariant + assertion at rest
+ *               PROP_D  blocked senders get unblocked (§11): LTL `live`, lossy updates
+ *                       (RELIABLE: without loss; WU_LOSS_ONLY: MAX_STREAMS never lost)
+ *   bug         NO_PROBE, CONTROL_BEHIND_DATA, RELEASE_ON_RECEIPT, LEAK_ON_RESET
+ *   bounds      NS NSB D DB SW CW M CAP LOSS GOAWAY_BY (defaults below)
+ *   features    NO_STOP NO_ABANDON NO_ABORT NO_GOAWAY remove optional events
+ *   coverage    NOREACH compiles the REACH markers out
  */
 
 /* ------------------------------------------------------------ bounds */
@@ -117,6 +126,40 @@
 #define R_GONE  3   /* closed and released (§8.8): read to the end, discarded or refused */
 
 mtype = { DATA, WU, MS, BLK, RST, GA };
+
+/* ------------------------------------------------------------ coverage markers
+ *
+ * REACH(n) records, outside the state vector, that the path it sits on ran
+ * in this search; pan prints "reached: <bits>" at exit and check.sh fails a
+ * run of the correct model that missed a marker it should hit, so that a
+ * property cannot pass because its interesting paths became unreachable.
+ *   0 DATA on a closed stream, counted and released at once (§6.2, §8.5)
+ *   1 stream refused after GOAWAY, its credit released (§8.2 step 3)
+ *   2 BLOCKED answered with an unchanged limit (§11.3)
+ *   3 BLOCKED answered with a raised limit (credit held back by the threshold or lost)
+ *   4 RESET after FIN: unread data stays readable (§8.7); unreachable
+ *     here (a stream is closed for its opener once FIN is sent)
+ *   5 unread data discarded by a reset, credit released (§8.7, §9.4)
+ *   6 abandoned after FIN: unread data discarded without RESET
+ *   7 drain deadline resets a stream (§13.2)
+ *   8 GOAWAY refuses an own stream locally (§13.1)
+ *   9 BLOCKED (connection) written
+ *  10 BLOCKED STREAMS written, 11 MAX_STREAMS written
+ *  12 pending update coalesced with a newer one (§10.3)
+ *  13 pending slot withdrawn when its stream closed
+ *  14 spontaneous update lost, 15 answer lost (lossy channel only)
+ *  16 DATA written while the other direction's transport was full
+ *  17 BLOCKED (stream) written
+ */
+#ifdef NOREACH
+#define REACH(n) skip
+#else
+c_decl {
+  static unsigned long reach_bits;
+  static void reach_report(void) { printf("reached: %lu\n", reach_bits); }
+}
+#define REACH(n) c_code { if (!reach_bits) atexit(reach_report); reach_bits |= 1UL << (n); }
+#endif
 
 /* The transport, one bounded FIFO per direction: ch[p] carries what p writes.
  * Reliable and ordered (§1), except that PROP_D's lossy variant drops credit
@@ -270,14 +313,14 @@ bool plan_ga[2];    /* p sends GOAWAY */
 #ifndef CONTROL_BEHIND_DATA
 
 /* Queue slot id of side p unless already pending (then it is coalesced). */
-#define PUSH(p, id, pending)  if :: !(pending) -> ctlq[p]!(id) :: else -> skip fi
+#define PUSH(p, id, pending)  if :: !(pending) -> ctlq[p]!(id) :: else -> REACH(12) fi
 
 /* Withdraw a pending slot of a stream that just closed: its frame is no
  * longer allowed (§8.4) and its id leaves the queue (?? takes the first
  * matching message wherever it is). */
 #define CANCEL(p, id, pending) \
   if \
-  :: pending -> ctlq[p]??eval(id); pending = 0 \
+  :: pending -> ctlq[p]??eval(id); pending = 0; REACH(13) \
   :: else -> skip \
   fi
 
@@ -420,16 +463,16 @@ inline upd_ms(p) {
  * closed or refused stream, §6.2 step 2, §8.5). */
 inline free_conn(p, n) {
 #ifdef RELEASE_ON_RECEIPT
-  rd_c[p] = rd_c[p] + n;        /* rel_c was already raised on receipt */
-#else
-  rel_c[p] = rel_c[p] + n;
-  upd_conn(p);
+  rd_c[p] = rd_c[p] + n;        /* discarded: counts as consumed for the buffer bound */
 #endif
+  rel_c[p] = rel_c[p] + n;
+  upd_conn(p)
 }
 
 /* Discard the unread data of peer stream g and release its credit (§8.7,
  * §9.4); the stream is closed and released (§8.8). */
 inline discard(p, g) {
+  if :: recv[g] > rd[g] -> REACH(5) :: else -> skip fi;
 #ifdef RELEASE_ON_RECEIPT
   rd_c[p] = rd_c[p] + recv[g] - rd[g];
   rd[g] = recv[g];
@@ -469,7 +512,7 @@ inline read_unit(p, g) {
 inline abandon(p, g) {
   if
   :: rs[g] == R_OPEN -> EMIT_RST_A(p, g)
-  :: else -> skip
+  :: else -> REACH(6)                           /* finished: no RESET, just let go */
   fi;
   discard(p, g)
 }
@@ -484,9 +527,11 @@ inline on_data(p, g, fin) {
      gone(g);
      C[p]++;
      EMIT_RST_A(p, g);
-     free_conn(p, 1)
+     free_conn(p, 1);
+     REACH(1)
   :: rs[g] == R_GONE ->
-     free_conn(p, 1)                            /* closed: counted, released, dropped */
+     free_conn(p, 1);                           /* closed: counted, released, dropped */
+     REACH(0)
   :: else ->
      assert(rs[g] == R_IDLE || rs[g] == R_OPEN); /* nothing follows FIN */
      rs[g] = R_OPEN;
@@ -507,13 +552,14 @@ inline on_data(p, g, fin) {
 }
 
 /* BLOCKED: §11.3, answer every one with the current limit, even unchanged. */
+#define MARK_ANSWER(a, n) if :: (n) > (a) -> REACH(3) :: else -> REACH(2) fi
 inline on_blk(p, s) {
   if
-  :: s == CONN -> ann_c[p] = MAX(ann_c[p], rel_c[p] + CW); ANS_WUC(p)
-  :: s == STRS -> ann_ms[p] = MAX(ann_ms[p], C[p] + M); ANS_MS(p)
+  :: s == CONN -> MARK_ANSWER(ann_c[p], rel_c[p] + CW); ann_c[p] = MAX(ann_c[p], rel_c[p] + CW); ANS_WUC(p)
+  :: s == STRS -> MARK_ANSWER(ann_ms[p], C[p] + M); ann_ms[p] = MAX(ann_ms[p], C[p] + M); ANS_MS(p)
   :: else ->
      if
-     :: rs[s] == R_OPEN -> ann[s] = MAX(ann[s], rel[s] + SW); ANS_WU(p, s)
+     :: rs[s] == R_OPEN -> MARK_ANSWER(ann[s], rel[s] + SW); ann[s] = MAX(ann[s], rel[s] + SW); ANS_WU(p, s)
      :: else -> skip                            /* closed or finished: ignore (§6.5) */
      fi
   fi
@@ -543,7 +589,8 @@ inline on_rst(p, g) {
      assert(rs[g] != R_IDLE);
      if
      :: rs[g] == R_OPEN -> discard(p, g)        /* FIN not received: unread data discarded, released */
-     :: else -> skip                            /* R_FIN: complete, stays readable (§8.7); R_GONE: ignore */
+     :: rs[g] == R_FIN -> REACH(4)              /* complete: stays readable (§8.7) */
+     :: else -> skip                            /* R_GONE: ignore */
      fi
   fi
 }
@@ -556,7 +603,7 @@ inline on_ga(p, last, i) {
   do
   :: i < NS ->
      if
-     :: i >= last && ss[G(p, i)] == S_OPEN -> close_send(G(p, i), S_RST)
+     :: i >= last && ss[G(p, i)] == S_OPEN -> close_send(G(p, i), S_RST); REACH(8)
      :: else -> skip
      fi;
      i++
@@ -575,11 +622,12 @@ inline drain(p, i) {
      :: ss[G(p, i)] == S_OPEN ->
         assert(sent[G(p, i)] > 0);              /* announced before the GOAWAY (§13.1) */
         close_send(G(p, i), S_RST);
-        EMIT_RST_O(p, G(p, i))
+        EMIT_RST_O(p, G(p, i));
+        REACH(7)
      :: else -> skip
      fi;
      if
-     :: rs[G(1 - p, i)] == R_OPEN -> EMIT_RST_A(p, G(1 - p, i)); discard(p, G(1 - p, i))
+     :: rs[G(1 - p, i)] == R_OPEN -> EMIT_RST_A(p, G(1 - p, i)); discard(p, G(1 - p, i)); REACH(7)
      :: else -> skip
      fi;
      i++
@@ -597,8 +645,8 @@ inline drain(p, i) {
 #define SEND_CREDIT(p, kind, s, v, answer, prb) \
   if \
   :: ch[p]!kind,s,v \
-  :: !(answer) -> skip                       /* a spontaneous update is lost */ \
-  :: (answer) && loss > 0 -> loss--; prb = 0 /* an answer is lost: bounded (README) */ \
+  :: !(answer) -> REACH(14)                  /* a spontaneous update is lost */ \
+  :: (answer) && loss > 0 -> loss--; prb = 0; REACH(15) /* an answer is lost: bounded (README) */ \
   fi
 #else
 #define SEND_CREDIT(p, kind, s, v, answer, prb) ch[p]!kind,s,v
@@ -616,7 +664,7 @@ inline send_slot(p, id) {
   :: id >= NG && id < 2 * NG && OPENER(id - NG) == p ->
      blk_s[id - NG] = 0;
      if
-     :: BLK_S(id - NG) -> ch[p]!BLK,id - NG,0
+     :: BLK_S(id - NG) -> ch[p]!BLK,id - NG,0; REACH(17)
      :: else -> prb_s[id - NG] = 0              /* no longer blocked: the probe is moot */
      fi
   :: id >= NG && id < 2 * NG && OPENER(id - NG) != p ->
@@ -631,19 +679,24 @@ inline send_slot(p, id) {
      wu_c[p] = 0;
      wua_c[p] = 0
   :: id == SL_MS ->
+     REACH(11);
+#ifdef WU_LOSS_ONLY
+     ch[p]!MS,0,ms[p];                          /* only WINDOW_UPDATEs are lost */
+#else
      SEND_CREDIT(p, MS, 0, ms[p], msa[p], prb_n[1 - p]);
+#endif
      ms[p] = 0;
      msa[p] = 0
   :: id == SL_BLKC ->
      blk_c[p] = 0;
      if
-     :: BLK_C(p) -> ch[p]!BLK,CONN,0
+     :: BLK_C(p) -> ch[p]!BLK,CONN,0; REACH(9)
      :: else -> prb_c[p] = 0
      fi
   :: id == SL_BLKN ->
      blk_n[p] = 0;
      if
-     :: BLK_N(p) -> ch[p]!BLK,STRS,0
+     :: BLK_N(p) -> ch[p]!BLK,STRS,0; REACH(10)
      :: else -> prb_n[p] = 0
      fi
   :: id == SL_GA ->
@@ -655,6 +708,7 @@ inline send_slot(p, id) {
 /* One DATA unit on own stream g: only within both credits (§9.2). */
 inline send_data(p, g) {
   assert(sent[g] < lim[g] && sent_c[p] < lim_c[p]);
+  if :: len(ch[1 - p]) == CAP -> REACH(16) :: else -> skip fi;
   sent[g]++;
   sent_c[p]++;
   if
@@ -794,6 +848,9 @@ end:
   /* GOAWAY NO_ERROR: last_stream_id = the peer streams seen so far. */
   :: STEP { CAN_GOAWAY(p) -> ga_s[p] = 1; EMIT_GA(p, SUM(1 - p, SEEN1)) }
   :: STEP { CAN_DRAIN(p) -> drain(p, i); CHECK() }
+#endif
+#if defined(NO_PROBE) && defined(NO_GOAWAY)
+  :: false                                      /* nothing to time: keep the do loop well formed */
 #endif
   od
 }

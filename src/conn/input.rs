@@ -122,8 +122,14 @@ impl Connection {
             self.protocol_error(ErrorCode::FLOW_CONTROL_ERROR, format!("connection {err}"));
             return false;
         }
-        let Some(stream) = self.streams.get(&id) else {
-            return false;
+        // Stream credit counts while the stream does (SPEC §6.2): not for
+        // a stream closed (or closed and forgotten) since the frame began.
+        let Some(stream) = self
+            .streams
+            .get(&id)
+            .filter(|s| !s.is_closed() && !s.fin_received)
+        else {
+            return true;
         };
         if let Err(err) = stream.recv_credit.check(n) {
             self.protocol_error(ErrorCode::FLOW_CONTROL_ERROR, format!("stream {id}: {err}"));
@@ -150,18 +156,28 @@ impl Connection {
         }
     }
 
-    /// Accounts for `n` payload bytes of stream `id`, within
-    /// [`direct_payload`](Connection::direct_payload), that the caller read
-    /// from the transport into the application's buffer: exactly as if
-    /// they had arrived in a DATA frame and been read at once (credit
-    /// checked, then released). Returns false if they must not be
-    /// delivered: they break the peer's credit (the connection fails with
-    /// FLOW_CONTROL_ERROR, as it would for the frame).
+    /// Accounts for `n` payload bytes of stream `id` that the caller read
+    /// from the transport into the application's buffer, after
+    /// [`direct_payload`](Connection::direct_payload) allowed it (and
+    /// without the caller holding the core in between, so the stream may
+    /// have been reset or stopped since): exactly as if they had arrived
+    /// in a DATA frame, then read at once if the stream still takes data,
+    /// or dropped and their credit released if it does not. Returns
+    /// whether they are delivered to the reader: false if the stream no
+    /// longer takes them, or they break the peer's credit (the connection
+    /// fails with FLOW_CONTROL_ERROR, as it would for the frame), or the
+    /// bytes are not the rest of a DATA payload of `id` in progress.
     pub fn commit_direct_payload(&mut self, now: Instant, id: StreamId, n: usize) -> bool {
-        let rest = self.direct_payload(id);
-        if n == 0 || n > rest {
+        if self.phase == Phase::Closed || n == 0 {
             return false;
         }
+        let Some((sid, rest)) = self.decoder.data_in_progress() else {
+            return false;
+        };
+        if sid != id || n > rest {
+            return false;
+        }
+        let delivered = self.direct_payload(id) > 0;
         self.now = now;
         self.touch(now);
         // Read from the transport, whatever becomes of them.
@@ -176,10 +192,10 @@ impl Connection {
             self.track_partial_frame(now, false, true);
         }
         let fin = done == Some(true);
+        // Delivered, or for a stream that stopped taking data meanwhile,
+        // counted and released as DATA on a closed stream is.
         self.on_data(now, id, fin, Payload::Delivered(n as u64));
-        // `direct_payload` said the stream takes data: only a credit
-        // violation, which fails the connection, keeps the bytes back.
-        self.error.is_none()
+        delivered && self.error.is_none()
     }
 
     /// The transport reached end of file.

@@ -365,16 +365,42 @@ impl Connection {
     /// as `poll_transmit` accounts for the frames it emits.
     ///
     /// [`direct_allowance`]: Connection::direct_allowance
+    ///
+    /// The driver calls it *before* writing, as a reservation, so that the
+    /// write itself can happen without the core's lock (whoever holds the
+    /// transport's writer is the only one who can emit bytes meanwhile),
+    /// and gives back what the transport did not take with
+    /// [`rollback_direct`](Connection::rollback_direct). The connection
+    /// credit is counted even if the stream is gone by then: the peer
+    /// counts every DATA byte it receives (SPEC §9.3).
     pub fn commit_direct(&mut self, id: StreamId, bytes: usize, frames: usize) {
-        let Some(stream) = self.streams.get_mut(&id) else {
-            return;
-        };
         let n = bytes as u64;
-        stream.send_credit.consume(n);
         self.count_data_sent(n, frames as u64);
         self.stats.transport_bytes_sent += n + (frames * HEADER_LEN) as u64;
         if let Some(stream) = self.streams.get_mut(&id) {
+            stream.send_credit.consume(n);
             stream.emitted_until = self.stats.transport_bytes_sent;
+        }
+    }
+
+    /// Gives back the part of a [`commit_direct`] reservation the transport
+    /// did not take: `bytes` payload bytes in `frames` frames that were not
+    /// begun (a frame the transport took part of counts as sent; its rest
+    /// goes out before anything else).
+    ///
+    /// [`commit_direct`]: Connection::commit_direct
+    pub fn rollback_direct(&mut self, id: StreamId, bytes: usize, frames: usize) {
+        if bytes == 0 && frames == 0 {
+            return;
+        }
+        let n = bytes as u64;
+        self.conn_send.unconsume(n);
+        self.stats.data_bytes_sent -= n;
+        self.stats.frames_sent -= frames as u64;
+        self.stats.transport_bytes_sent -= n + (frames * HEADER_LEN) as u64;
+        if let Some(stream) = self.streams.get_mut(&id) {
+            stream.send_credit.unconsume(n);
+            stream.emitted_until = stream.emitted_until.min(self.stats.transport_bytes_sent);
         }
     }
 

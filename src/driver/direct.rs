@@ -41,29 +41,44 @@ const MAX_BYTES: usize = 256 * 1024;
 impl Shared {
     /// Writes the front of `data` as DATA frames of stream `id`, if the
     /// core allows it now and the writer is free. Returns the bytes taken;
-    /// 0 means the caller queues them instead. `inner` is this `Shared`'s
-    /// state, held by the caller.
-    pub(crate) fn write_direct(&self, inner: &mut Inner, id: StreamId, data: &[u8]) -> usize {
-        if inner.driver_done {
-            return 0;
-        }
-        let allowance = inner.conn.direct_allowance(id).min(data.len());
-        if allowance == 0 {
+    /// 0 means the caller queues them instead. The caller holds no lock.
+    ///
+    /// Lock order (see `shared.rs`): the writer first, never waited for,
+    /// then the core for a moment to reserve the credit
+    /// (`Connection::commit_direct`); the write itself (TLS encryption
+    /// included) happens holding only the writer; then the core again to
+    /// give back what the transport did not take (`rollback_direct`).
+    /// Holding the writer is what keeps every other frame off the wire
+    /// meanwhile, so the reservation is exact.
+    pub(crate) fn write_direct(&self, id: StreamId, data: &[u8]) -> usize {
+        if !self.direct_writes {
             return 0;
         }
         let Some(mut writer) = self.try_writer() else {
             return 0;
         };
-        if !writer.tx.is_empty() || !self.direct_writes {
+        if !writer.tx.is_empty() {
             return 0;
         }
-        let max_frame = inner.conn.peer_max_frame_payload();
-        let plan = Plan::new(id, &data[..allowance.min(MAX_BYTES)], max_frame);
+        let plan = {
+            let mut inner = self.lock_for("write_direct: reserve");
+            if inner.driver_done {
+                return 0;
+            }
+            let allowance = inner.conn.direct_allowance(id).min(data.len());
+            if allowance == 0 {
+                return 0;
+            }
+            let max_frame = inner.conn.peer_max_frame_payload();
+            let plan = Plan::new(id, &data[..allowance.min(MAX_BYTES)], max_frame);
+            inner.conn.commit_direct(id, plan.bytes(), plan.frames);
+            plan
+        };
 
         // The driver's waker stays registered with the transport: a write
         // that would block is not retried here (see `handoff`).
         let mut cx = Context::from_waker(Waker::noop());
-        let written = {
+        let outcome = {
             let mut slices = [IoSlice::new(&[]); 2 * MAX_FRAMES];
             let count = plan.slices(&mut slices);
             match writer
@@ -71,31 +86,37 @@ impl Shared {
                 .as_mut()
                 .poll_write_vectored(&mut cx, &slices[..count])
             {
-                Poll::Ready(Ok(n)) => n,
-                Poll::Pending => 0,
-                Poll::Ready(Err(err)) => {
-                    // The driver sees the failed connection and ends it.
-                    inner.conn.handle_transport_error(ConnectionError::io(&err));
-                    inner.dispatch();
-                    inner.wake_driver();
-                    return 0;
-                }
+                Poll::Ready(Ok(n)) => Ok(n),
+                Poll::Pending => Ok(0),
+                Poll::Ready(Err(err)) => Err(err),
             }
         };
+        let written = *outcome.as_ref().unwrap_or(&0);
+        writer.written += written as u64;
+        let (bytes, frames) = plan.commit(written, &mut writer);
+        // Transports that buffer (TLS) send on flush.
+        let flushed =
+            written > 0 && matches!(writer.io.as_mut().poll_flush(&mut cx), Poll::Ready(Ok(())));
+
+        let mut inner = self.lock_for("write_direct: commit");
+        inner
+            .conn
+            .rollback_direct(id, plan.bytes() - bytes, plan.frames - frames);
+        if let Err(err) = outcome {
+            // The driver sees the failed connection and ends it.
+            inner.conn.handle_transport_error(ConnectionError::io(&err));
+            inner.dispatch();
+            inner.wake_driver();
+            return 0;
+        }
         if written == 0 {
             return 0;
         }
-
-        writer.written += written as u64;
-        let (bytes, frames) = plan.commit(written, &mut writer);
-        inner.conn.commit_direct(id, bytes, frames);
-        // Transports that buffer (TLS) send on flush.
-        let flushed = matches!(writer.io.as_mut().poll_flush(&mut cx), Poll::Ready(Ok(())));
         if flushed {
             inner.note_flushed(writer.written);
         }
         if !writer.tx.is_empty() || !flushed {
-            Self::handoff(inner, &mut writer);
+            Self::handoff(&mut inner, &mut writer);
         }
         bytes
     }
@@ -114,13 +135,12 @@ impl Shared {
     /// False if the reader is busy or closed, or nothing has arrived; then
     /// `waker` is woken at the next readiness, with the driver.
     ///
-    /// The input is handled exactly as the driver would; the driver is
-    /// then woken for what it must write, and owed a turn for deadlines
-    /// the input set and for the transport's end.
-    pub(crate) fn read_direct(&self, inner: &mut Inner, waker: &Waker) -> bool {
-        if inner.driver_done {
-            return false;
-        }
+    /// The caller holds no lock: the read (TLS decryption included) holds
+    /// only the reader, and the core is locked after it to handle the
+    /// input exactly as the driver would (the driver's order: reader, then
+    /// core). The driver is then woken for what it must write, and owed a
+    /// turn for deadlines the input set and for the transport's end.
+    pub(crate) fn read_direct(&self, waker: &Waker) -> bool {
         let Some(mut reader) = self.try_reader() else {
             return false;
         };
@@ -133,7 +153,8 @@ impl Shared {
                 false
             }
             Poll::Ready(read) => {
-                reader.feed(inner, super::now(), read);
+                let mut inner = self.lock_for("read_direct: feed");
+                reader.feed(&mut inner, super::now(), read);
                 // The driver writes what the input made owed, and re-arms
                 // its timer if the input set an earlier deadline.
                 if reader.closed {
@@ -150,30 +171,31 @@ impl Shared {
 /// Smallest payload rest worth a read of its own into the caller's buffer:
 /// below it, one read of the transport for several frames costs less than
 /// the copy it saves.
-const DIRECT_PAYLOAD_MIN: usize = 16 * 1024;
+pub(crate) const DIRECT_PAYLOAD_MIN: usize = 16 * 1024;
 
 impl Shared {
-    /// Reads the rest of the DATA payload in progress for stream `id`
-    /// from the transport straight into `buf`, if the core allows it (see
-    /// `Connection::direct_payload`), the caller has room for at least
-    /// `DIRECT_PAYLOAD_MIN` bytes, and no earlier input waits in the read
-    /// buffer.
+    /// Reads up to `want` bytes of the DATA payload in progress for stream
+    /// `id` (the core allowed that many, `Connection::direct_payload`, under
+    /// a lock the caller has since released) from the transport straight
+    /// into `buf`, if no earlier input waits in the read buffer.
     ///
     /// `Some(n)`: the read was made and handled; `n` bytes were placed in
-    /// `buf` (0 if the transport ended or failed, or the bytes broke the
-    /// peer's credit: the caller looks at its stream again and finds
-    /// why). `None`: the caller goes the usual way (the read side may have
-    /// registered the shared waker, as the usual way does).
+    /// `buf` (0 if the transport ended or failed, the bytes broke the
+    /// peer's credit, or the stream stopped taking them meanwhile: the
+    /// caller looks at its stream again and finds why). `None`: the caller
+    /// goes the usual way (the read side may have registered the shared
+    /// waker, as the usual way does).
+    ///
+    /// The read holds only the reader; the core is locked after it to
+    /// account for the bytes, the reader still held so nothing else reads
+    /// in between (the driver's order: reader, then core).
     pub(crate) fn read_payload_direct(
         &self,
-        inner: &mut Inner,
         id: StreamId,
+        want: usize,
         buf: &mut ReadBuf<'_>,
     ) -> Option<usize> {
-        if inner.driver_done {
-            return None;
-        }
-        let want = inner.conn.direct_payload(id).min(buf.remaining());
+        let want = want.min(buf.remaining());
         if want < DIRECT_PAYLOAD_MIN {
             return None;
         }
@@ -191,14 +213,18 @@ impl Shared {
             Poll::Ready(end) => {
                 // The end of the transport, or its failure: handled as
                 // the driver would, which then ends the connection.
-                reader.feed(inner, super::now(), end.map(|()| 0));
+                let mut inner = self.lock_for("read_payload_direct: end");
+                reader.feed(&mut inner, super::now(), end.map(|()| 0));
                 inner.owe_driver_turn();
                 return Some(0);
             }
         };
+        let mut inner = self.lock_for("read_payload_direct: commit");
         let delivered = inner.conn.commit_direct_payload(super::now(), id, read);
         inner.dispatch();
         inner.after_task_change();
+        drop(inner);
+        drop(reader);
         if !delivered {
             return Some(0);
         }
@@ -227,6 +253,11 @@ impl<'a> Plan<'a> {
             plan.frames += 1;
         }
         plan
+    }
+
+    /// Payload bytes of all the frames.
+    fn bytes(&self) -> usize {
+        self.payloads[..self.frames].iter().map(|p| p.len()).sum()
     }
 
     /// Fills `slices` with header, payload, header, ...; returns the count.

@@ -32,7 +32,7 @@ use tokio::time::Sleep;
 use crate::conn::TransmitBuf;
 use crate::error::ConnectionError;
 
-pub(crate) use shared::{Inner, Shared, now};
+pub(crate) use shared::{Shared, now};
 
 /// Free space kept in the read buffer before each read (at least). It
 /// does not grow with the frame size: the core hands a DATA payload for a

@@ -14,7 +14,8 @@ use bytes::{Buf, Bytes};
 use tokio::io::ReadBuf;
 
 use super::backend::{RecvBackend, RecvImp, SendBackend, SendImp, SessionBackend};
-use super::{Inner, Shared, now};
+use super::direct::DIRECT_PAYLOAD_MIN;
+use super::{Shared, now};
 use crate::conn::{ConnectionStats, Flush, Half, ReadOutcome, Side, StreamStats};
 use crate::error::{ConnectionError, Initiator, OpenError, StreamError};
 use crate::frame::{ErrorCode, StreamId};
@@ -233,9 +234,9 @@ impl RecvBackend for MuxRecv {
     fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, StreamError>> {
         let id = self.handle.id;
         let shared = &*self.handle.shared;
-        let mut inner = shared.lock();
-        let mut tries = 0;
+        let mut waiting = Waiting::default();
         loop {
+            let mut inner = shared.lock_for("recv: read");
             match inner.conn.read(id, usize::MAX) {
                 Ok(ReadOutcome::Data(bytes)) => {
                     inner.after_command();
@@ -249,7 +250,7 @@ impl RecvBackend for MuxRecv {
                     return Poll::Ready(Err(driver_gone()));
                 }
                 Ok(ReadOutcome::Blocked) => {
-                    if !self.wait(&mut inner, cx, &mut tries) {
+                    if !waiting.read_or_park(shared, inner, id, cx) {
                         return Poll::Pending;
                     }
                 }
@@ -264,9 +265,9 @@ impl RecvBackend for MuxRecv {
     fn poll_fill(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let id = self.handle.id;
         let shared = &*self.handle.shared;
-        let mut inner = shared.lock();
         let mut copied = false;
-        let mut tries = 0;
+        let mut waiting = Waiting::default();
+        let mut inner = shared.lock_for("recv: fill");
         while buf.remaining() > 0 {
             match inner.conn.read(id, buf.remaining()) {
                 Ok(ReadOutcome::Data(bytes)) => {
@@ -280,14 +281,22 @@ impl RecvBackend for MuxRecv {
                 }
                 Ok(ReadOutcome::Blocked) => {
                     // The rest of a large DATA payload for this stream
-                    // goes straight into the caller's buffer.
-                    if let Some(n) = shared.read_payload_direct(&mut inner, id, buf) {
-                        copied |= n > 0;
-                        continue;
+                    // goes straight into the caller's buffer, read with
+                    // the core unlocked.
+                    let want = inner.conn.direct_payload(id);
+                    if want.min(buf.remaining()) >= DIRECT_PAYLOAD_MIN {
+                        drop(inner);
+                        let read = shared.read_payload_direct(id, want, buf);
+                        inner = shared.lock_for("recv: fill after a direct payload");
+                        if let Some(n) = read {
+                            copied |= n > 0;
+                            continue;
+                        }
                     }
-                    if !self.wait(&mut inner, cx, &mut tries) {
+                    if !waiting.read_or_park(shared, inner, id, cx) {
                         return Poll::Pending;
                     }
+                    inner = shared.lock_for("recv: fill after input");
                 }
                 // Reported on the next read, after the bytes before it.
                 Err(_) if copied => break,
@@ -299,20 +308,42 @@ impl RecvBackend for MuxRecv {
     }
 }
 
-impl MuxRecv {
-    /// Nothing is buffered for the stream: reads the transport from this
-    /// task if it can (true: look again), else parks the task's waker.
-    fn wait(&self, inner: &mut Inner, cx: &mut Context<'_>, tries: &mut usize) -> bool {
-        let id = self.handle.id;
+/// How a read that found nothing buffered waits: it reads the transport
+/// itself a few times (`DIRECT_READS`) when it is the lone reader, then
+/// parks.
+#[derive(Default)]
+struct Waiting {
+    tries: usize,
+    /// The last direct read found nothing: the next look parks.
+    nothing: bool,
+}
+
+impl Waiting {
+    /// Nothing is buffered for stream `id` (`inner` says so, and is given
+    /// up here): reads the transport from this task, with the core
+    /// unlocked, if it may (true: look again); else parks the task's waker
+    /// (false). After a direct read that found nothing it returns true
+    /// once more, so the caller looks again (input may have come in
+    /// meanwhile) before the next call parks.
+    fn read_or_park(
+        &mut self,
+        shared: &Shared,
+        mut inner: super::shared::CoreGuard<'_>,
+        id: StreamId,
+        cx: &mut Context<'_>,
+    ) -> bool {
         // This task is polling now: input for the stream must not wake it
         // again.
         inner.unpark_reader(id);
-        if *tries < DIRECT_READS && inner.parked_readers == 0 {
-            *tries += 1;
-            if self.handle.shared.read_direct(inner, cx.waker()) {
-                return true;
+        if !self.nothing && self.tries < DIRECT_READS && inner.parked_readers == 0 {
+            self.tries += 1;
+            drop(inner);
+            if !shared.read_direct(cx.waker()) {
+                self.nothing = true;
             }
+            return true;
         }
+        self.nothing = false;
         inner.park_reader(id, cx.waker());
         false
     }
@@ -345,11 +376,11 @@ impl SendBackend for MuxSend {
     fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let id = self.handle.id;
         let shared = &*self.handle.shared;
-        let mut inner = shared.lock();
-        let direct = shared.write_direct(&mut inner, id, buf);
+        let direct = shared.write_direct(id, buf);
         if direct > 0 {
             return Poll::Ready(Ok(direct));
         }
+        let mut inner = shared.lock_for("send: write");
         if shared.direct_writes && !inner.driver_done && inner.conn.wait_for_credit(id, buf.len()) {
             // Written directly once credit comes, not copied now.
             inner.park_writer(id, cx.waker());
@@ -374,13 +405,13 @@ impl SendBackend for MuxSend {
         poll_fn(|cx| {
             let id = self.handle.id;
             let shared = &*self.handle.shared;
-            let mut inner = shared.lock();
             while !data.is_empty() {
-                let direct = shared.write_direct(&mut inner, id, &data);
+                let direct = shared.write_direct(id, &data);
                 if direct > 0 {
                     data.advance(direct);
                     continue;
                 }
+                let mut inner = shared.lock_for("send: buffer");
                 let n = inner.conn.write_bytes(id, &mut data)?;
                 if n == 0 {
                     if inner.driver_done {
@@ -390,8 +421,8 @@ impl SendBackend for MuxSend {
                     inner.park_writer(id, cx.waker());
                     return Poll::Pending;
                 }
+                inner.after_command();
             }
-            inner.after_command();
             Poll::Ready(Ok(()))
         })
         .await

@@ -221,9 +221,27 @@ impl Inner {
 /// The write side of the transport, shared by the driver and the
 /// application tasks that write directly (see `direct.rs`).
 ///
-/// Lock order: a task holding [`Inner`] only ever `try_lock`s the writer,
-/// and only the driver holds the writer while it waits for [`Inner`]; so
-/// the two locks cannot deadlock.
+/// # Locks and why they cannot deadlock
+///
+/// Three locks: the core ([`Inner`], taken with [`Shared::lock_for`]), the
+/// writer and the reader (the transport's halves). The order is always
+/// *transport half first, core second*:
+///
+/// - the driver takes the writer, then the core (to refill from
+///   `poll_transmit`), and the reader, then the core (to feed input);
+/// - a stream task writing directly `try_lock`s the writer (never waits for
+///   it), then takes the core briefly to reserve credit, releases it, does
+///   the I/O holding only the writer, and takes the core again to commit;
+///   a task reading directly does the same with the reader;
+/// - nobody takes the writer or the reader while holding the core, and
+///   nobody holds the writer and the reader at once.
+///
+/// So no cycle of waits exists; and no transport I/O (a syscall, TLS
+/// encryption or decryption) happens while the core is locked, so other
+/// streams and the driver wait for the core only as long as it computes.
+/// `tests/session.rs` hammers this (many streams writing and reading from
+/// many tasks on a multi-thread runtime while the driver reads and runs
+/// its timers), with a thread burning CPU beside it.
 pub(crate) struct Writer {
     pub(crate) io: Pin<Box<dyn AsyncWrite + Send>>,
     /// Bytes taken from the core and not yet accepted by the transport.
@@ -240,8 +258,8 @@ pub(crate) struct Writer {
 }
 
 /// The read side of the transport, shared by the driver and the
-/// application tasks that read directly (see `direct.rs`). Same lock order
-/// as [`Writer`].
+/// application tasks that read directly (see `direct.rs`). Lock order: see
+/// [`Writer`].
 pub(crate) struct Reader {
     pub(crate) io: Pin<Box<dyn AsyncRead + Send>>,
     /// Bytes read and not yet decoded (a partial frame).
@@ -349,11 +367,64 @@ impl Shared {
         }
     }
 
-    /// Locks the state. A panic while the lock was held cannot leave the
-    /// core half-updated in a way later calls trust less than a fresh
-    /// error, so poisoning is ignored.
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
-        lock(&self.inner)
+    /// Locks the core for `purpose` (named at every site, so contention
+    /// and lock order can be read off the code). A panic while the lock
+    /// was held cannot leave the core half-updated in a way later calls
+    /// trust less than a fresh error, so poisoning is ignored.
+    ///
+    /// The core lock is never held across an `.await` or while doing I/O
+    /// on the transport, and a task holding it takes the writer or the
+    /// reader only with `try_lock` (see the lock order on [`Writer`]). In
+    /// debug builds, locking it again on a thread that holds it panics
+    /// with both purposes, instead of deadlocking.
+    pub(crate) fn lock_for(&self, purpose: &'static str) -> CoreGuard<'_> {
+        #[cfg(debug_assertions)]
+        HELD.with(|held| {
+            if let Some(holder) = held.get() {
+                panic!("core lock taken for {purpose:?} while held for {holder:?}");
+            }
+            held.set(Some(purpose));
+        });
+        CoreGuard {
+            guard: lock(&self.inner),
+        }
+    }
+
+    /// Locks the core (see [`lock_for`](Shared::lock_for)) for the common
+    /// short operations of the handles and the driver.
+    pub(crate) fn lock(&self) -> CoreGuard<'_> {
+        self.lock_for("core")
+    }
+}
+
+#[cfg(debug_assertions)]
+thread_local! {
+    /// The purpose the core lock of this thread's session is held for.
+    static HELD: std::cell::Cell<Option<&'static str>> = const { std::cell::Cell::new(None) };
+}
+
+/// The core, locked (see [`Shared::lock_for`]).
+pub(crate) struct CoreGuard<'a> {
+    guard: MutexGuard<'a, Inner>,
+}
+
+impl std::ops::Deref for CoreGuard<'_> {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for CoreGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Inner {
+        &mut self.guard
+    }
+}
+
+#[cfg(debug_assertions)]
+impl Drop for CoreGuard<'_> {
+    fn drop(&mut self) {
+        HELD.with(|held| held.set(None));
     }
 }
 

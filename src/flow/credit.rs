@@ -154,6 +154,13 @@ impl SendCredit {
         self.sent = (self.sent + n).min(self.limit);
     }
 
+    /// Gives back `n` units consumed for a send that did not happen (a
+    /// reservation the transport took only part of).
+    pub fn unconsume(&mut self, n: u64) {
+        debug_assert!(n <= self.sent, "gave back more than was sent");
+        self.sent = self.sent.saturating_sub(n);
+    }
+
     /// The peer's limit.
     pub fn limit(&self) -> u64 {
         self.limit

@@ -1,3 +1,4 @@
+pub mod choppy;
 pub mod conn;
 pub mod control_pair;
 pub mod frames;
