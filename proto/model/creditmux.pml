@@ -261,7 +261,13 @@ byte rd_c[2];
 /* ------------------------------------------------------------ predicates */
 
 #define WANT(g)      (ss[g] == S_OPEN && sent[g] < DOF(g))
-#define CAN_DATA(g)  (WANT(g) && sent[g] < lim[g] && sent_c[OPENER(g)] < lim_c[OPENER(g)])
+/* §8.2 rule 3: opening frames go out in id order, so a stream's first DATA
+ * waits until every lower stream of the same opener is announced (a lower
+ * id would otherwise be implicitly closed).  NS <= 3, so at most 2 lower. */
+#define UNANNOUNCED(g) (ss[g] == S_OPEN && sent[g] == 0)
+#define ORDER_OK(g)  (sent[g] > 0 || IDX(g) == 0 || \
+                      (!UNANNOUNCED((g) - 1) && (IDX(g) < 2 || !UNANNOUNCED((g) - 2))))
+#define CAN_DATA(g)  (WANT(g) && ORDER_OK(g) && sent[g] < lim[g] && sent_c[OPENER(g)] < lim_c[OPENER(g)])
 /* Blocked scopes, §11.1. */
 #define BLK_S(g)     (WANT(g) && sent[g] == lim[g])
 #define BLK_C1(g)    (WANT(g) && sent[g] < lim[g] && sent_c[OPENER(g)] == lim_c[OPENER(g)])
@@ -298,7 +304,6 @@ bool plan_ga[2];    /* p sends GOAWAY */
 #endif
 
 /* §13.1: the opening frame of every stream p opened goes out before its GOAWAY. */
-#define UNANNOUNCED(g) (ss[g] == S_OPEN && sent[g] == 0)
 #ifndef GOAWAY_BY
 #define GOAWAY_BY 2     /* which peer may send GOAWAY: 0 (A), 1 (B), 2 (either) */
 #endif
@@ -534,6 +539,11 @@ inline on_data(p, g, fin) {
      REACH(0)
   :: else ->
      assert(rs[g] == R_IDLE || rs[g] == R_OPEN); /* nothing follows FIN */
+#ifdef PROP_B
+     /* A new stream: its index is within the announced stream limit and
+      * every lower id of the opener has been seen (§8.2, §9.6). */
+     assert(rs[g] != R_IDLE || (IDX(g) < ann_ms[p] && (IDX(g) == 0 || rs[(g) - 1] != R_IDLE)));
+#endif
      rs[g] = R_OPEN;
      recv[g]++;
      if
