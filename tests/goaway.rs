@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use creditmux::config::Config;
 use creditmux::error::{ConnectionError, Initiator, OpenError, StreamError};
-use creditmux::frame::{ErrorCode, Frame};
+use creditmux::frame::*;
 use support::conn::{pattern, read_available, try_read_available};
-use support::frames::{data, goaway, id, settings};
-use support::pair::Pair;
+use support::frames;
+use support::pair::{Pair, count_frames, inject};
 use support::raw::Raw;
 
 /// SPEC §13.2: streams still open at the drain deadline are reset with
@@ -169,16 +169,168 @@ fn a_stream_the_goaway_sender_opens_after_its_goaway_is_refused() {
     let mut raw = Raw::server(
         Config::default(),
         &[
-            settings(),
-            data(1, b"in time", false),
-            goaway(0, ErrorCode::NO_ERROR),
-            data(3, b"too late", false),
+            frames::settings(),
+            frames::data(1, b"in time", false),
+            frames::goaway(0, ErrorCode::NO_ERROR),
+            frames::data(3, b"too late", false),
         ],
     );
-    assert_eq!(raw.conn.accept(), Some(id(1)));
+    assert_eq!(raw.conn.accept(), Some(frames::id(1)));
     assert_eq!(raw.conn.accept(), None);
     let refused = raw.sent().into_iter().any(|f| {
-        matches!(f, Frame::Reset(r) if r.stream == id(3) && r.code == ErrorCode::REFUSED_STREAM)
+        matches!(f, Frame::Reset(r) if r.stream == frames::id(3) && r.code == ErrorCode::REFUSED_STREAM)
     });
     assert!(refused, "no RESET REFUSED_STREAM for stream 3");
+}
+
+// ----- moved from core.rs ------------------------------------------------------
+
+#[test]
+fn goaway_debug_data_fits_the_peers_max_frame_payload() {
+    // Before the peer's SETTINGS: at most 1024 bytes of payload (SPEC §4.2).
+    let mut raw = Raw::server(Config::default(), &[]);
+    raw.conn.close(raw.now, ErrorCode::NO_ERROR, &[b'x'; 3000]);
+    let sent = raw.sent();
+    let debug_len = sent
+        .iter()
+        .find_map(|f| match f {
+            Frame::GoAway(g) => Some(g.debug.len()),
+            _ => None,
+        })
+        .expect("a GOAWAY");
+    assert_eq!(debug_len, 1024 - 8);
+    // After it: the peer's limit, and never more than the 1024 bytes a
+    // receiver keeps (SPEC §6.8).
+    let mut raw = Raw::server(Config::default(), &[frames::settings()]);
+    raw.conn.close(raw.now, ErrorCode::NO_ERROR, &[b'x'; 3000]);
+    let debug_len = raw
+        .sent()
+        .iter()
+        .find_map(|f| match f {
+            Frame::GoAway(g) => Some(g.debug.len()),
+            _ => None,
+        })
+        .expect("a GOAWAY");
+    assert_eq!(debug_len, 1024);
+}
+
+#[test]
+fn repeated_closes_send_one_goaway_and_last_stream_id_never_rises() {
+    let mut raw = Raw::server(
+        Config::default(),
+        &[frames::settings(), frames::data_len(1, 1)],
+    );
+    let _sid = raw.conn.accept().unwrap();
+    let mut sent = Vec::new();
+    for _ in 0..10 {
+        raw.conn.close(raw.now, ErrorCode::NO_ERROR, b"");
+        sent.extend(raw.sent());
+    }
+    // Stream 3 arrives after the GOAWAY: refused, not processed.
+    raw.feed(&[frames::data_len(3, 1)]);
+    sent.extend(raw.sent());
+    raw.conn.close(raw.now, ErrorCode::INTERNAL_ERROR, b"");
+    sent.extend(raw.sent());
+    assert_eq!(
+        frames::goaways(&sent),
+        [(1, ErrorCode::NO_ERROR), (1, ErrorCode::INTERNAL_ERROR)]
+    );
+}
+
+#[test]
+fn no_max_streams_is_sent_after_goaway() {
+    let server = Config::builder().max_incoming_streams(2).build().unwrap();
+    let mut pair = Pair::new(Config::default(), server);
+    pair.connect();
+    let a = pair.client.open(pair.now).unwrap().unwrap();
+    let _b = pair.client.open(pair.now).unwrap().unwrap();
+    pair.drive();
+    let sa = pair.server.accept().unwrap();
+    let _sb = pair.server.accept().unwrap();
+    pair.server.close(pair.now, ErrorCode::NO_ERROR, b"");
+    pair.drive();
+    let updates = count_frames(&mut pair.to_client, |f| matches!(f, Frame::MaxStreams(_)));
+    // Stream a ends on both sides; b keeps the connection draining.
+    pair.client.finish(a).unwrap();
+    pair.server.finish(sa).unwrap();
+    pair.drive();
+    assert_eq!(read_available(&mut pair.client, a), (vec![], true));
+    assert_eq!(read_available(&mut pair.server, sa), (vec![], true));
+    pair.client.release(a);
+    pair.server.release(sa);
+    pair.drive();
+    assert_eq!(pair.server.stats().open_streams, 1);
+    assert_eq!(updates.get(), 0);
+}
+
+#[test]
+fn pending_opens_stop_probing_after_goaway() {
+    let server = Config::builder().max_incoming_streams(1).build().unwrap();
+    let mut pair = Pair::new(Config::default(), server);
+    pair.connect();
+    let _a = pair.client.open(pair.now).unwrap().unwrap();
+    assert_eq!(pair.client.open(pair.now), Ok(None));
+    pair.drive();
+    pair.server.close(pair.now, ErrorCode::NO_ERROR, b"");
+    pair.drive();
+    assert_eq!(pair.client.open(pair.now), Err(OpenError::GoingAway));
+    pair.run_for(Duration::from_secs(3));
+    assert_eq!(pair.client.stats().probes_sent, 0);
+}
+
+#[test]
+fn an_error_goaway_fails_streams_above_last_stream_id_as_refused() {
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    let a = pair.client.open(pair.now).unwrap().unwrap();
+    let b = pair.client.open(pair.now).unwrap().unwrap();
+    pair.drive();
+    inject(
+        &mut pair.to_client,
+        frames::goaway(a.get(), ErrorCode::INTERNAL_ERROR),
+    );
+    pair.drive();
+    assert_eq!(
+        pair.client.read(b, 10),
+        Err(StreamError::Reset {
+            code: ErrorCode::REFUSED_STREAM,
+            initiator: Initiator::Remote
+        })
+    );
+    assert!(matches!(
+        pair.client.read(a, 10),
+        Err(StreamError::ConnectionLost(ConnectionError::ClosedByPeer {
+            code: ErrorCode::INTERNAL_ERROR,
+            ..
+        }))
+    ));
+}
+
+#[test]
+fn streams_refused_by_goaway_stop_probing() {
+    let server = Config::builder()
+        .stream_window(1024)
+        .connection_window(4096)
+        .build()
+        .unwrap();
+    let mut pair = Pair::new(Config::default(), server);
+    pair.connect();
+    let a = pair.client.open(pair.now).unwrap().unwrap();
+    let b = pair.client.open(pair.now).unwrap().unwrap();
+    pair.client.write(b, &[1u8; 2000]).unwrap();
+    pair.drive();
+    inject(
+        &mut pair.to_client,
+        frames::goaway(a.get(), ErrorCode::NO_ERROR),
+    );
+    pair.drive();
+    assert!(matches!(
+        pair.client.read(b, 10),
+        Err(StreamError::Reset {
+            code: ErrorCode::REFUSED_STREAM,
+            ..
+        })
+    ));
+    pair.run_for(Duration::from_secs(3));
+    assert_eq!(pair.client.stats().probes_sent, 0);
 }

@@ -6,9 +6,11 @@ mod support;
 
 use creditmux::config::Config;
 use creditmux::error::{Initiator, StreamError};
-use creditmux::frame::ErrorCode;
+use creditmux::frame::*;
 use support::conn::{pattern, read_available, try_read_available};
-use support::pair::Pair;
+use support::frames;
+use support::pair::{Pair, count_frames, inject};
+use support::raw::Raw;
 
 fn small_windows() -> Config {
     Config::builder()
@@ -170,4 +172,97 @@ fn the_counters_say_how_each_stream_ended() {
         ),
         (1, 1, 1)
     );
+}
+
+// ----- moved from core.rs ------------------------------------------------------
+
+#[test]
+fn a_reset_arriving_after_both_fins_is_ignored_and_data_stays_readable() {
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    let id = pair.client.open(pair.now).unwrap().unwrap();
+    pair.client.write(id, b"hello").unwrap();
+    pair.client.finish(id).unwrap();
+    pair.drive();
+    let sid = pair.server.accept().unwrap();
+    pair.server.write(sid, b"bye").unwrap();
+    pair.server.finish(sid).unwrap();
+    // The client resets before the server's FIN reaches it; the RESET
+    // reaches a server that has exchanged both FINs: a closed stream.
+    pair.client.reset(id, ErrorCode::CANCEL);
+    pair.drive();
+    assert_eq!(
+        read_available(&mut pair.server, sid),
+        (b"hello".to_vec(), true)
+    );
+}
+
+#[test]
+fn data_after_both_fins_is_dropped_without_a_reset() {
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    let id = pair.client.open(pair.now).unwrap().unwrap();
+    pair.client.write(id, b"hello").unwrap();
+    pair.client.finish(id).unwrap();
+    pair.drive();
+    let sid = pair.server.accept().unwrap();
+    pair.server.finish(sid).unwrap();
+    pair.drive();
+    let resets = count_frames(&mut pair.to_client, |f| matches!(f, Frame::Reset(_)));
+    inject(&mut pair.to_server, frames::data(id.get(), b"again", false));
+    pair.drive();
+    assert_eq!(resets.get(), 0);
+    assert!(pair.server.error().is_none());
+    assert_eq!(
+        read_available(&mut pair.server, sid),
+        (b"hello".to_vec(), true)
+    );
+}
+
+#[test]
+fn resetting_a_closed_stream_sends_no_reset() {
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    let id = pair.client.open(pair.now).unwrap().unwrap();
+    pair.client.write(id, b"hello").unwrap();
+    pair.client.finish(id).unwrap();
+    pair.drive();
+    let sid = pair.server.accept().unwrap();
+    pair.server.write(sid, b"bye").unwrap();
+    pair.server.finish(sid).unwrap();
+    pair.drive();
+    // Both FINs exchanged; the client has not read "bye" yet.
+    let resets = count_frames(&mut pair.to_server, |f| matches!(f, Frame::Reset(_)));
+    pair.client.reset(id, ErrorCode::CANCEL);
+    pair.drive();
+    assert_eq!(resets.get(), 0);
+    assert_eq!(
+        pair.client.read(id, 10),
+        Err(StreamError::Reset {
+            code: ErrorCode::CANCEL,
+            initiator: Initiator::Local
+        })
+    );
+    assert_eq!(
+        read_available(&mut pair.server, sid),
+        (b"hello".to_vec(), true)
+    );
+}
+
+#[test]
+fn no_stream_window_update_is_sent_after_the_peers_fin() {
+    let mut frames = vec![frames::settings()];
+    frames.extend((0..9).map(|_| frames::data_len(1, 16 * 1024)));
+    let mut raw = Raw::server(Config::default(), &frames);
+    let sid = raw.conn.accept().unwrap();
+    // Reading more than half the stream window makes an update due...
+    assert_eq!(read_available(&mut raw.conn, sid).0.len(), 9 * 16 * 1024);
+    // ...but the FIN arrives before it is written.
+    raw.feed(&[frames::data(1, b"", true)]);
+    let stream_updates: Vec<Frame> = raw
+        .sent()
+        .into_iter()
+        .filter(|f| matches!(f, Frame::WindowUpdate(w) if w.stream == sid))
+        .collect();
+    assert_eq!(stream_updates, []);
 }

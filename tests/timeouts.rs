@@ -9,15 +9,18 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use creditmux::config::Config;
+use creditmux::conn::{Connection, ReadOutcome, Side, TransmitBuf};
 use creditmux::error::ConnectionError;
-use creditmux::frame::{ErrorCode, Frame};
-use support::frames::data;
+use creditmux::frame::*;
+use support::conn::{pattern, read_available};
+use support::frames;
+use support::pair::{Pair, count_frames};
 use support::raw::Raw;
 
 /// DATA on stream 1 with a 4096-byte payload, encoded.
 fn big_frame() -> Vec<u8> {
     let mut bytes = BytesMut::new();
-    data(1, &[7u8; 4096], false).encode(&mut bytes);
+    frames::data(1, &[7u8; 4096], false).encode(&mut bytes);
     bytes.to_vec()
 }
 
@@ -78,4 +81,241 @@ fn the_frame_timeout_can_be_turned_off() {
     let mut raw = Raw::established(config);
     trickle(&mut raw, &big_frame()[..100], Duration::from_secs(2));
     assert!(raw.conn.error().is_none(), "{:?}", raw.conn.error());
+}
+
+// ----- moved from core.rs ------------------------------------------------------
+
+#[test]
+fn withheld_window_updates_are_healed_by_probes_with_backoff() {
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    // From now on the server's WINDOW_UPDATEs are lost, except answers that
+    // the filter lets through after the first few probes.
+    let dropped_until_probe = std::rc::Rc::new(std::cell::Cell::new(0u32));
+    let counter = dropped_until_probe.clone();
+    pair.to_client.filter = Some(Box::new(move |frame| match frame {
+        Frame::WindowUpdate(_) => {
+            counter.set(counter.get() + 1);
+            false
+        }
+        _ => true,
+    }));
+    let id = pair.client.open(pair.now).unwrap().unwrap();
+    let data = pattern(4 * Config::default().stream_window() as usize, 9);
+    let mut written = 0;
+    let mut received = Vec::new();
+    let mut sid = None;
+    let start = pair.now;
+    let mut probe_times = Vec::new();
+    let mut last_probes = 0;
+    for _ in 0..200 {
+        // The writer keeps writing until its buffer is full.
+        loop {
+            let n = pair.client.write(id, &data[written..]).unwrap();
+            written += n;
+            pair.drive();
+            if n == 0 || written == data.len() {
+                break;
+            }
+        }
+        sid = sid.or_else(|| pair.server.accept());
+        if let Some(s) = sid {
+            received.extend(read_available(&mut pair.server, s).0);
+        }
+        if received.len() == data.len() {
+            break;
+        }
+        // Nothing moves until a probe fires; answers are withheld too, so
+        // let every third answer through to let the transfer complete.
+        if pair.client.stats().probes_sent > last_probes {
+            last_probes = pair.client.stats().probes_sent;
+            probe_times.push(pair.now - start);
+        }
+        if probe_times.len() >= 6 {
+            pair.to_client.filter = None;
+        }
+        let limit = pair.now + Duration::from_secs(60);
+        pair.advance(limit);
+    }
+    assert_eq!(
+        received.len(),
+        data.len(),
+        "transfer completed through probes"
+    );
+    assert!(received == data, "bytes arrived intact and in order");
+    assert!(pair.client.stats().probes_sent >= 6);
+    assert!(pair.server.stats().probes_answered >= 6);
+    // Backoff: 1, 2, 4, 8, 16, 16 s between probes (SPEC §10).
+    let gaps: Vec<u64> = probe_times
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs())
+        .collect();
+    assert_eq!(
+        &gaps[..4],
+        &[2, 4, 8, 16],
+        "gaps {gaps:?} (first probe at {:?})",
+        probe_times[0]
+    );
+    assert_eq!(
+        probe_times[0],
+        Duration::from_secs(1),
+        "probe times {probe_times:?}"
+    );
+}
+
+#[test]
+fn a_silent_peer_is_declared_dead_after_the_idle_timeout() {
+    let now = std::time::Instant::now();
+    let mut client = Connection::new(Side::Client, Config::default(), now);
+    let mut server = Connection::new(Side::Server, Config::default(), now);
+    let mut buf = TransmitBuf::new();
+    server.poll_transmit(now, &mut buf, 1 << 20);
+    let mut bytes = BytesMut::from(&buf.take_contiguous()[..]);
+    client.handle_input(now, &mut bytes);
+    client.poll_transmit(now, &mut buf, 1 << 20);
+    // The server never answers again (not even the SETTINGS ack).
+    let mut t = now;
+    for _ in 0..100 {
+        let Some(at) = client.poll_timeout() else {
+            break;
+        };
+        t = at;
+        client.handle_timeout(t);
+        client.poll_transmit(t, &mut buf, 1 << 20);
+        if client.is_finished() {
+            break;
+        }
+    }
+    assert_eq!(client.error(), Some(&ConnectionError::HandshakeTimeout));
+    assert_eq!(t - now, Duration::from_secs(10));
+
+    // Established, then silent: keepalive PING at 15 s, dead at 30 s.
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    let start = pair.now;
+    pair.to_client.filter = Some(Box::new(|_| false));
+    pair.run_for(Duration::from_secs(31));
+    assert_eq!(pair.client.error(), Some(&ConnectionError::IdleTimeout));
+    let _ = start;
+}
+
+#[test]
+fn ping_measures_the_round_trip() {
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    pair.client.ping();
+    pair.step();
+    pair.now += Duration::from_millis(5);
+    pair.drive();
+    assert_eq!(pair.client.pings_completed(), 1);
+    assert_eq!(pair.client.rtt(), Some(Duration::from_millis(5)));
+}
+
+#[test]
+fn a_peer_blocked_on_credit_keeps_a_half_closed_stream_alive() {
+    let client = Config::builder()
+        .stream_window(16 * 1024)
+        .connection_window(64 * 1024)
+        .build()
+        .unwrap();
+    let mut pair = Pair::new(client, Config::default());
+    pair.connect();
+    let id = pair.client.open(pair.now).unwrap().unwrap();
+    pair.client.finish(id).unwrap();
+    pair.drive();
+    let sid = pair.server.accept().unwrap();
+    // The client never reads: the server blocks and only sends BLOCKED.
+    pair.server.write(sid, &[7u8; 32 * 1024]).unwrap();
+    pair.run_for(Duration::from_secs(120));
+    assert!(pair.server.stats().probes_sent >= 5);
+    assert!(matches!(pair.client.read(id, 1), Ok(ReadOutcome::Data(_))));
+    assert!(pair.server.write(sid, b"x").is_ok());
+}
+
+#[test]
+fn data_for_a_stream_nobody_reads_keeps_it_half_closed_alive() {
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    let id = pair.client.open(pair.now).unwrap().unwrap();
+    pair.client.finish(id).unwrap();
+    pair.drive();
+    let sid = pair.server.accept().unwrap();
+    pair.client.stop_reading(id);
+    for _ in 0..4 {
+        pair.server.write(sid, b"tick").unwrap();
+        pair.run_for(Duration::from_secs(30));
+    }
+    assert!(pair.server.write(sid, b"still open").is_ok());
+}
+
+#[test]
+fn a_blocked_stream_keeps_probing_after_the_peer_finishes() {
+    let server = Config::builder()
+        .stream_window(16 * 1024)
+        .connection_window(64 * 1024)
+        .build()
+        .unwrap();
+    let mut pair = Pair::new(Config::default(), server);
+    pair.connect();
+    let id = pair.client.open(pair.now).unwrap().unwrap();
+    pair.client.write(id, &[1u8; 32 * 1024]).unwrap();
+    pair.drive();
+    let sid = pair.server.accept().unwrap();
+    // The server finishes its side and never reads: the client stays
+    // blocked on stream credit in half-closed(remote).
+    pair.server.finish(sid).unwrap();
+    pair.drive();
+    assert_eq!(read_available(&mut pair.client, id), (vec![], true));
+    pair.run_for(Duration::from_secs(3));
+    assert!(pair.client.stream_stats(id).unwrap().probes_sent >= 1);
+}
+
+#[test]
+fn a_stream_waiting_for_connection_credit_probes_the_connection() {
+    let server = Config::builder()
+        .stream_window(1024)
+        .connection_window(4096)
+        .build()
+        .unwrap();
+    let mut pair = Pair::new(Config::default(), server);
+    pair.connect();
+    let probes = count_frames(&mut pair.to_server, |f| {
+        matches!(
+            f,
+            Frame::Blocked(Blocked {
+                on: BlockedOn::Connection,
+                ..
+            })
+        )
+    });
+    // Four streams use all the connection credit; the fifth waits for it.
+    for _ in 0..5 {
+        let id = pair.client.open(pair.now).unwrap().unwrap();
+        pair.client.write(id, &[1u8; 1024]).unwrap();
+    }
+    pair.drive();
+    pair.run_for(Duration::from_millis(1500));
+    assert_eq!(probes.get(), 1);
+}
+
+#[test]
+fn the_connection_probe_stops_when_no_stream_waits_for_connection_credit() {
+    let server = Config::builder()
+        .stream_window(1024)
+        .connection_window(4096)
+        .build()
+        .unwrap();
+    let mut pair = Pair::new(Config::default(), server);
+    pair.connect();
+    let mut last = None;
+    for _ in 0..5 {
+        let id = pair.client.open(pair.now).unwrap().unwrap();
+        pair.client.write(id, &[1u8; 1024]).unwrap();
+        last = Some(id);
+    }
+    pair.drive();
+    pair.client.reset(last.unwrap(), ErrorCode::CANCEL);
+    pair.drive();
+    pair.run_for(Duration::from_secs(3));
+    assert_eq!(pair.client.stats().probes_sent, 0);
 }

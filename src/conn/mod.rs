@@ -35,8 +35,6 @@ mod probe;
 mod send;
 mod shutdown;
 mod stream;
-#[cfg(test)]
-mod tests;
 mod timer;
 mod transmit;
 

@@ -3,8 +3,8 @@
 #![allow(dead_code)]
 
 use creditmux::conn::{Connection, ReadOutcome};
-use creditmux::error::StreamError;
-use creditmux::frame::StreamId;
+use creditmux::error::{ConnectionError, StreamError};
+use creditmux::frame::{ErrorCode, StreamId};
 
 /// Everything readable on `id` now, and whether the stream finished.
 /// Panics on a stream error.
@@ -37,4 +37,14 @@ pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
         .collect()
+}
+
+/// The code of the protocol violation (or invalid frame) that ended
+/// `conn`; panics if it ended otherwise.
+pub fn violation_code(conn: &Connection) -> Option<ErrorCode> {
+    match conn.error() {
+        Some(ConnectionError::ProtocolViolation { code, .. }) => Some(*code),
+        Some(ConnectionError::Frame(e)) => Some(e.code()),
+        other => panic!("expected a violation, got {other:?}"),
+    }
 }

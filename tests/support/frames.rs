@@ -36,3 +36,23 @@ pub fn goaway(last: u32, code: ErrorCode) -> Frame {
         debug: Bytes::new(),
     })
 }
+
+/// DATA on `stream` with `len` zero bytes, no FIN.
+pub fn data_len(stream: u32, len: usize) -> Frame {
+    Frame::Data(Data {
+        stream: id(stream),
+        fin: false,
+        payload: Bytes::from(vec![0u8; len]),
+    })
+}
+
+/// The (last_stream_id, code) of every GOAWAY among `frames`.
+pub fn goaways(frames: &[Frame]) -> Vec<(u32, ErrorCode)> {
+    frames
+        .iter()
+        .filter_map(|f| match f {
+            Frame::GoAway(g) => Some((g.last_stream.get(), g.code)),
+            _ => None,
+        })
+        .collect()
+}

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+use std::cell::Cell;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -203,4 +205,22 @@ impl Pair {
         assert!(self.client.is_established(), "client not established");
         assert!(self.server.is_established(), "server not established");
     }
+}
+
+/// Counts the frames matching `which` that go through `wire` from now on.
+pub fn count_frames(wire: &mut Wire, which: fn(&Frame) -> bool) -> Rc<Cell<usize>> {
+    let count = Rc::new(Cell::new(0));
+    let seen = count.clone();
+    wire.filter = Some(Box::new(move |f| {
+        if which(f) {
+            seen.set(seen.get() + 1);
+        }
+        true
+    }));
+    count
+}
+
+/// Puts `frame` on `wire` as if its sender had written it.
+pub fn inject(wire: &mut Wire, frame: Frame) {
+    frame.encode(&mut wire.inflight);
 }

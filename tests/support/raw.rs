@@ -95,3 +95,16 @@ impl Raw {
         self.now = end;
     }
 }
+
+/// A default server core that has read the client's preface and then
+/// `frames` (its own SETTINGS not written yet).
+pub fn server_after(frames: &[Frame]) -> Connection {
+    let now = Instant::now();
+    let mut server = Connection::new(Side::Server, Config::default(), now);
+    let mut input = BytesMut::from(&encode_preface()[..]);
+    for f in frames {
+        f.encode(&mut input);
+    }
+    server.handle_input(now, &mut input);
+    server
+}
