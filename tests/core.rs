@@ -7,6 +7,7 @@
 mod support;
 
 use creditmux::config::Config;
+use creditmux::conn::{Connection, ReadOutcome};
 use creditmux::error::{ConnectionError, Initiator, OpenError, StreamError};
 use creditmux::frame::*;
 use support::conn::{pattern, read_available};
@@ -294,4 +295,146 @@ fn graceful_close_lets_streams_finish_then_ends_both_sides() {
     pair.drive();
     assert!(pair.server.is_finished());
     assert!(pair.client.is_finished());
+}
+
+// ----- regressions: the minimal cases the properties found ------------------
+
+fn tiny_config(max_incoming_streams: u32) -> Config {
+    Config::builder()
+        .stream_window(1024)
+        .connection_window(4096)
+        .max_frame_payload(1024)
+        .send_buffer(1024)
+        .max_incoming_streams(max_incoming_streams)
+        .build()
+        .expect("valid config")
+}
+
+fn read_to_end(conn: &mut Connection, id: StreamId) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        match conn.read(id, usize::MAX) {
+            Ok(ReadOutcome::Data(bytes)) => out.extend_from_slice(&bytes),
+            Ok(ReadOutcome::Finished) => return out,
+            other => panic!("stream {id} did not finish: {other:?}"),
+        }
+    }
+}
+
+/// Property 3 found it: a stream reset while it waited in the DATA queue
+/// (finished, then released before its FIN went out) was never forgotten,
+/// so the connection kept it, and a peer stream in that state would have
+/// kept its stream-count credit, forever.
+#[test]
+fn a_stream_reset_while_queued_for_sending_is_forgotten_once_released() {
+    let mut pair = Pair::new(tiny_config(1), tiny_config(1));
+    pair.connect();
+    let id = pair.server.open(pair.now).unwrap().unwrap();
+    assert_eq!(pair.server.write(id, &[7; 1024]).unwrap(), 1024);
+    pair.drive();
+    pair.server.finish(id).unwrap();
+    // Nothing received from the client yet: release resets with CANCEL.
+    pair.server.release(id);
+    pair.drive();
+    let cid = pair.client.accept().expect("the stream arrived");
+    pair.client.release(cid);
+    pair.drive();
+    assert_eq!(pair.server.stats().open_streams, 0);
+    assert_eq!(pair.client.stats().open_streams, 0);
+}
+
+/// Property 3 found it: a stream opened and reset before its first frame
+/// went out had used stream-count credit the peer never learned of, so with
+/// MAX_STREAMS 1 the opener could never open a stream again.
+#[test]
+fn a_stream_reset_before_it_was_announced_returns_its_stream_credit() {
+    let mut pair = Pair::new(tiny_config(1), tiny_config(1));
+    pair.connect();
+    let id = pair.client.open(pair.now).unwrap().unwrap();
+    pair.client.reset(id, ErrorCode::CANCEL);
+    pair.client.release(id);
+    pair.drive();
+    let sid = pair.server.accept().expect("the id was announced");
+    assert_eq!(
+        pair.server.read(sid, 1),
+        Err(StreamError::Reset {
+            code: ErrorCode::CANCEL,
+            initiator: Initiator::Remote
+        })
+    );
+    pair.server.release(sid);
+    pair.drive();
+    let again = pair.client.open(pair.now).unwrap();
+    assert!(again.is_some(), "stream-count credit came back");
+    assert!(pair.client.error().is_none() && pair.server.error().is_none());
+}
+
+/// Property 1 found it: the opening frame of a stream opened just before a
+/// graceful close went out behind the GOAWAY (control frames first); the
+/// peer, with no stream of its own, closed at once and the stream was lost.
+#[test]
+fn a_graceful_close_lets_a_stream_opened_just_before_it_complete() {
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    let id = pair.server.open(pair.now).unwrap().unwrap();
+    pair.server.write(id, b"last words").unwrap();
+    pair.server.finish(id).unwrap();
+    pair.server.close(pair.now, ErrorCode::NO_ERROR, b"");
+    pair.drive();
+    assert_eq!(pair.client.error(), None);
+    let cid = pair.client.accept().expect("the stream arrived");
+    assert_eq!(read_to_end(&mut pair.client, cid), b"last words");
+    pair.client.write(cid, b"ack").unwrap();
+    pair.client.finish(cid).unwrap();
+    pair.client.release(cid);
+    pair.drive();
+    assert_eq!(read_to_end(&mut pair.server, id), b"ack");
+    pair.server.release(id);
+    pair.drive();
+    assert_eq!(
+        pair.server.error(),
+        Some(&ConnectionError::LocallyClosed {
+            code: ErrorCode::NO_ERROR
+        })
+    );
+    assert!(matches!(
+        pair.client.error(),
+        Some(ConnectionError::ClosedByPeer {
+            code: ErrorCode::NO_ERROR,
+            ..
+        })
+    ));
+}
+
+/// Property 1 found it: after this side's graceful GOAWAY the peer closed
+/// the transport once its streams were done (SPEC §13.2), but a closed
+/// stream this side's application still held made that end of input read
+/// as an abrupt `TransportClosed`.
+#[test]
+fn end_of_input_after_a_graceful_goaway_completes_the_shutdown() {
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    let id = pair.client.open(pair.now).unwrap().unwrap();
+    pair.client.finish(id).unwrap();
+    pair.drive();
+    let sid = pair.server.accept().unwrap();
+    pair.server.finish(sid).unwrap();
+    pair.drive();
+    assert_eq!(read_to_end(&mut pair.server, sid), b"");
+    pair.server.release(sid);
+    assert_eq!(read_to_end(&mut pair.client, id), b"");
+    // The client's application still holds its closed stream: that does
+    // not hold the close up (SPEC §13.2 counts closed streams, not
+    // released ones), and the end of input that follows changes nothing.
+    pair.client.close(pair.now, ErrorCode::NO_ERROR, b"");
+    pair.drive();
+    assert!(pair.server.is_finished(), "the server drained at once");
+    assert!(pair.client.is_finished(), "the client drained at once");
+    pair.client.handle_eof(pair.now);
+    assert_eq!(
+        pair.client.error(),
+        Some(&ConnectionError::LocallyClosed {
+            code: ErrorCode::NO_ERROR
+        })
+    );
 }

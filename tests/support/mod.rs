@@ -6,4 +6,5 @@ pub mod pair;
 pub mod proxy;
 pub mod raw;
 pub mod repr;
+pub mod sim;
 pub mod wire_peer;
