@@ -108,6 +108,7 @@ impl Session {
     }
 
     /// A session of another engine (native QUIC).
+    #[cfg(feature = "quic")]
     pub(crate) fn from_imp(imp: SessionImp) -> Session {
         Session { imp }
     }

@@ -28,7 +28,10 @@
 //! send buffers; flood limits stay at their defaults, which are also their
 //! minimums), so its limits are hit often.
 //!
-//! Checked after every operation (a violation panics, so it is a crash):
+//! Checked after every operation (a violation panics, so it is a crash);
+//! the protocol's invariants (windows, conservation, the peer's stream
+//! limit, the control reserve, probes) by `conn::invariants`, the checker
+//! the property tests use too, and here also:
 //!
 //! - nothing panics, and `poll_event` / a `poll_transmit` loop terminate;
 //! - per stream, `recv_buffered <= stream window` and `send_buffered <= send
@@ -88,7 +91,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use creditmux::config::Config;
-use creditmux::conn::{Connection, Event, ReadOutcome, Side, StreamStats, TransmitBuf};
+use creditmux::conn::invariants::InvariantChecker;
+use creditmux::conn::{Connection, Event, ReadOutcome, Side, TransmitBuf};
 use creditmux::error::ConnectionError;
 use creditmux::frame::{
     Blocked, BlockedOn, CONNECTION_WINDOW, Data, Decoded, ErrorCode, Frame, FrameDecoder, GoAway,
@@ -113,11 +117,6 @@ const MAX_INCOMING: u32 = 8;
 const BACKLOG: u32 = 8;
 const SEND_BUFFER: u32 = 4 * 1024;
 const MAX_STRAY: u32 = 16;
-/// The SUT's probe interval (the default).
-const PROBE_INTERVAL: Duration = Duration::from_secs(1);
-/// Slack on the control-queue bound: connection-level slots are not in
-/// `control_queue_depth`, so this only absorbs accounting details.
-const CONTROL_SLACK: u64 = 8;
 
 fn config() -> &'static Config {
     static CONFIG: OnceLock<Config> = OnceLock::new();
@@ -179,18 +178,6 @@ enum Grant {
     Fin(StreamId),
     /// The peer reset the stream.
     Reset(StreamId),
-}
-
-/// Data seen waiting on zero credit, and since when (SPEC §11.1).
-#[derive(Copy, Clone, Debug)]
-struct Stall {
-    since: Instant,
-    /// The stream's bytes sent then: a change means it moved.
-    bytes_sent: u64,
-    /// Probes counted then, of the stream or of the connection.
-    probes: u64,
-    /// Waiting on the stream's credit (else on the connection's).
-    on_stream: bool,
 }
 
 /// A stream the application holds.
@@ -275,8 +262,8 @@ struct Harness {
     first_error: Option<(ConnectionError, u64)>,
     /// The connection had ended when the current `poll_transmit` began.
     ended_before_transmit: bool,
-    /// Streams with data waiting on zero credit.
-    stalls: HashMap<StreamId, Stall>,
+    /// The protocol's invariants (conn::invariants).
+    checker: InvariantChecker,
 }
 
 impl Harness {
@@ -318,7 +305,7 @@ impl Harness {
             preface_left: PREFACE_LEN,
             first_error: None,
             ended_before_transmit: false,
-            stalls: HashMap::new(),
+            checker: InvariantChecker::new(),
         }
     }
 

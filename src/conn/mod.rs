@@ -30,6 +30,7 @@ pub(crate) mod flood;
 mod frames;
 pub(crate) mod goaway;
 mod input;
+pub mod invariants;
 pub(crate) mod ping;
 mod probe;
 mod send;

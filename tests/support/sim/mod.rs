@@ -6,11 +6,12 @@
 #![allow(dead_code)]
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
 use creditmux::config::Config;
+use creditmux::conn::invariants::InvariantChecker;
 use creditmux::conn::{Connection, ReadOutcome};
 use creditmux::error::{ConnectionError, Initiator, OpenError, StreamError};
 use creditmux::frame::{ErrorCode, Frame, StreamId};
@@ -56,18 +57,6 @@ pub struct StreamModel {
     pub released: bool,
 }
 
-/// A stall the checks watch (SPEC §11.1).
-#[derive(Debug)]
-pub struct Stall {
-    pub since: std::time::Instant,
-    /// The stream's bytes sent then: a change means it moved.
-    pub bytes_sent: u64,
-    /// Probes counted then, for the stream or the connection.
-    pub probes: u64,
-    /// Blocked on the stream's credit (else on the connection's).
-    pub on_stream: bool,
-}
-
 #[derive(Copy, Clone)]
 pub struct Opts {
     /// A RESET of any kind fails the property.
@@ -87,8 +76,8 @@ pub struct Sim {
     /// Highest id each side accepted.
     pub last_accepted: [Option<StreamId>; 2],
     pub closed: bool,
-    /// Streams seen with data waiting on zero credit, and since when.
-    pub stalls: HashMap<(usize, StreamId), Stall>,
+    /// The protocol's invariants (conn::invariants), one per side.
+    pub checkers: [InvariantChecker; 2],
     /// The test played a client that broke the server's credit (property
     /// 5): from then on the server may fail with FLOW_CONTROL_ERROR, the
     /// client with its GOAWAY, and streams may be reset for DATA after FIN.
@@ -147,7 +136,7 @@ impl Sim {
             last_accepted: [None, None],
             closed: false,
             violated: false,
-            stalls: HashMap::new(),
+            checkers: [InvariantChecker::new(), InvariantChecker::new()],
             eof: [false, false],
             opts,
             ledger,
@@ -548,10 +537,13 @@ impl Sim {
             .collect();
         let now = self.pair.now;
         for who in [CLIENT, SERVER] {
-            let config = self.configs[who].clone();
             let closed = self.closed;
             let violated = self.violated;
-            let conn = self.conn(who);
+            let conn = if who == CLIENT {
+                &self.pair.client
+            } else {
+                &self.pair.server
+            };
             match conn.error() {
                 None => {}
                 // Property 5: the server refuses the broken credit, the
@@ -575,115 +567,18 @@ impl Sim {
                 ) if closed => {}
                 Some(e) => return fail(format!("side {who}: connection error: {e:?}")),
             }
-            let mut known = 0u64;
-            let mut peer_streams = 0u64;
-            let mut buffered = 0u64;
-            let mut stalled = Vec::new();
-            let conn_stats = conn.stats();
-            // Probes of the connection (and stream-count) credit: all
-            // probes but the live streams' own.
-            let mut conn_probes = conn_stats.probes_sent;
-            for &id in &ids {
-                let Some(stats) = conn.stream_stats(id) else {
-                    continue;
-                };
-                known += 1;
-                conn_probes = conn_probes.saturating_sub(stats.probes_sent);
-                // Data waiting on zero credit, of the stream or of the
-                // connection (SPEC §11.1).
-                if stats.send_buffered > 0
-                    && (stats.send_window == 0 || conn_stats.send_window == 0)
-                {
-                    stalled.push((id, stats));
-                }
-                if id.is_client_initiated() != (who == CLIENT) {
-                    peer_streams += 1;
-                }
-                prop_assert!(
-                    stats.recv_buffered <= u64::from(config.stream_window()),
-                    "side {} stream {} buffers {} bytes, window {}",
-                    who,
-                    id,
-                    stats.recv_buffered,
-                    config.stream_window()
-                );
-                buffered += stats.recv_buffered;
+            // The protocol's invariants, as the model in proto/model has
+            // them (windows, conservation, control reserve, probes).
+            let known = ids
+                .iter()
+                .filter(|&&id| conn.stream_stats(id).is_some())
+                .count() as u64;
+            let open = conn.stats().open_streams;
+            if let Err(violation) = self.checkers[who].check(conn, now, ids.iter().copied(), true) {
+                return fail(format!("side {who}: {violation}"));
             }
-            let stats = conn.stats();
-            prop_assert!(
-                stats.recv_buffered <= u64::from(config.connection_window()),
-                "side {} buffers {} bytes, connection window {}",
-                who,
-                stats.recv_buffered,
-                config.connection_window()
-            );
-            // SPEC §9.7: unreleased connection credit is exactly the unread
-            // data of live streams.
-            prop_assert_eq!(
-                stats.recv_buffered,
-                buffered,
-                "side {}: connection holds {} unreleased bytes, its streams {}",
-                who,
-                stats.recv_buffered,
-                buffered
-            );
-            prop_assert_eq!(stats.open_streams, known, "side {} stream count", who);
-            // SPEC §11.1: data waiting on zero credit for a probe interval
-            // has had a BLOCKED scheduled (1 s of slack for the
-            // 50-per-second budget, §11.2).
-            let failed = conn.error().is_some();
-            let mut seen = HashSet::new();
-            for (id, s) in stalled {
-                seen.insert(id);
-                let on_stream = s.send_window == 0;
-                let stall = self.stalls.entry((who, id)).or_insert(Stall {
-                    since: now,
-                    bytes_sent: s.bytes_sent,
-                    probes: if on_stream {
-                        s.probes_sent
-                    } else {
-                        conn_probes
-                    },
-                    on_stream,
-                });
-                if stall.bytes_sent != s.bytes_sent || stall.on_stream != on_stream {
-                    // It moved since: a new stall.
-                    *stall = Stall {
-                        since: now,
-                        bytes_sent: s.bytes_sent,
-                        probes: if on_stream {
-                            s.probes_sent
-                        } else {
-                            conn_probes
-                        },
-                        on_stream,
-                    };
-                }
-                let probes = if on_stream {
-                    s.probes_sent
-                } else {
-                    conn_probes
-                };
-                let due = stall.since + config.probe_interval() + Duration::from_secs(1);
-                prop_assert!(
-                    failed || now < due || probes > stall.probes,
-                    "side {} stream {}: data waiting on zero {} credit since {:?} ago, no BLOCKED",
-                    who,
-                    id,
-                    if on_stream { "stream" } else { "connection" },
-                    now - stall.since
-                );
-            }
-            self.stalls
-                .retain(|(w, id), _| *w != who || seen.contains(id));
-            // SPEC §9.6: MAX_STREAMS bounds the peer's unreleased streams.
-            prop_assert!(
-                peer_streams <= u64::from(config.max_incoming_streams()),
-                "side {} holds {} peer streams, limit {}",
-                who,
-                peer_streams,
-                config.max_incoming_streams()
-            );
+            // The model knows every stream either side opened.
+            prop_assert_eq!(open, known, "side {} stream count", who);
         }
         Ok(())
     }

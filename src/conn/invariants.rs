@@ -1,0 +1,179 @@
+//! The invariants of the credit protocol, checked on a real [`Connection`]:
+//! the code side of the model in `proto/model/` (its README maps each model
+//! property to the check here). The property tests (`tests/support/sim`)
+//! and the `session` fuzz target run one [`InvariantChecker`] per
+//! connection after every step; a user fuzzing an integration can too.
+//!
+//! The checks read only what the connection exposes ([`Connection::stats`],
+//! [`Connection::stream_stats`], [`Connection::poll_timeout`]) plus its
+//! configuration, so they hold an implementation to the SPEC, not to its
+//! own bookkeeping.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use super::{Connection, StreamStats};
+use crate::frame::StreamId;
+
+/// Slack on the probe deadline: the sender's BLOCKED budget (50 in any
+/// second, SPEC §11.2) may defer a due probe by up to a second.
+const PROBE_BUDGET_SLACK: Duration = Duration::from_secs(1);
+
+/// Data seen waiting on zero credit, and since when (SPEC §11.1).
+#[derive(Copy, Clone, Debug)]
+struct Stall {
+    since: Instant,
+    /// The stream's bytes sent then: a change means it moved.
+    bytes_sent: u64,
+    /// Probes counted then, of the stream or of the connection.
+    probes: u64,
+    /// Waiting on the stream's credit (else on the connection's).
+    on_stream: bool,
+}
+
+/// Checks one connection's invariants after every step; remembers what it
+/// needs across steps (when a stall began).
+#[derive(Debug, Default)]
+pub struct InvariantChecker {
+    stalls: HashMap<StreamId, Stall>,
+}
+
+impl InvariantChecker {
+    /// A checker for a new connection.
+    pub fn new() -> InvariantChecker {
+        InvariantChecker::default()
+    }
+
+    /// Checks `conn` at `now`; `ids` are the streams the caller may know
+    /// (opened, accepted, or named by a frame: the connection's own live
+    /// streams must all be among them for the sums to be exact, and
+    /// `exact` says whether they are). `Err` names the first violated
+    /// property (the model's letter and the SPEC section).
+    pub fn check(
+        &mut self,
+        conn: &Connection,
+        now: Instant,
+        ids: impl IntoIterator<Item = StreamId>,
+        exact: bool,
+    ) -> Result<(), String> {
+        let config = conn.config();
+        let stats = conn.stats();
+        let stream_window = u64::from(config.stream_window());
+        let mut live = Vec::new();
+        let mut recv_buffered = 0u64;
+        let mut peer_streams = 0u64;
+        // Probes of the connection and stream-count credit: all probes but
+        // the live streams' own.
+        let mut conn_probes = stats.probes_sent;
+        for id in ids {
+            let Some(s) = conn.stream_stats(id) else {
+                continue;
+            };
+            // (b) SPEC §9.4: unread data within the stream window.
+            if s.recv_buffered > stream_window {
+                return Err(format!(
+                    "(b) §9.4: stream {id} buffers {} bytes, window {stream_window}",
+                    s.recv_buffered
+                ));
+            }
+            if s.send_buffered > u64::from(config.send_buffer()) {
+                return Err(format!(
+                    "(b) §16.3: stream {id} holds {} bytes to send, send buffer {}",
+                    s.send_buffered,
+                    config.send_buffer()
+                ));
+            }
+            recv_buffered += s.recv_buffered;
+            conn_probes = conn_probes.saturating_sub(s.probes_sent);
+            if id.is_client_initiated() != (conn.side() == super::Side::Client) {
+                peer_streams += 1;
+            }
+            live.push((id, s));
+        }
+        // (b) SPEC §9.4: unread data within the connection window.
+        let conn_window = u64::from(config.connection_window());
+        if stats.recv_buffered > conn_window {
+            return Err(format!(
+                "(b) §9.4: the connection buffers {} bytes, window {conn_window}",
+                stats.recv_buffered
+            ));
+        }
+        // (c) SPEC §9.7: unreleased connection credit is exactly the unread
+        // data of live streams (more if streams the caller cannot see hold
+        // some).
+        if stats.recv_buffered != recv_buffered && (exact || stats.recv_buffered < recv_buffered) {
+            return Err(format!(
+                "(c) §9.7: connection credit held ({}) differs from its streams' unread bytes ({recv_buffered})",
+                stats.recv_buffered
+            ));
+        }
+        // (b) SPEC §9.6: the peer's unreleased streams within MAX_STREAMS.
+        if peer_streams > u64::from(config.max_incoming_streams()) {
+            return Err(format!(
+                "(b) §9.6: {peer_streams} peer streams alive, limit {}",
+                config.max_incoming_streams()
+            ));
+        }
+        // (a) SPEC §10.3: pending control state is O(live streams) plus
+        // the stray reserve, whatever the peer does.
+        let control_bound = stats.open_streams + u64::from(config.max_stray_control());
+        if stats.control_queue_depth > control_bound {
+            return Err(format!(
+                "(a) §10.3: {} control frames owed with {} streams open",
+                stats.control_queue_depth, stats.open_streams
+            ));
+        }
+        // (d) SPEC §11.1: data waiting on zero credit for a probe interval
+        // has had a BLOCKED scheduled for that credit.
+        self.check_stalls(conn, now, &live, stats.send_window, conn_probes)
+    }
+
+    fn check_stalls(
+        &mut self,
+        conn: &Connection,
+        now: Instant,
+        live: &[(StreamId, StreamStats)],
+        conn_send_window: u64,
+        conn_probes: u64,
+    ) -> Result<(), String> {
+        if conn.error().is_some() {
+            self.stalls.clear();
+            return Ok(());
+        }
+        let interval = conn.config().probe_interval();
+        let mut seen = HashSet::new();
+        for &(id, s) in live {
+            let stalled = s.send_buffered > 0 && (s.send_window == 0 || conn_send_window == 0);
+            if !stalled {
+                continue;
+            }
+            seen.insert(id);
+            let on_stream = s.send_window == 0;
+            let probes = if on_stream {
+                s.probes_sent
+            } else {
+                conn_probes
+            };
+            let fresh = Stall {
+                since: now,
+                bytes_sent: s.bytes_sent,
+                probes,
+                on_stream,
+            };
+            let stall = self.stalls.entry(id).or_insert(fresh);
+            // It moved, or now waits on the other credit: a new stall.
+            if stall.bytes_sent != s.bytes_sent || stall.on_stream != on_stream {
+                *stall = fresh;
+            }
+            if now >= stall.since + interval + PROBE_BUDGET_SLACK && probes <= stall.probes {
+                return Err(format!(
+                    "(d) §11.1: data on {id} waiting on zero {} credit for {:?}, and no BLOCKED",
+                    if on_stream { "stream" } else { "connection" },
+                    now - stall.since
+                ));
+            }
+        }
+        self.stalls.retain(|id, _| seen.contains(id));
+        Ok(())
+    }
+}
