@@ -174,3 +174,26 @@ fn fuzz_session_credit_520_regression() {
     assert_eq!(drain(&mut raw.conn, id), 3957);
     assert_eq!(raw.conn.stats().recv_buffered, 0);
 }
+
+/// Found by fuzz target `session` (`session-timer-after-end`): a DATA
+/// frame beyond the stream credit whose header arrived but whose payload
+/// had not. The credit check on its first part ended the connection, and
+/// then the partial frame it left behind armed the frame timeout (SPEC
+/// §12.2) on the finished connection, so a driver would have woken for a
+/// connection that had nothing left to do.
+#[test]
+fn data_beyond_credit_cut_short_leaves_no_timer_armed() {
+    let id = StreamId::new(1).unwrap();
+    let mut raw = Raw::server(small_config(), &[settings(), data(1, 1000)]);
+    assert_eq!(raw.conn.accept(), Some(id));
+    raw.feed(&[data(1, 1000), data(1, 1000), data(1, 1000)]);
+    assert!(raw.conn.error().is_none());
+    // 4000 of 4096 bytes used; the header of a 1000-byte frame and the
+    // first 10 bytes of its payload.
+    let frame = encoded(&data(1, 1000));
+    raw.feed_bytes(&frame[..frame.len() - 990]);
+    assert!(flow_control_error(&raw.conn), "{:?}", raw.conn.error());
+    assert!(raw.conn.is_finished());
+    assert_eq!(raw.conn.poll_timeout(), None, "a finished connection keeps a timer");
+    assert_conserved(&raw.conn, &[id]);
+}

@@ -281,6 +281,13 @@ impl Connection {
         let Some(timeout) = self.config.frame_timeout else {
             return;
         };
+        if self.phase == Phase::Closed {
+            // The part just taken may have ended the connection (a DATA
+            // frame beyond credit, SPEC §9.3): the frame it leaves behind
+            // is never completed, and a finished connection arms no timer
+            // (found by fuzz target `session`).
+            return;
+        }
         if !partial {
             self.frame_started = None;
             self.timers.stop(Timer::Frame);
