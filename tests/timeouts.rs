@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use creditmux::config::Config;
+use creditmux::conn::invariants::InvariantChecker;
 use creditmux::conn::{Connection, ReadOutcome, Side, TransmitBuf};
 use creditmux::error::ConnectionError;
 use creditmux::frame::*;
@@ -296,6 +297,63 @@ fn a_stream_waiting_for_connection_credit_probes_the_connection() {
     pair.drive();
     pair.run_for(Duration::from_millis(1500));
     assert_eq!(probes.get(), 1);
+}
+
+/// Found by fuzz target `session` (`session-conn-stall-join`), a fault of
+/// the invariant check, not of the engine: the connection is one scope
+/// (SPEC §11.1), so a stream that joins a connection wait already in
+/// backoff does not start a new blocked period, and the probe keeps its
+/// backoff (§11.2). The check had timed each stream's wait on the
+/// connection separately and demanded a probe within one interval of the
+/// second stream's arrival.
+#[test]
+fn a_stream_joining_a_connection_wait_keeps_the_probes_backoff() {
+    let server = Config::builder()
+        .stream_window(1024)
+        .connection_window(4096)
+        .build()
+        .unwrap();
+    let mut pair = Pair::new(Config::default(), server);
+    pair.connect();
+    let probes = count_frames(&mut pair.to_server, |f| {
+        matches!(
+            f,
+            Frame::Blocked(Blocked {
+                on: BlockedOn::Connection,
+                ..
+            })
+        )
+    });
+    let mut checker = InvariantChecker::new();
+    let mut ids = Vec::new();
+    let mut run = |pair: &mut Pair, ids: &[StreamId], d: Duration| {
+        let end = pair.now + d;
+        while pair.now < end {
+            pair.run_for(Duration::from_millis(100));
+            checker
+                .check(&pair.client, pair.now, ids.iter().copied(), true)
+                .unwrap();
+        }
+    };
+    // Four streams take the whole connection credit; a fifth, with stream
+    // credit, waits for more: probes after 1, 3 and 7 s.
+    for n in 0..5u8 {
+        let id = pair.client.open(pair.now).unwrap().unwrap();
+        pair.client.write(id, &[n; 1024]).unwrap();
+        ids.push(id);
+        pair.drive();
+    }
+    run(&mut pair, &ids, Duration::from_millis(7500));
+    assert_eq!(probes.get(), 3);
+    // A second joins the wait: the next probe is still due at 15 s.
+    let second = pair.client.open(pair.now).unwrap().unwrap();
+    pair.client.write(second, &[2u8; 1024]).unwrap();
+    ids.push(second);
+    pair.drive();
+    run(&mut pair, &ids, Duration::from_secs(7));
+    assert_eq!(probes.get(), 3, "a new blocked period began");
+    run(&mut pair, &ids, Duration::from_secs(1));
+    assert_eq!(probes.get(), 4);
 }
 
 #[test]

@@ -19,23 +19,55 @@ use crate::frame::StreamId;
 /// second, SPEC §11.2) may defer a due probe by up to a second.
 const PROBE_BUDGET_SLACK: Duration = Duration::from_secs(1);
 
-/// Data seen waiting on zero credit, and since when (SPEC §11.1).
+/// A scope seen blocked (SPEC §11.1), and since when.
 #[derive(Copy, Clone, Debug)]
 struct Stall {
     since: Instant,
-    /// The stream's bytes sent then: a change means it moved.
+    /// Bytes sent in the scope then: a change means it moved, and a new
+    /// blocked period starts (§11.2).
     bytes_sent: u64,
-    /// Probes counted then, of the stream or of the connection.
+    /// The scope's probes counted then.
     probes: u64,
-    /// Waiting on the stream's credit (else on the connection's).
-    on_stream: bool,
+}
+
+impl Stall {
+    /// Starts or continues the blocked period of a scope that has sent
+    /// `bytes_sent` and probed `probes` times; `Err` once it has been
+    /// blocked for the probe interval (plus the BLOCKED budget's slack)
+    /// with no probe.
+    fn observe(
+        slot: &mut Option<Stall>,
+        now: Instant,
+        bytes_sent: u64,
+        probes: u64,
+        interval: Duration,
+    ) -> Result<(), Duration> {
+        let fresh = Stall {
+            since: now,
+            bytes_sent,
+            probes,
+        };
+        let stall = slot.get_or_insert(fresh);
+        if stall.bytes_sent != bytes_sent {
+            *stall = fresh;
+        }
+        if now >= stall.since + interval + PROBE_BUDGET_SLACK && probes <= stall.probes {
+            return Err(now - stall.since);
+        }
+        Ok(())
+    }
 }
 
 /// Checks one connection's invariants after every step; remembers what it
-/// needs across steps (when a stall began).
+/// needs across steps (when a scope became blocked).
 #[derive(Debug, Default)]
 pub struct InvariantChecker {
+    /// Streams blocked on their own credit.
     stalls: HashMap<StreamId, Stall>,
+    /// The connection blocked on its credit: one scope, however many
+    /// streams wait on it (a stream that joins the wait does not restart
+    /// the probe's backoff, §11.2).
+    conn_stall: Option<Stall>,
 }
 
 impl InvariantChecker {
@@ -138,42 +170,46 @@ impl InvariantChecker {
     ) -> Result<(), String> {
         if conn.error().is_some() {
             self.stalls.clear();
+            self.conn_stall = None;
             return Ok(());
         }
         let interval = conn.config().probe_interval();
+        // Stream scope: data queued and no stream credit.
         let mut seen = HashSet::new();
         for &(id, s) in live {
-            let stalled = s.send_buffered > 0 && (s.send_window == 0 || conn_send_window == 0);
-            if !stalled {
+            if s.send_buffered == 0 || s.send_window > 0 {
                 continue;
             }
             seen.insert(id);
-            let on_stream = s.send_window == 0;
-            let probes = if on_stream {
-                s.probes_sent
-            } else {
-                conn_probes
-            };
-            let fresh = Stall {
-                since: now,
-                bytes_sent: s.bytes_sent,
-                probes,
-                on_stream,
-            };
-            let stall = self.stalls.entry(id).or_insert(fresh);
-            // It moved, or now waits on the other credit: a new stall.
-            if stall.bytes_sent != s.bytes_sent || stall.on_stream != on_stream {
-                *stall = fresh;
-            }
-            if now >= stall.since + interval + PROBE_BUDGET_SLACK && probes <= stall.probes {
+            let mut slot = self.stalls.get(&id).copied();
+            let verdict = Stall::observe(&mut slot, now, s.bytes_sent, s.probes_sent, interval);
+            self.stalls.insert(id, slot.expect("observed"));
+            if let Err(waited) = verdict {
                 return Err(format!(
-                    "(d) §11.1: data on {id} waiting on zero {} credit for {:?}, and no BLOCKED",
-                    if on_stream { "stream" } else { "connection" },
-                    now - stall.since
+                    "(d) §11.1: data on {id} waiting on zero stream credit for {waited:?}, and no BLOCKED"
                 ));
             }
         }
         self.stalls.retain(|id, _| seen.contains(id));
+        // Connection scope: data queued on a stream that has stream credit,
+        // and no connection credit.
+        let waiting = live
+            .iter()
+            .find(|(_, s)| s.send_buffered > 0 && s.send_window > 0)
+            .map(|&(id, _)| id);
+        match waiting {
+            Some(id) if conn_send_window == 0 => {
+                let sent = conn.stats().data_bytes_sent;
+                if let Err(waited) =
+                    Stall::observe(&mut self.conn_stall, now, sent, conn_probes, interval)
+                {
+                    return Err(format!(
+                        "(d) §11.1: data on {id} waiting on zero connection credit for {waited:?}, and no BLOCKED"
+                    ));
+                }
+            }
+            _ => self.conn_stall = None,
+        }
         Ok(())
     }
 }
