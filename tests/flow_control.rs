@@ -194,6 +194,10 @@ fn data_beyond_credit_cut_short_leaves_no_timer_armed() {
     raw.feed_bytes(&frame[..frame.len() - 990]);
     assert!(flow_control_error(&raw.conn), "{:?}", raw.conn.error());
     assert!(raw.conn.is_finished());
-    assert_eq!(raw.conn.poll_timeout(), None, "a finished connection keeps a timer");
+    assert_eq!(
+        raw.conn.poll_timeout(),
+        None,
+        "a finished connection keeps a timer"
+    );
     assert_conserved(&raw.conn, &[id]);
 }

@@ -8,9 +8,6 @@
 //! order, within the time limit: a deadlock or a lost wake-up is a hang.
 //! `LOCK_ROUNDS` sets the rounds (default 6).
 
-#[path = "../examples/support/certs.rs"]
-#[cfg(feature = "tls")]
-mod certs;
 mod support;
 
 use std::sync::Arc;
@@ -19,7 +16,6 @@ use std::time::Duration;
 
 use creditmux::{Config, ErrorCode, Session};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 fn rounds() -> usize {
     std::env::var("LOCK_ROUNDS")
@@ -144,16 +140,7 @@ fn counts_agree(client: &Session, server: &Session) {
 }
 
 async fn tcp_pair() -> (Session, Session) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move {
-        let (socket, _) = listener.accept().await.unwrap();
-        Session::server(socket, config()).await.unwrap()
-    });
-    let client = Session::client(TcpStream::connect(addr).await.unwrap(), config())
-        .await
-        .unwrap();
-    (client, server.await.unwrap())
+    support::sessions::tcp_pair(config()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -196,7 +183,7 @@ async fn many_tasks_on_many_streams_over_a_choppy_pipe_never_hang() {
 async fn many_tasks_on_many_streams_over_tls_never_hang() {
     use creditmux::tls;
     let _burner = Burner::start();
-    let identity = certs::Identity::self_signed();
+    let identity = support::certs::Identity::self_signed();
     for round in 0..rounds().div_ceil(2) {
         let listener =
             tls::Listener::bind("127.0.0.1:0", identity.server_config().unwrap(), config())

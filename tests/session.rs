@@ -8,30 +8,14 @@ use std::time::Duration;
 use creditmux::{Config, ConnectionError, ErrorCode, OpenError, Session, StreamError};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use support::choppy::choppy_pair;
+use support::sessions::{serve_echo, tcp_pair};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 fn payload(seed: u64, len: usize) -> Vec<u8> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut out = vec![0u8; len];
     rng.fill(&mut out[..]);
     out
-}
-
-/// Echoes every accepted stream with its halves on separate tasks.
-async fn serve_echo(session: Session) {
-    let mut tasks = Vec::new();
-    while let Ok(Some(stream)) = session.accept().await {
-        tasks.push(tokio::spawn(async move {
-            let (mut r, mut w) = stream.split();
-            tokio::io::copy(&mut r, &mut w).await?;
-            w.shutdown().await?;
-            Ok::<_, std::io::Error>(())
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap().unwrap();
-    }
 }
 
 /// Writes `data` on a new stream while reading the echo on another task;
@@ -89,21 +73,6 @@ async fn duplex_pair(config: Config) -> (Session, Session) {
     let server = tokio::spawn(Session::server(b, config.clone()));
     let client = Session::client(a, config).await.unwrap();
     (client, server.await.unwrap().unwrap())
-}
-
-async fn tcp_pair(config: Config) -> (Session, Session) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server_config = config.clone();
-    let server = tokio::spawn(async move {
-        let (socket, _) = listener.accept().await.unwrap();
-        socket.set_nodelay(true).unwrap();
-        Session::server(socket, server_config).await.unwrap()
-    });
-    let socket = TcpStream::connect(addr).await.unwrap();
-    socket.set_nodelay(true).unwrap();
-    let client = Session::client(socket, config).await.unwrap();
-    (client, server.await.unwrap())
 }
 
 #[tokio::test]

@@ -6,5 +6,10 @@ pub mod pair;
 pub mod proxy;
 pub mod raw;
 pub mod repr;
+pub mod sessions;
 pub mod sim;
 pub mod wire_peer;
+
+#[cfg(feature = "tls")]
+#[path = "../../examples/support/certs.rs"]
+pub mod certs;
