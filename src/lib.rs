@@ -85,6 +85,7 @@ pub(crate) fn test_epoch() -> std::time::Instant {
 pub struct ReadmeDoctests;
 
 pub use config::{Config, ConfigBuilder, ConfigError};
+pub use conn::{ConnectionStats, StreamStats};
 pub use error::{ConnectionError, Initiator, OpenError, StreamError};
 pub use frame::{ErrorCode, StreamId};
 #[cfg(feature = "runtime")]

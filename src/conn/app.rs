@@ -14,7 +14,7 @@ use crate::frame::{ErrorCode, StreamId};
 
 impl Connection {
     /// Opens a stream. `Ok(None)`: the peer's stream-count limit is reached
-    /// (or the handshake is not done); wait for [`Event::Connection`] and
+    /// (or the handshake is not done); wait for [`Event::Connection`](super::Event::Connection) and
     /// call again.
     pub fn open(&mut self, now: Instant) -> Result<Option<StreamId>, OpenError> {
         match &self.error {
@@ -65,7 +65,7 @@ impl Connection {
 
     /// Buffers bytes for sending on `id`, copying at most the free space of
     /// its send buffer. `Ok(0)` for a non-empty `data` means the buffer is
-    /// full: wait for [`Event::Stream`].
+    /// full: wait for [`Event::Stream`](super::Event::Stream).
     pub fn write(&mut self, id: StreamId, data: &[u8]) -> Result<usize, StreamError> {
         let n = data.len().min(self.writable(id)?);
         if n > 0 {
@@ -153,11 +153,11 @@ impl Connection {
     /// application wrote (and a FIN it queued) has been emitted, up to a
     /// transport offset the driver compares with what the transport took
     /// ([`Flush::Emitted`]); or some of it still waits in the core
-    /// ([`Flush::Waiting`]: an [`Event::Stream`] follows once it went out).
+    /// ([`Flush::Waiting`]: an [`Event::Stream`](super::Event::Stream) follows once it went out).
     /// Fails if the stream was reset, or the connection ended with bytes
     /// of the stream still unsent.
     ///
-    /// [`Event::Stream`]: super::Event::Stream
+    /// [`Event::Stream`](super::Event::Stream): super::Event::Stream
     pub fn flush_state(&mut self, id: StreamId) -> Result<Flush, StreamError> {
         let error = self.error.clone();
         let Some(stream) = self.streams.get_mut(&id) else {

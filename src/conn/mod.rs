@@ -128,6 +128,7 @@ pub enum Flush {
 
 /// Connection-level counters, exposed through [`Connection::stats`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConnectionStats {
     /// Bytes written to the transport (frames and preface).
     pub transport_bytes_sent: u64,

@@ -59,6 +59,7 @@ pub enum Half {
 
 /// Per-stream counters, exposed through `stream_stats`.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StreamStats {
     /// Payload bytes sent.
     pub bytes_sent: u64,
