@@ -1,7 +1,7 @@
 //! Typed messages over a stream (feature `message`, on by default).
 //!
-//! Turns any byte stream, typically a creditmux [`Stream`](crate::Stream) or
-//! its [`RecvStream`](crate::RecvStream) / [`SendStream`](crate::SendStream)
+//! Turns any byte stream, typically a creditmux [`Stream`] or
+//! its [`RecvStream`] / [`SendStream`]
 //! halves, into a `Sink` / `Stream` of serde values. This layer is optional
 //! and sits above the frame protocol: the peer sees ordinary stream bytes
 //! (proto/SPEC.md, Appendix C).

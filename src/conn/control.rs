@@ -4,7 +4,7 @@
 //! why the connection ended. In native mode QUIC itself carries the
 //! streams and their credit; everything else of the protocol lives here,
 //! built from the same parts as the byte-stream [`Connection`]
-//! ([`Pinger`], [`Goaways`], [`FloodCounters`]), so the two engines agree
+//! (`Pinger`, `Goaways`, `FloodCounters`), so the two engines agree
 //! on those rules by construction.
 //!
 //! [`Connection`]: super::Connection
