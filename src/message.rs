@@ -45,7 +45,7 @@
 //! [`MessageWriter`] encodes one message into its buffer and writes it to
 //! the underlying stream before it accepts the next one once the buffer
 //! holds more than one message's worth ([`MessageConfig::max_message_size`]
-//! plus the prefix): on a creditmux [`SendStream`](crate::SendStream) the
+//! plus the prefix): on a creditmux [`SendStream`] the
 //! write waits for stream and connection credit, so a slow consumer slows
 //! the sender instead of growing a buffer. The reader buffers at most one
 //! message (plus the read-ahead of one read call).
