@@ -269,20 +269,16 @@ async fn embedded_server(
             (addr, task)
         }
         (Transport::QuicFramed | Transport::Quic, Some(server_tls)) => {
-            let native = transport == Transport::Quic;
-            let endpoint = if native {
-                quic::native_server_endpoint(loopback, server_tls, &config)
+            let mode = if transport == Transport::Quic {
+                quic::Mode::Native
             } else {
-                quic::server_endpoint(loopback, server_tls)
-            }
-            .map_err(|e| start_error(&e))?;
+                quic::Mode::Framed
+            };
+            let endpoint = quic::server_endpoint(loopback, server_tls, mode, &config)
+                .map_err(|e| start_error(&e))?;
             let addr = endpoint.local_addr().map_err(|e| start_error(&e))?;
             let task = tokio::spawn(async move {
-                let accepted = if native {
-                    quic::accept_native(&endpoint, config).await
-                } else {
-                    quic::accept_framed(&endpoint, config).await
-                };
+                let accepted = quic::accept(&endpoint, mode, config).await;
                 if let Ok(Some((session, _))) = accepted {
                     echo::serve(session).await;
                 }
@@ -351,19 +347,14 @@ async fn connect(
             }
             .parse()
             .expect("a valid address");
-            let session_result;
-            let endpoint;
-            if args.transport == Transport::Quic {
-                endpoint = quic::native_client_endpoint(bind, client_tls, &config)
-                    .map_err(|e| connect_error(&e))?;
-                session_result =
-                    quic::connect_native(&endpoint, remote, &server_name, config).await;
+            let mode = if args.transport == Transport::Quic {
+                quic::Mode::Native
             } else {
-                endpoint =
-                    quic::client_endpoint(bind, client_tls).map_err(|e| connect_error(&e))?;
-                session_result =
-                    quic::connect_framed(&endpoint, remote, &server_name, config).await;
-            }
+                quic::Mode::Framed
+            };
+            let endpoint = quic::client_endpoint(bind, client_tls, mode, &config)
+                .map_err(|e| connect_error(&e))?;
+            let session_result = quic::connect(&endpoint, remote, &server_name, mode, config).await;
             let session = session_result.map_err(|e| handshake_error(&e))?;
             Ok((session, Some(endpoint)))
         }

@@ -173,8 +173,7 @@ type Handshake = std::pin::Pin<Box<dyn Future<Output = Result<Session, String>> 
 enum Listener {
     Tcp(tcp::Listener),
     Tls(tls::Listener),
-    QuicFramed(quinn::Endpoint, Config),
-    QuicNative(quinn::Endpoint, Config),
+    Quic(quinn::Endpoint, quic::Mode, Config),
 }
 
 impl Listener {
@@ -194,15 +193,15 @@ impl Listener {
                         .map_err(listen_error)?,
                 )
             }
-            Transport::QuicFramed => {
-                let endpoint = quic::server_endpoint(addr, server_tls(args)?)
+            Transport::QuicFramed | Transport::Quic => {
+                let mode = if args.transport == Transport::Quic {
+                    quic::Mode::Native
+                } else {
+                    quic::Mode::Framed
+                };
+                let endpoint = quic::server_endpoint(addr, server_tls(args)?, mode, &config)
                     .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-                Listener::QuicFramed(endpoint, config)
-            }
-            Transport::Quic => {
-                let endpoint = quic::native_server_endpoint(addr, server_tls(args)?, &config)
-                    .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-                Listener::QuicNative(endpoint, config)
+                Listener::Quic(endpoint, mode, config)
             }
         })
     }
@@ -211,8 +210,8 @@ impl Listener {
         match self {
             Listener::Tcp(_) => "tcp",
             Listener::Tls(_) => "tls",
-            Listener::QuicFramed(..) => "quic-framed",
-            Listener::QuicNative(..) => "quic",
+            Listener::Quic(_, quic::Mode::Framed, _) => "quic-framed",
+            Listener::Quic(_, quic::Mode::Native, _) => "quic",
         }
     }
 
@@ -220,9 +219,7 @@ impl Listener {
         match self {
             Listener::Tcp(l) => l.local_addr(),
             Listener::Tls(l) => l.local_addr(),
-            Listener::QuicFramed(endpoint, _) | Listener::QuicNative(endpoint, _) => {
-                endpoint.local_addr()
-            }
+            Listener::Quic(endpoint, ..) => endpoint.local_addr(),
         }
         .map_err(|e| e.to_string())
     }
@@ -247,23 +244,12 @@ impl Listener {
                         });
                         (peer, handshake)
                     }),
-                    Listener::QuicFramed(endpoint, config) => {
+                    Listener::Quic(endpoint, mode, config) => {
                         let incoming = endpoint.accept().await?;
                         let peer = incoming.remote_address();
-                        let config = config.clone();
+                        let (mode, config) = (*mode, config.clone());
                         let handshake: Handshake = Box::pin(async move {
-                            quic::accept_incoming(incoming, config)
-                                .await
-                                .map_err(|e| e.to_string())
-                        });
-                        Ok((peer, handshake))
-                    }
-                    Listener::QuicNative(endpoint, config) => {
-                        let incoming = endpoint.accept().await?;
-                        let peer = incoming.remote_address();
-                        let config = config.clone();
-                        let handshake: Handshake = Box::pin(async move {
-                            quic::accept_native_incoming(incoming, config)
+                            quic::accept_incoming(incoming, mode, config)
                                 .await
                                 .map_err(|e| e.to_string())
                         });
@@ -283,7 +269,7 @@ impl Listener {
 
     /// Lets closing QUIC connections tell their peers before exiting.
     async fn finish(self) {
-        if let Listener::QuicFramed(endpoint, _) | Listener::QuicNative(endpoint, _) = self {
+        if let Listener::Quic(endpoint, ..) = self {
             let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
         }
     }

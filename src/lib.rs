@@ -98,3 +98,5 @@ pub use transport::quic;
 pub use transport::tcp;
 #[cfg(feature = "tls")]
 pub use transport::tls;
+#[cfg(feature = "runtime")]
+pub use transport::{AcceptError, ConnectError};

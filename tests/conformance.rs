@@ -47,21 +47,30 @@ async fn pair(engine: Engine) -> (Session, Session, Keep) {
             let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
             let identity = Identity::self_signed();
             let config = Config::default();
-            let server_ep =
-                quic::native_server_endpoint(loopback, identity.server_config().unwrap(), &config)
-                    .unwrap();
+            let server_ep = quic::server_endpoint(
+                loopback,
+                identity.server_config().unwrap(),
+                quic::Mode::Native,
+                &config,
+            )
+            .unwrap();
             let addr = server_ep.local_addr().unwrap();
             let accepting = server_ep.clone();
             let server = tokio::spawn(async move {
-                quic::accept_native(&accepting, Config::default())
+                quic::accept(&accepting, quic::Mode::Native, Config::default())
                     .await
                     .unwrap()
                     .expect("a connection")
                     .0
             });
-            let client_ep =
-                quic::native_client_endpoint(loopback, identity.client_config(), &config).unwrap();
-            let client = quic::connect_native(&client_ep, addr, "localhost", config)
+            let client_ep = quic::client_endpoint(
+                loopback,
+                identity.client_config(),
+                quic::Mode::Native,
+                &config,
+            )
+            .unwrap();
+            let client = quic::connect(&client_ep, addr, "localhost", quic::Mode::Native, config)
                 .await
                 .unwrap();
             (

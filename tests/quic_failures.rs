@@ -20,15 +20,33 @@ async fn a_client_that_trusts_another_ca_rejects_the_server_and_both_get_typed_e
     bounded(async {
         let server_identity = Identity::self_signed();
         let other_ca = Identity::self_signed();
-        let server_ep =
-            quic::server_endpoint(loopback(), server_identity.server_config().unwrap()).unwrap();
+        let server_ep = quic::server_endpoint(
+            loopback(),
+            server_identity.server_config().unwrap(),
+            quic::Mode::Framed,
+            &Config::default(),
+        )
+        .unwrap();
         let addr = server_ep.local_addr().unwrap();
-        let server =
-            tokio::spawn(async move { quic::accept_framed(&server_ep, Config::default()).await });
-        let client_ep = quic::client_endpoint(loopback(), other_ca.client_config()).unwrap();
-        let err = quic::connect_framed(&client_ep, addr, "localhost", Config::default())
-            .await
-            .unwrap_err();
+        let server = tokio::spawn(async move {
+            quic::accept(&server_ep, quic::Mode::Framed, Config::default()).await
+        });
+        let client_ep = quic::client_endpoint(
+            loopback(),
+            other_ca.client_config(),
+            quic::Mode::Framed,
+            &Config::default(),
+        )
+        .unwrap();
+        let err = quic::connect(
+            &client_ep,
+            addr,
+            "localhost",
+            quic::Mode::Framed,
+            Config::default(),
+        )
+        .await
+        .unwrap_err();
         assert!(
             matches!(
                 &err,
@@ -60,11 +78,17 @@ async fn a_client_that_trusts_another_ca_rejects_the_server_and_both_get_typed_e
 async fn the_server_rejects_a_client_that_offers_another_alpn() {
     bounded(async {
         let identity = Identity::self_signed();
-        let server_ep =
-            quic::server_endpoint(loopback(), identity.server_config().unwrap()).unwrap();
+        let server_ep = quic::server_endpoint(
+            loopback(),
+            identity.server_config().unwrap(),
+            quic::Mode::Framed,
+            &Config::default(),
+        )
+        .unwrap();
         let addr = server_ep.local_addr().unwrap();
-        let server =
-            tokio::spawn(async move { quic::accept_framed(&server_ep, Config::default()).await });
+        let server = tokio::spawn(async move {
+            quic::accept(&server_ep, quic::Mode::Framed, Config::default()).await
+        });
 
         let mut tls = (*identity.client_config()).clone();
         tls.alpn_protocols = vec![b"h3".to_vec()];
@@ -95,7 +119,7 @@ async fn the_server_rejects_a_client_that_offers_another_alpn() {
     .await;
 }
 
-/// A plain quinn server that speaks only `h3`: connect_framed fails with
+/// A plain quinn server that speaks only `h3`: `quic::connect` in framed mode fails with
 /// a typed ALPN error.
 #[tokio::test]
 async fn connect_rejects_a_server_that_speaks_another_alpn() {
@@ -115,10 +139,22 @@ async fn connect_rejects_a_server_that_speaks_another_alpn() {
                 let _ = incoming.await;
             }
         });
-        let client_ep = quic::client_endpoint(loopback(), identity.client_config()).unwrap();
-        let err = quic::connect_framed(&client_ep, addr, "localhost", Config::default())
-            .await
-            .unwrap_err();
+        let client_ep = quic::client_endpoint(
+            loopback(),
+            identity.client_config(),
+            quic::Mode::Framed,
+            &Config::default(),
+        )
+        .unwrap();
+        let err = quic::connect(
+            &client_ep,
+            addr,
+            "localhost",
+            quic::Mode::Framed,
+            Config::default(),
+        )
+        .await
+        .unwrap_err();
         assert!(
             matches!(err, quic::ConnectError::Tls(TlsError::Alpn { .. })),
             "{err:?}"
@@ -132,6 +168,7 @@ fn a_tls_config_that_quic_cannot_use_is_a_config_error_not_a_panic() {
     let identity = Identity::self_signed();
     let mut tls = (*identity.server_config().unwrap()).clone();
     tls.max_early_data_size = 1024;
-    let err = quic::server_config(Arc::new(tls)).unwrap_err();
+    let err =
+        quic::server_config(Arc::new(tls), quic::Mode::Framed, &Config::default()).unwrap_err();
     assert!(matches!(err, quic::ConfigError::Tls(_)), "{err:?}");
 }

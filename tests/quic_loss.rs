@@ -87,31 +87,43 @@ async fn pair_through_proxy(
     let config = Config::default();
     let server_tls = identity.server_config().unwrap();
     let server_ep = if native {
-        quic::native_server_endpoint(loopback(), server_tls, &config).unwrap()
+        quic::server_endpoint(loopback(), server_tls, quic::Mode::Native, &config).unwrap()
     } else {
-        quic::server_endpoint(loopback(), server_tls).unwrap()
+        quic::server_endpoint(
+            loopback(),
+            server_tls,
+            quic::Mode::Framed,
+            &Config::default(),
+        )
+        .unwrap()
     };
     let (proxy, dropped) = lossy_proxy(server_ep.local_addr().unwrap(), 7).await;
     let server_config = config.clone();
     let server = tokio::spawn(async move {
         let accepted = if native {
-            quic::accept_native(&server_ep, server_config).await
+            quic::accept(&server_ep, quic::Mode::Native, server_config).await
         } else {
-            quic::accept_framed(&server_ep, server_config).await
+            quic::accept(&server_ep, quic::Mode::Framed, server_config).await
         };
         let session = accepted.unwrap().expect("a connection").0;
         (session, server_ep)
     });
     let client_tls = identity.client_config();
     let client_ep = if native {
-        quic::native_client_endpoint(loopback(), client_tls, &config).unwrap()
+        quic::client_endpoint(loopback(), client_tls, quic::Mode::Native, &config).unwrap()
     } else {
-        quic::client_endpoint(loopback(), client_tls).unwrap()
+        quic::client_endpoint(
+            loopback(),
+            client_tls,
+            quic::Mode::Framed,
+            &Config::default(),
+        )
+        .unwrap()
     };
     let client = if native {
-        quic::connect_native(&client_ep, proxy, "localhost", config).await
+        quic::connect(&client_ep, proxy, "localhost", quic::Mode::Native, config).await
     } else {
-        quic::connect_framed(&client_ep, proxy, "localhost", config).await
+        quic::connect(&client_ep, proxy, "localhost", quic::Mode::Framed, config).await
     }
     .unwrap();
     let (server, server_ep) = server.await.unwrap();

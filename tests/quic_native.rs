@@ -21,17 +21,33 @@ use creditmux::{Initiator, OpenError, StreamError, quic};
 async fn a_native_client_and_a_framed_server_fail_with_typed_alpn_errors() {
     bounded(async {
         let identity = Identity::self_signed();
-        let server_ep =
-            quic::server_endpoint(loopback(), identity.server_config().unwrap()).unwrap();
+        let server_ep = quic::server_endpoint(
+            loopback(),
+            identity.server_config().unwrap(),
+            quic::Mode::Framed,
+            &Config::default(),
+        )
+        .unwrap();
         let addr = server_ep.local_addr().unwrap();
-        let server =
-            tokio::spawn(async move { quic::accept_framed(&server_ep, Config::default()).await });
-        let client_ep =
-            quic::native_client_endpoint(loopback(), identity.client_config(), &Config::default())
-                .unwrap();
-        let err = quic::connect_native(&client_ep, addr, "localhost", Config::default())
-            .await
-            .unwrap_err();
+        let server = tokio::spawn(async move {
+            quic::accept(&server_ep, quic::Mode::Framed, Config::default()).await
+        });
+        let client_ep = quic::client_endpoint(
+            loopback(),
+            identity.client_config(),
+            quic::Mode::Native,
+            &Config::default(),
+        )
+        .unwrap();
+        let err = quic::connect(
+            &client_ep,
+            addr,
+            "localhost",
+            quic::Mode::Native,
+            Config::default(),
+        )
+        .await
+        .unwrap_err();
         assert!(
             matches!(err, quic::ConnectError::Tls(TlsError::Alpn { .. })),
             "{err:?}"
@@ -56,8 +72,15 @@ fn native_configs_offer_exactly_the_native_alpn() {
     let identity = Identity::self_signed();
     // The helper configs offer creditmux/1; native mode replaces it.
     let config = Config::default();
-    assert!(quic::native_client_config(identity.client_config(), &config).is_ok());
-    assert!(quic::native_server_config(identity.server_config().unwrap(), &config).is_ok());
+    assert!(quic::client_config(identity.client_config(), quic::Mode::Native, &config).is_ok());
+    assert!(
+        quic::server_config(
+            identity.server_config().unwrap(),
+            quic::Mode::Native,
+            &config
+        )
+        .is_ok()
+    );
     assert_ne!(quic::NATIVE_ALPN, quic::ALPN);
 }
 

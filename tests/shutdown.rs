@@ -247,7 +247,7 @@ mod quic {
     fn write_then_exit(
         addr: SocketAddr,
         identity: Arc<Identity>,
-        native: bool,
+        mode: quic::Mode,
         data: Vec<u8>,
     ) -> std::thread::JoinHandle<()> {
         std::thread::spawn(move || {
@@ -257,21 +257,12 @@ mod quic {
                 .unwrap();
             runtime.block_on(async move {
                 let config = Config::default();
-                let (session, endpoint) = if native {
-                    let ep =
-                        quic::native_client_endpoint(loopback(), identity.client_config(), &config)
-                            .unwrap();
-                    let s = quic::connect_native(&ep, addr, "localhost", config)
-                        .await
-                        .unwrap();
-                    (s, ep)
-                } else {
-                    let ep = quic::client_endpoint(loopback(), identity.client_config()).unwrap();
-                    let s = quic::connect_framed(&ep, addr, "localhost", config)
-                        .await
-                        .unwrap();
-                    (s, ep)
-                };
+                let ep = quic::client_endpoint(loopback(), identity.client_config(), mode, &config)
+                    .unwrap();
+                let session = quic::connect(&ep, addr, "localhost", mode, config)
+                    .await
+                    .unwrap();
+                let endpoint = ep;
                 let mut stream = session.open().await.unwrap();
                 for chunk in data.chunks(50_000) {
                     stream.write_all(chunk).await.unwrap();
@@ -286,27 +277,19 @@ mod quic {
         })
     }
 
-    async fn quic_loop(native: bool) {
+    async fn quic_loop(mode: quic::Mode) {
         let _burner = Burner::start();
         let identity = Arc::new(Identity::self_signed());
         let config = Config::default();
         let server_tls = identity.server_config().unwrap();
-        let endpoint = if native {
-            quic::native_server_endpoint(loopback(), server_tls, &config).unwrap()
-        } else {
-            quic::server_endpoint(loopback(), server_tls).unwrap()
-        };
+        let endpoint = quic::server_endpoint(loopback(), server_tls, mode, &config).unwrap();
         let addr = endpoint.local_addr().unwrap();
         // QUIC handshakes cost more than TCP's: a quarter of the rounds.
         for round in 0..loops().div_ceil(4) {
             let data = pattern(round, 64 * 1024 + round * 997);
-            let writer = write_then_exit(addr, identity.clone(), native, data.clone());
+            let writer = write_then_exit(addr, identity.clone(), mode, data.clone());
             let check = async {
-                let accepted = if native {
-                    quic::accept_native(&endpoint, config.clone()).await
-                } else {
-                    quic::accept_framed(&endpoint, config.clone()).await
-                };
+                let accepted = quic::accept(&endpoint, mode, config.clone()).await;
                 let (session, _) = accepted.unwrap().expect("a connection");
                 let mut stream = session
                     .accept()
@@ -332,11 +315,11 @@ mod quic {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_framed_quic_writer_that_closes_and_exits_loses_nothing() {
-        quic_loop(false).await;
+        quic_loop(quic::Mode::Framed).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_native_quic_writer_that_closes_and_exits_loses_nothing() {
-        quic_loop(true).await;
+        quic_loop(quic::Mode::Native).await;
     }
 }

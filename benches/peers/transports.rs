@@ -305,17 +305,12 @@ mod secure {
                 addr_tx.send(listener.local_addr().map_err(s)?).map_err(s)?;
                 (listener.accept().await.map_err(s)?.0, None)
             }
-            Kind::CreditmuxQuic => {
-                let endpoint =
-                    quic::native_server_endpoint(loopback, server_tls()?, &config).map_err(s)?;
-                addr_tx.send(endpoint.local_addr().map_err(s)?).map_err(s)?;
-                let accepted = quic::accept_native(&endpoint, config).await.map_err(s)?;
-                (accepted.ok_or("endpoint closed")?.0, Some(endpoint))
-            }
             _ => {
-                let endpoint = quic::server_endpoint(loopback, server_tls()?).map_err(s)?;
+                let mode = quic_mode(kind);
+                let endpoint =
+                    quic::server_endpoint(loopback, server_tls()?, mode, &config).map_err(s)?;
                 addr_tx.send(endpoint.local_addr().map_err(s)?).map_err(s)?;
-                let accepted = quic::accept_framed(&endpoint, config).await.map_err(s)?;
+                let accepted = quic::accept(&endpoint, mode, config).await.map_err(s)?;
                 (accepted.ok_or("endpoint closed")?.0, Some(endpoint))
             }
         };
@@ -334,22 +329,25 @@ mod secure {
                     .map_err(s)?;
                 (session, None)
             }
-            Kind::CreditmuxQuic => {
-                let endpoint =
-                    quic::native_client_endpoint(loopback, client_tls()?, &config).map_err(s)?;
-                let session = quic::connect_native(&endpoint, addr, "localhost", config)
-                    .await
-                    .map_err(s)?;
-                (session, Some(endpoint))
-            }
             _ => {
-                let endpoint = quic::client_endpoint(loopback, client_tls()?).map_err(s)?;
-                let session = quic::connect_framed(&endpoint, addr, "localhost", config)
+                let mode = quic_mode(kind);
+                let endpoint =
+                    quic::client_endpoint(loopback, client_tls()?, mode, &config).map_err(s)?;
+                let session = quic::connect(&endpoint, addr, "localhost", mode, config)
                     .await
                     .map_err(s)?;
                 (session, Some(endpoint))
             }
         };
         Ok(Arc::new(CreditmuxClient { session, endpoint }))
+    }
+}
+
+/// The QUIC mode of a creditmux-over-QUIC kind.
+fn quic_mode(kind: Kind) -> creditmux::quic::Mode {
+    if kind == Kind::CreditmuxQuic {
+        creditmux::quic::Mode::Native
+    } else {
+        creditmux::quic::Mode::Framed
     }
 }

@@ -14,10 +14,16 @@
 //!   `creditmux/1`) and native (one QUIC stream per creditmux stream, QUIC
 //!   flow control as the credit, ALPN `creditmux-native/1`). Native mode's
 //!   protocol rules are the core's `conn::control` plane, driven by the
-//!   quinn glue in `driver/native.rs`.
+//!   quinn glue in `driver/native/`.
+//!
+//! All of them report failures in one vocabulary, [`ConnectError`] and
+//! [`AcceptError`].
 
+mod error;
 #[cfg(feature = "quic")]
 pub mod quic;
 pub mod tcp;
 #[cfg(feature = "tls")]
 pub mod tls;
+
+pub use error::{AcceptError, ConnectError};

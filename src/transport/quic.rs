@@ -1,6 +1,6 @@
 //! creditmux over QUIC (quinn), in two modes.
 //!
-//! - **Framed** ([`connect_framed`], [`accept_framed`]; ALPN [`ALPN`],
+//! - **Framed** ([`Mode::Framed`]; ALPN [`ALPN`],
 //!   `creditmux/1`): the creditmux protocol runs unchanged over **one**
 //!   QUIC bidirectional stream, with QUIC as a secure transport over UDP.
 //!   The client opens the stream and writes the preface at once (QUIC
@@ -8,11 +8,11 @@
 //!   accepts it. creditmux's own credit, ordering and stream semantics stay
 //!   exactly as over TCP, so a lost UDP packet still delays every creditmux
 //!   stream behind it (head-of-line blocking, as over TCP).
-//! - **Native** ([`connect_native`], [`accept_native`]; ALPN
+//! - **Native** ([`Mode::Native`]; ALPN
 //!   [`NATIVE_ALPN`], `creditmux-native/1`): every creditmux stream is its
 //!   own QUIC stream, so a lost packet delays only the streams whose bytes
 //!   it carried. QUIC's flow control carries the credit, set from the same
-//!   [`Config`] by [`native_transport`]: the stream window is
+//!   [`Config`] by [`transport_config`]: the stream window is
 //!   MAX_STREAM_DATA, the connection window MAX_DATA, the incoming stream
 //!   limit MAX_STREAMS. PING and GOAWAY travel on one control stream per
 //!   side. proto/SPEC.md §18 defines the mapping.
@@ -43,15 +43,16 @@
 //!
 //! # Setup
 //!
-//! [`client_endpoint`] / [`server_endpoint`] (framed) and
-//! [`native_client_endpoint`] / [`native_server_endpoint`] bind a quinn
-//! [`Endpoint`] from the application's rustls config (with the mode's ALPN
-//! put first; see [`tls`](crate::tls) for the config helpers and the ring
-//! provider). [`connect_framed`] / [`accept_framed`] and
-//! [`connect_native`] / [`accept_native`] then give one [`Session`] per
-//! QUIC connection; [`framed_client`] / [`framed_server`] and
-//! [`native_client`] / [`native_server`] do the same over a
-//! [`Connection`] the application set up itself. Before a process exits,
+//! Every function takes the [`Mode`]. [`client_endpoint`] /
+//! [`server_endpoint`] bind a quinn [`Endpoint`] from the application's
+//! rustls config (with the mode's ALPN put first; see [`tls`](crate::tls)
+//! for the config helpers and the ring provider) and the transport
+//! parameters of [`transport_config`]. [`connect`] / [`accept`] then give
+//! one [`Session`] per QUIC connection; [`accept_incoming`] does it for
+//! one `quinn::Incoming` (a task per client), and [`client`] / [`server`]
+//! over a [`Connection`] the application set up itself (with
+//! [`client_config`] / [`server_config`]). Failures are the crate-wide
+//! [`ConnectError`] and [`AcceptError`]. Before a process exits,
 //! [`Endpoint::wait_idle`] gives closing connections a chance to tell
 //! their peers.
 //!
@@ -62,19 +63,20 @@
 //! use creditmux::{quic, Config};
 //!
 //! let config = Config::default();
-//! let server = quic::native_server_endpoint("127.0.0.1:0".parse()?, server_tls, &config)?;
+//! let mode = quic::Mode::Native;
+//! let server = quic::server_endpoint("127.0.0.1:0".parse()?, server_tls, mode, &config)?;
 //! let addr = server.local_addr()?;
 //! let server_config = config.clone();
 //! tokio::spawn(async move {
 //!     while let Ok(Some((session, _peer))) =
-//!         quic::accept_native(&server, server_config.clone()).await
+//!         quic::accept(&server, mode, server_config.clone()).await
 //!     {
 //!         // serve `session`
 //! #       drop(session);
 //!     }
 //! });
-//! let client = quic::native_client_endpoint("127.0.0.1:0".parse()?, client_tls, &config)?;
-//! let session = quic::connect_native(&client, addr, "localhost", config).await?;
+//! let client = quic::client_endpoint("127.0.0.1:0".parse()?, client_tls, mode, &config)?;
+//! let session = quic::connect(&client, addr, "localhost", mode, config).await?;
 //! # drop(session);
 //! # Ok(())
 //! # }
@@ -96,11 +98,12 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::tls::{TlsError, check_alpn, client_with_alpn, server_with_alpn};
 use crate::config::Config;
-use crate::conn::Side;
+pub use crate::conn::Side;
 use crate::driver::backend::SessionImp;
 use crate::driver::native::{self, NativeSession};
-use crate::error::ConnectionError;
 use crate::session::Session;
+
+pub use super::error::{AcceptError, ConnectError};
 
 pub use super::tls::ALPN;
 
@@ -128,156 +131,72 @@ pub enum ConfigError {
     Bind(#[source] io::Error),
 }
 
-/// Why [`connect_framed`] or [`framed_client`] failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConnectError {
-    /// The endpoint would not start a connection: it has no default client
-    /// config, the server name is invalid, the endpoint is stopping, ...
-    #[error("cannot start a QUIC connection: {0}")]
-    Start(#[source] quinn::ConnectError),
-    /// The QUIC handshake and opening the creditmux stream did not
-    /// complete within the handshake timeout.
-    #[error("connecting timed out after {0:?}")]
-    Timeout(Duration),
-    /// The TLS handshake inside QUIC failed: a certificate was rejected (by
-    /// either side), ALPN did not settle on `creditmux/1`, or another TLS
-    /// error.
-    #[error(transparent)]
-    Tls(#[from] TlsError),
-    /// The QUIC connection failed or was closed before the creditmux
-    /// handshake could start.
-    #[error("QUIC connection failed: {0}")]
-    Connection(#[source] quinn::ConnectionError),
-    /// The creditmux handshake over the QUIC stream failed.
-    #[error("creditmux handshake failed: {0}")]
-    Handshake(#[source] ConnectionError),
+/// Which of the two mappings of creditmux onto QUIC a connection uses.
+/// The two do not interoperate; each has its own ALPN identifier, so a
+/// mismatch fails the TLS handshake with a typed error.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// The creditmux protocol unchanged over one QUIC bidirectional
+    /// stream; ALPN [`ALPN`].
+    Framed,
+    /// Every creditmux stream its own QUIC stream, QUIC flow control as
+    /// the credit (SPEC §18); ALPN [`NATIVE_ALPN`].
+    Native,
 }
 
-/// Why [`accept_framed`] or [`framed_server`] failed. Every variant is
-/// about one connection; the endpoint keeps accepting.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum AcceptError {
-    /// The QUIC handshake or the peer's creditmux stream did not arrive
-    /// within the handshake timeout.
-    #[error("QUIC handshake with {peer} timed out")]
-    Timeout {
-        /// The peer's address.
-        peer: SocketAddr,
-    },
-    /// The TLS handshake inside QUIC failed; see [`TlsError`].
-    #[error("TLS handshake with {peer} failed: {source}")]
-    Tls {
-        /// The peer's address.
-        peer: SocketAddr,
-        /// What went wrong.
-        #[source]
-        source: TlsError,
-    },
-    /// The QUIC connection failed or was closed before the creditmux
-    /// handshake could start.
-    #[error("QUIC connection from {peer} failed: {source}")]
-    Connection {
-        /// The peer's address.
-        peer: SocketAddr,
-        /// What went wrong.
-        #[source]
-        source: quinn::ConnectionError,
-    },
-    /// The creditmux handshake over the QUIC stream failed.
-    #[error("creditmux handshake with {peer} failed: {source}")]
-    Handshake {
-        /// The peer's address.
-        peer: SocketAddr,
-        /// What went wrong.
-        #[source]
-        source: ConnectionError,
-    },
-}
-
-impl AcceptError {
-    /// The peer whose connection failed.
-    pub fn peer(&self) -> SocketAddr {
+impl Mode {
+    /// The ALPN identifier of this mode.
+    pub fn alpn(self) -> &'static [u8] {
         match self {
-            AcceptError::Timeout { peer }
-            | AcceptError::Tls { peer, .. }
-            | AcceptError::Connection { peer, .. }
-            | AcceptError::Handshake { peer, .. } => *peer,
+            Mode::Framed => ALPN,
+            Mode::Native => NATIVE_ALPN,
         }
     }
 }
 
-/// A quinn client config for framed mode from `tls` (with [`ALPN`] put
-/// first), with the transport parameters of [`framed_transport`].
+/// A quinn client config for `mode` from `tls` (with the mode's ALPN put
+/// first), with the transport parameters of [`transport_config`].
 ///
 /// Checks up front what quinn would otherwise only find (and panic on)
 /// when the first connection starts: TLS 1.3 enabled and a QUIC-capable
 /// suite present.
-pub fn client_config(tls: Arc<rustls::ClientConfig>) -> Result<quinn::ClientConfig, ConfigError> {
-    let mut quic = quinn::ClientConfig::new(quic_client_crypto(tls, ALPN)?);
-    quic.transport_config(Arc::new(framed_transport(false)));
+pub fn client_config(
+    tls: Arc<rustls::ClientConfig>,
+    mode: Mode,
+    config: &Config,
+) -> Result<quinn::ClientConfig, ConfigError> {
+    let mut quic = quinn::ClientConfig::new(quic_client_crypto(tls, mode.alpn())?);
+    quic.transport_config(Arc::new(transport_config(mode, Side::Client, config)));
     Ok(quic)
 }
 
-/// A quinn server config for framed mode from `tls` (with [`ALPN`] put
-/// first), with the transport parameters of [`framed_transport`].
+/// A quinn server config for `mode` from `tls` (with the mode's ALPN put
+/// first), with the transport parameters of [`transport_config`].
 ///
 /// Checks up front what quinn would otherwise only find (and panic on)
 /// when the first connection arrives: TLS 1.3 enabled, a QUIC-capable
 /// suite present, and `max_early_data_size` 0 or `u32::MAX`.
-pub fn server_config(tls: Arc<rustls::ServerConfig>) -> Result<quinn::ServerConfig, ConfigError> {
-    let mut quic = quinn::ServerConfig::with_crypto(quic_server_crypto(tls, ALPN)?);
-    quic.transport_config(Arc::new(framed_transport(true)));
-    Ok(quic)
-}
-
-/// QUIC transport parameters for framed mode: the peer may open exactly
-/// the one stream the protocol uses (a bidirectional stream, client to
-/// server) and nothing else, the connection's receive window is that one
-/// stream's (quinn's default, 1.25 MB), and unread datagrams are not
-/// buffered. So a peer cannot make a framed connection hold more than
-/// about one stream window of memory besides the session's own bounds.
-pub fn framed_transport(server: bool) -> quinn::TransportConfig {
-    let mut transport = quinn::TransportConfig::default();
-    transport
-        .max_concurrent_bidi_streams(VarInt::from_u32(u32::from(server)))
-        .max_concurrent_uni_streams(VarInt::from_u32(0))
-        .receive_window(VarInt::from_u32(FRAMED_STREAM_WINDOW))
-        .stream_receive_window(VarInt::from_u32(FRAMED_STREAM_WINDOW))
-        .datagram_receive_buffer_size(None);
-    transport
-}
-
-/// The QUIC stream window of framed mode: quinn's default.
-const FRAMED_STREAM_WINDOW: u32 = 1_250_000;
-
-/// A quinn client config for native mode: `tls` with [`NATIVE_ALPN`] put
-/// first, and the transport parameters of [`native_transport`]`(config)`.
-/// The same checks as [`client_config`].
-pub fn native_client_config(
-    tls: Arc<rustls::ClientConfig>,
-    config: &Config,
-) -> Result<quinn::ClientConfig, ConfigError> {
-    let mut quic = quinn::ClientConfig::new(quic_client_crypto(tls, NATIVE_ALPN)?);
-    quic.transport_config(Arc::new(native_transport(config)));
-    Ok(quic)
-}
-
-/// A quinn server config for native mode: `tls` with [`NATIVE_ALPN`] put
-/// first, and the transport parameters of [`native_transport`]`(config)`.
-/// The same checks as [`server_config`].
-pub fn native_server_config(
+pub fn server_config(
     tls: Arc<rustls::ServerConfig>,
+    mode: Mode,
     config: &Config,
 ) -> Result<quinn::ServerConfig, ConfigError> {
-    let mut quic = quinn::ServerConfig::with_crypto(quic_server_crypto(tls, NATIVE_ALPN)?);
-    quic.transport_config(Arc::new(native_transport(config)));
+    let mut quic = quinn::ServerConfig::with_crypto(quic_server_crypto(tls, mode.alpn())?);
+    quic.transport_config(Arc::new(transport_config(mode, Side::Server, config)));
     Ok(quic)
 }
 
-/// QUIC transport parameters that carry a creditmux [`Config`] in native
-/// mode (SPEC §18.2):
+/// The QUIC transport parameters of `mode` for a connection's `side`.
+///
+/// **Framed**: the peer may open exactly the one stream the protocol uses
+/// (a bidirectional stream, client to server) and nothing else, the
+/// connection's receive window is that one stream's (quinn's default,
+/// 1.25 MB), and unread datagrams are not buffered. So a peer cannot make
+/// a framed connection hold more than about one stream window of memory
+/// besides the session's own bounds. `config` does not enter yet.
+///
+/// **Native**: the parameters carry `config` (SPEC §18.2), the same on
+/// both sides:
 ///
 /// | creditmux | QUIC |
 /// |---|---|
@@ -289,21 +208,37 @@ pub fn native_server_config(
 /// | `keepalive_interval + keepalive_timeout` | idle timeout (none without keepalive) |
 ///
 /// Unread QUIC datagrams are not buffered (creditmux does not use them).
-pub fn native_transport(config: &Config) -> quinn::TransportConfig {
+pub fn transport_config(mode: Mode, side: Side, config: &Config) -> quinn::TransportConfig {
     let mut transport = quinn::TransportConfig::default();
-    transport
-        .stream_receive_window(VarInt::from_u32(config.stream_window()))
-        .receive_window(VarInt::from_u32(config.connection_window()))
-        .send_window(u64::from(config.connection_window()))
-        .max_concurrent_bidi_streams(VarInt::from_u32(config.max_incoming_streams()))
-        .max_concurrent_uni_streams(VarInt::from_u32(1))
-        .datagram_receive_buffer_size(None)
-        .keep_alive_interval(config.keepalive_interval())
-        .max_idle_timeout(config.keepalive_interval().and_then(|interval| {
-            quinn::IdleTimeout::try_from(interval + config.keepalive_timeout()).ok()
-        }));
+    match mode {
+        Mode::Framed => {
+            let server = side == Side::Server;
+            transport
+                .max_concurrent_bidi_streams(VarInt::from_u32(u32::from(server)))
+                .max_concurrent_uni_streams(VarInt::from_u32(0))
+                .receive_window(VarInt::from_u32(FRAMED_STREAM_WINDOW))
+                .stream_receive_window(VarInt::from_u32(FRAMED_STREAM_WINDOW))
+                .datagram_receive_buffer_size(None);
+        }
+        Mode::Native => {
+            transport
+                .stream_receive_window(VarInt::from_u32(config.stream_window()))
+                .receive_window(VarInt::from_u32(config.connection_window()))
+                .send_window(u64::from(config.connection_window()))
+                .max_concurrent_bidi_streams(VarInt::from_u32(config.max_incoming_streams()))
+                .max_concurrent_uni_streams(VarInt::from_u32(1))
+                .datagram_receive_buffer_size(None)
+                .keep_alive_interval(config.keepalive_interval())
+                .max_idle_timeout(config.keepalive_interval().and_then(|interval| {
+                    quinn::IdleTimeout::try_from(interval + config.keepalive_timeout()).ok()
+                }));
+        }
+    }
     transport
 }
+
+/// The QUIC stream window of framed mode: quinn's default.
+const FRAMED_STREAM_WINDOW: u32 = 1_250_000;
 
 fn quic_client_crypto(
     tls: Arc<rustls::ClientConfig>,
@@ -335,68 +270,49 @@ fn quic_server_crypto(
 }
 
 /// A client endpoint bound to `bind` (`0.0.0.0:0` or `[::]:0` for any)
-/// whose default client config comes from `tls`; see [`client_config`].
+/// whose default client config is [`client_config`]`(tls, mode, config)`.
 pub fn client_endpoint(
     bind: SocketAddr,
     tls: Arc<rustls::ClientConfig>,
-) -> Result<Endpoint, ConfigError> {
-    endpoint_with_client(bind, client_config(tls)?)
-}
-
-/// A server endpoint bound to `bind` with a server config from `tls`; see
-/// [`server_config`].
-pub fn server_endpoint(
-    bind: SocketAddr,
-    tls: Arc<rustls::ServerConfig>,
-) -> Result<Endpoint, ConfigError> {
-    Endpoint::server(server_config(tls)?, bind).map_err(ConfigError::Bind)
-}
-
-/// A native-mode client endpoint; see [`native_client_config`].
-pub fn native_client_endpoint(
-    bind: SocketAddr,
-    tls: Arc<rustls::ClientConfig>,
+    mode: Mode,
     config: &Config,
 ) -> Result<Endpoint, ConfigError> {
-    endpoint_with_client(bind, native_client_config(tls, config)?)
-}
-
-/// A native-mode server endpoint; see [`native_server_config`].
-pub fn native_server_endpoint(
-    bind: SocketAddr,
-    tls: Arc<rustls::ServerConfig>,
-    config: &Config,
-) -> Result<Endpoint, ConfigError> {
-    Endpoint::server(native_server_config(tls, config)?, bind).map_err(ConfigError::Bind)
-}
-
-fn endpoint_with_client(
-    bind: SocketAddr,
-    config: quinn::ClientConfig,
-) -> Result<Endpoint, ConfigError> {
+    let quic = client_config(tls, mode, config)?;
     let mut endpoint = Endpoint::client(bind).map_err(ConfigError::Bind)?;
-    endpoint.set_default_client_config(config);
+    endpoint.set_default_client_config(quic);
     Ok(endpoint)
 }
 
-/// Connects to `addr` with the endpoint's default client config, then
-/// runs [`framed_client`] on the connection.
+/// A server endpoint bound to `bind` with the server config
+/// [`server_config`]`(tls, mode, config)`.
+pub fn server_endpoint(
+    bind: SocketAddr,
+    tls: Arc<rustls::ServerConfig>,
+    mode: Mode,
+    config: &Config,
+) -> Result<Endpoint, ConfigError> {
+    Endpoint::server(server_config(tls, mode, config)?, bind).map_err(ConfigError::Bind)
+}
+
+/// Connects to `addr` with the endpoint's default client config (build the
+/// endpoint with [`client_endpoint`] for the same `mode`), then runs
+/// [`client`] on the connection.
 ///
-/// The QUIC handshake and opening the stream are bounded by
-/// [`Config::handshake_timeout`], the creditmux handshake after them by the
-/// same timeout again.
-pub async fn connect_framed(
+/// The QUIC handshake is bounded by [`Config::handshake_timeout`], the
+/// creditmux handshake after it by the same timeout again.
+pub async fn connect(
     endpoint: &Endpoint,
     addr: SocketAddr,
     server_name: &str,
+    mode: Mode,
     config: Config,
 ) -> Result<Session, ConnectError> {
-    let connection = connect(endpoint, addr, server_name, &config).await?;
-    framed_client(connection, config).await
+    let connection = quic_handshake(endpoint, addr, server_name, &config).await?;
+    client(connection, mode, config).await
 }
 
 /// The QUIC handshake of a client, bounded by the handshake timeout.
-async fn connect(
+async fn quic_handshake(
     endpoint: &Endpoint,
     addr: SocketAddr,
     server_name: &str,
@@ -404,7 +320,10 @@ async fn connect(
 ) -> Result<Connection, ConnectError> {
     let connecting = endpoint
         .connect(addr, server_name)
-        .map_err(ConnectError::Start)?;
+        .map_err(|err| match err {
+            quinn::ConnectError::InvalidServerName(name) => ConnectError::InvalidServerName(name),
+            other => ConnectError::Start(other),
+        })?;
     let timeout = config.handshake_timeout();
     tokio::time::timeout(timeout, connecting)
         .await
@@ -415,56 +334,73 @@ async fn connect(
         })
 }
 
-/// Runs creditmux as the client over an established QUIC connection:
-/// checks ALPN, opens one bidirectional stream and runs the client
-/// handshake on it (the preface is its first byte, which is what makes the
-/// stream visible to the server).
+/// Runs creditmux as the client over an established QUIC connection,
+/// after checking that ALPN settled on `mode`'s:
 ///
-/// The session owns the connection from here on and closes it when the
-/// session ends.
-pub async fn framed_client(
+/// - framed: opens one bidirectional stream and runs the client handshake
+///   on it (the preface is its first byte, which is what makes the stream
+///   visible to the server);
+/// - native: opens this side's control stream and waits for the server's
+///   (SPEC §18.3). The connection's flow-control limits are the transport
+///   parameters it was set up with; [`client_config`] sets them from a
+///   [`Config`].
+///
+/// Bounded by [`Config::handshake_timeout`]. The session owns the
+/// connection from here on and closes it when the session ends.
+pub async fn client(
     connection: Connection,
+    mode: Mode,
     config: Config,
 ) -> Result<Session, ConnectError> {
-    check_alpn_or_close(&connection, ALPN)?;
-    let timeout = config.handshake_timeout();
-    let (send, recv) = tokio::time::timeout(timeout, connection.open_bi())
-        .await
-        .map_err(|_| ConnectError::Timeout(timeout))?
-        .map_err(ConnectError::Connection)?;
-    let io = FramedIo::new(connection, send, recv, config.drain_timeout());
-    Session::client(io, config)
-        .await
-        .map_err(ConnectError::Handshake)
+    check_alpn_or_close(&connection, mode.alpn())?;
+    match mode {
+        Mode::Framed => {
+            let timeout = config.handshake_timeout();
+            let (send, recv) = tokio::time::timeout(timeout, connection.open_bi())
+                .await
+                .map_err(|_| ConnectError::Timeout(timeout))?
+                .map_err(ConnectError::Connection)?;
+            let io = FramedIo::new(connection, send, recv, config.drain_timeout());
+            Session::client(io, config)
+                .await
+                .map_err(ConnectError::Handshake)
+        }
+        Mode::Native => native::start(connection, config, Side::Client)
+            .await
+            .map(|shared| Session::from_imp(SessionImp::Native(NativeSession(shared))))
+            .map_err(ConnectError::Handshake),
+    }
 }
 
-/// Waits for the next connection on `endpoint` and runs [`framed_server`]
-/// on it. `Ok(None)` once the endpoint is closed.
+/// Waits for the next connection on `endpoint` (built with
+/// [`server_endpoint`] for the same `mode`) and runs [`server`] on it.
+/// `Ok(None)` once the endpoint is closed.
 ///
-/// The QUIC handshake and the arrival of the client's stream are bounded
-/// by [`Config::handshake_timeout`], the creditmux handshake by the same
-/// timeout again. Everything runs inline, so a slow client delays the next
-/// accept; a server that must not let one client hold up others takes
-/// `endpoint.accept()` itself and runs [`accept_incoming`] for each on its
-/// own task.
-pub async fn accept_framed(
+/// The QUIC handshake is bounded by [`Config::handshake_timeout`], and so
+/// is what [`server`] does after it. Everything runs inline, so a slow
+/// client delays the next accept; a server that must not let one client
+/// hold up others takes `endpoint.accept()` itself and runs
+/// [`accept_incoming`] for each on its own task.
+pub async fn accept(
     endpoint: &Endpoint,
+    mode: Mode,
     config: Config,
 ) -> Result<Option<(Session, SocketAddr)>, AcceptError> {
     let Some(incoming) = endpoint.accept().await else {
         return Ok(None);
     };
     let peer = incoming.remote_address();
-    Ok(Some((accept_incoming(incoming, config).await?, peer)))
+    Ok(Some((accept_incoming(incoming, mode, config).await?, peer)))
 }
 
-/// Completes the QUIC handshake of `incoming`, then runs [`framed_server`].
+/// Completes the QUIC handshake of `incoming`, then runs [`server`].
 pub async fn accept_incoming(
     incoming: quinn::Incoming,
+    mode: Mode,
     config: Config,
 ) -> Result<Session, AcceptError> {
     let connection = handshake_incoming(incoming, &config).await?;
-    framed_server(connection, config).await
+    server(connection, mode, config).await
 }
 
 /// The QUIC handshake of a server, bounded by the handshake timeout.
@@ -487,99 +423,41 @@ async fn handshake_incoming(
         .map_err(failed)
 }
 
-/// Runs creditmux as the server over an established QUIC connection:
-/// checks ALPN, accepts the client's bidirectional stream (bounded by
-/// [`Config::handshake_timeout`]) and runs the server handshake on it.
+/// Runs creditmux as the server over an established QUIC connection,
+/// after checking that ALPN settled on `mode`'s (a connection that fails
+/// the check is closed with the TLS `no_application_protocol` code):
 ///
-/// A connection that fails the ALPN check is closed with the TLS
-/// `no_application_protocol` code. The session owns the connection from
-/// here on and closes it when the session ends.
-pub async fn framed_server(connection: Connection, config: Config) -> Result<Session, AcceptError> {
-    let peer = connection.remote_address();
-    check_alpn_or_close(&connection, ALPN).map_err(|source| AcceptError::Tls { peer, source })?;
-    let (send, recv) = tokio::time::timeout(config.handshake_timeout(), connection.accept_bi())
-        .await
-        .map_err(|_| AcceptError::Timeout { peer })?
-        .map_err(|source| AcceptError::Connection { peer, source })?;
-    let io = FramedIo::new(connection, send, recv, config.drain_timeout());
-    Session::server(io, config)
-        .await
-        .map_err(|source| AcceptError::Handshake { peer, source })
-}
-
-// ----- native mode -----------------------------------------------------------
-
-/// Connects to `addr` with the endpoint's default client config (build the
-/// endpoint with [`native_client_endpoint`], or give it a config from
-/// [`native_client_config`]), then runs [`native_client`].
-pub async fn connect_native(
-    endpoint: &Endpoint,
-    addr: SocketAddr,
-    server_name: &str,
-    config: Config,
-) -> Result<Session, ConnectError> {
-    let connection = connect(endpoint, addr, server_name, &config).await?;
-    native_client(connection, config).await
-}
-
-/// Runs a native-mode session as the client over an established QUIC
-/// connection: checks ALPN ([`NATIVE_ALPN`]), then opens this side's
-/// control stream and waits for the server's (SPEC §18.3), bounded by
-/// [`Config::handshake_timeout`].
+/// - framed: accepts the client's bidirectional stream and runs the server
+///   handshake on it;
+/// - native: exchanges control streams with the client (SPEC §18.3).
 ///
-/// The connection's flow-control limits are the transport parameters it
-/// was set up with; [`native_client_config`] sets them from a [`Config`].
-/// The session owns the connection from here on and closes it when the
-/// session ends.
-pub async fn native_client(
+/// Bounded by [`Config::handshake_timeout`]. The session owns the
+/// connection from here on and closes it when the session ends.
+pub async fn server(
     connection: Connection,
-    config: Config,
-) -> Result<Session, ConnectError> {
-    check_alpn_or_close(&connection, NATIVE_ALPN)?;
-    native::start(connection, config, Side::Client)
-        .await
-        .map(|shared| Session::from_imp(SessionImp::Native(NativeSession(shared))))
-        .map_err(ConnectError::Handshake)
-}
-
-/// Waits for the next connection on `endpoint` (built with
-/// [`native_server_endpoint`]) and runs [`native_server`] on it.
-/// `Ok(None)` once the endpoint is closed. Runs inline like
-/// [`accept_framed`]; [`accept_native_incoming`] is the per-task variant.
-pub async fn accept_native(
-    endpoint: &Endpoint,
-    config: Config,
-) -> Result<Option<(Session, SocketAddr)>, AcceptError> {
-    let Some(incoming) = endpoint.accept().await else {
-        return Ok(None);
-    };
-    let peer = incoming.remote_address();
-    Ok(Some((
-        accept_native_incoming(incoming, config).await?,
-        peer,
-    )))
-}
-
-/// Completes the QUIC handshake of `incoming`, then runs [`native_server`].
-pub async fn accept_native_incoming(
-    incoming: quinn::Incoming,
+    mode: Mode,
     config: Config,
 ) -> Result<Session, AcceptError> {
-    let connection = handshake_incoming(incoming, &config).await?;
-    native_server(connection, config).await
-}
-
-/// Runs a native-mode session as the server over an established QUIC
-/// connection: checks ALPN ([`NATIVE_ALPN`]), then exchanges control
-/// streams with the client, bounded by [`Config::handshake_timeout`].
-pub async fn native_server(connection: Connection, config: Config) -> Result<Session, AcceptError> {
     let peer = connection.remote_address();
-    check_alpn_or_close(&connection, NATIVE_ALPN)
+    check_alpn_or_close(&connection, mode.alpn())
         .map_err(|source| AcceptError::Tls { peer, source })?;
-    native::start(connection, config, Side::Server)
-        .await
-        .map(|shared| Session::from_imp(SessionImp::Native(NativeSession(shared))))
-        .map_err(|source| AcceptError::Handshake { peer, source })
+    match mode {
+        Mode::Framed => {
+            let (send, recv) =
+                tokio::time::timeout(config.handshake_timeout(), connection.accept_bi())
+                    .await
+                    .map_err(|_| AcceptError::Timeout { peer })?
+                    .map_err(|source| AcceptError::Connection { peer, source })?;
+            let io = FramedIo::new(connection, send, recv, config.drain_timeout());
+            Session::server(io, config)
+                .await
+                .map_err(|source| AcceptError::Handshake { peer, source })
+        }
+        Mode::Native => native::start(connection, config, Side::Server)
+            .await
+            .map(|shared| Session::from_imp(SessionImp::Native(NativeSession(shared))))
+            .map_err(|source| AcceptError::Handshake { peer, source }),
+    }
 }
 
 /// The application error code a connection is closed with when ALPN did

@@ -26,62 +26,13 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 
 use crate::config::Config;
-use crate::error::ConnectionError;
 use crate::session::Session;
 
-/// Why [`connect`] failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConnectError {
-    /// Resolving the address or the TCP connect failed (refused,
-    /// unreachable, no address resolved, ...).
-    #[error("cannot connect: {0}")]
-    Connect(#[source] io::Error),
-    /// The TCP connect did not complete within the handshake timeout.
-    #[error("connecting timed out after {0:?}")]
-    Timeout(Duration),
-    /// TCP connected, but the creditmux handshake failed (the peer is not
-    /// a creditmux server, speaks another version, or timed out).
-    #[error("creditmux handshake failed: {0}")]
-    Handshake(#[source] ConnectionError),
-}
-
-/// Why [`Listener::accept`] failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum AcceptError {
-    /// Accepting on the listening socket failed (for example, too many
-    /// open files). Nothing was accepted; the listener may work again
-    /// later.
-    #[error("accept failed: {0}")]
-    Listener(#[source] io::Error),
-    /// A connection from `peer` was accepted, but its creditmux handshake
-    /// failed. The listener is unaffected; call `accept` again.
-    #[error("creditmux handshake with {peer} failed: {source}")]
-    Handshake {
-        /// The peer's address.
-        peer: SocketAddr,
-        /// What went wrong.
-        #[source]
-        source: ConnectionError,
-    },
-}
-
-impl AcceptError {
-    /// The peer whose handshake failed, if the error is about one
-    /// connection rather than the listening socket.
-    pub fn peer(&self) -> Option<SocketAddr> {
-        match self {
-            AcceptError::Listener(_) => None,
-            AcceptError::Handshake { peer, .. } => Some(*peer),
-        }
-    }
-}
+pub use super::error::{AcceptError, ConnectError};
 
 /// Connects to `addr` over TCP, sets `TCP_NODELAY` (creditmux batches its
 /// own writes, so Nagle only adds latency) and runs the client handshake.

@@ -41,7 +41,6 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{AlertDescription, CertificateError, ClientConfig, RootCertStore, ServerConfig};
@@ -49,9 +48,10 @@ use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
 
 use crate::config::Config;
-use crate::error::ConnectionError;
 use crate::session::Session;
 use crate::tcp;
+
+pub use super::error::{AcceptError, ConnectError};
 
 /// The ALPN protocol identifier of creditmux wire protocol version 1.
 pub const ALPN: &[u8] = b"creditmux/1";
@@ -229,100 +229,6 @@ fn classify(err: io::Error) -> HandshakeFailure {
         return HandshakeFailure::Tls(TlsError::from_rustls(*rustls_err));
     }
     HandshakeFailure::Io(err)
-}
-
-/// Why [`connect`] failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConnectError {
-    /// `server_name` is neither a DNS name nor an IP address.
-    #[error("invalid server name {0:?}")]
-    InvalidServerName(String),
-    /// Resolving the address or the TCP connect failed.
-    #[error("cannot connect: {0}")]
-    Connect(#[source] io::Error),
-    /// The TCP connect and TLS handshake did not complete within the
-    /// handshake timeout.
-    #[error("connecting timed out after {0:?}")]
-    Timeout(Duration),
-    /// The connection failed during the TLS handshake (reset, closed by
-    /// the peer, ...).
-    #[error("connection lost during the TLS handshake: {0}")]
-    Io(#[source] io::Error),
-    /// The TLS handshake failed: a certificate was rejected (by either
-    /// side), ALPN did not settle on `creditmux/1`, or another TLS error.
-    #[error(transparent)]
-    Tls(#[from] TlsError),
-    /// TLS was established, but the creditmux handshake failed.
-    #[error("creditmux handshake failed: {0}")]
-    Handshake(#[source] ConnectionError),
-}
-
-/// Why [`Listener::accept`] or [`Incoming::handshake`] failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum AcceptError {
-    /// Accepting on the listening socket failed (for example, too many
-    /// open files). Nothing was accepted; the listener may work again
-    /// later.
-    #[error("accept failed: {0}")]
-    Listener(#[source] io::Error),
-    /// The TLS handshake with `peer` did not complete within the handshake
-    /// timeout.
-    #[error("TLS handshake with {peer} timed out")]
-    Timeout {
-        /// The peer's address.
-        peer: SocketAddr,
-    },
-    /// The connection from `peer` failed during the TLS handshake.
-    #[error("connection from {peer} lost during the TLS handshake: {source}")]
-    Io {
-        /// The peer's address.
-        peer: SocketAddr,
-        /// What went wrong.
-        #[source]
-        source: io::Error,
-    },
-    /// The TLS handshake with `peer` failed: see [`TlsError`].
-    #[error("TLS handshake with {peer} failed: {source}")]
-    Tls {
-        /// The peer's address.
-        peer: SocketAddr,
-        /// What went wrong.
-        #[source]
-        source: TlsError,
-    },
-    /// TLS with `peer` was established, but the creditmux handshake failed.
-    #[error("creditmux handshake with {peer} failed: {source}")]
-    Handshake {
-        /// The peer's address.
-        peer: SocketAddr,
-        /// What went wrong.
-        #[source]
-        source: ConnectionError,
-    },
-}
-
-impl AcceptError {
-    /// The peer whose handshake failed, if the error is about one
-    /// connection rather than the listening socket.
-    pub fn peer(&self) -> Option<SocketAddr> {
-        match self {
-            AcceptError::Listener(_) => None,
-            AcceptError::Timeout { peer }
-            | AcceptError::Io { peer, .. }
-            | AcceptError::Tls { peer, .. }
-            | AcceptError::Handshake { peer, .. } => Some(*peer),
-        }
-    }
-
-    /// The TLS failure, if that is what this is.
-    pub fn tls(&self) -> Option<&TlsError> {
-        match self {
-            AcceptError::Tls { source, .. } => Some(source),
-            _ => None,
-        }
-    }
 }
 
 /// Connects to `addr` over TCP (with `TCP_NODELAY`), runs the TLS

@@ -183,20 +183,37 @@ pub mod quic {
     /// A framed session pair plus both endpoints (kept to wait for idle).
     pub async fn pair() -> (Session, Session, quinn::Endpoint, quinn::Endpoint) {
         let identity = Identity::self_signed();
-        let server_ep =
-            quic::server_endpoint(loopback(), identity.server_config().unwrap()).unwrap();
+        let server_ep = quic::server_endpoint(
+            loopback(),
+            identity.server_config().unwrap(),
+            quic::Mode::Framed,
+            &Config::default(),
+        )
+        .unwrap();
         let addr = server_ep.local_addr().unwrap();
         let accepting = server_ep.clone();
         let server = tokio::spawn(async move {
-            quic::accept_framed(&accepting, Config::default())
+            quic::accept(&accepting, quic::Mode::Framed, Config::default())
                 .await
                 .unwrap()
                 .expect("a connection")
         });
-        let client_ep = quic::client_endpoint(loopback(), identity.client_config()).unwrap();
-        let client = quic::connect_framed(&client_ep, addr, "localhost", Config::default())
-            .await
-            .unwrap();
+        let client_ep = quic::client_endpoint(
+            loopback(),
+            identity.client_config(),
+            quic::Mode::Framed,
+            &Config::default(),
+        )
+        .unwrap();
+        let client = quic::connect(
+            &client_ep,
+            addr,
+            "localhost",
+            quic::Mode::Framed,
+            Config::default(),
+        )
+        .await
+        .unwrap();
         let (server, peer) = server.await.unwrap();
         assert!(peer.ip().is_loopback());
         (client, server, client_ep, server_ep)
@@ -217,21 +234,30 @@ pub mod quic {
         config: Config,
     ) -> (Session, Session, quinn::Endpoint, quinn::Endpoint) {
         let identity = Identity::self_signed();
-        let server_ep =
-            quic::native_server_endpoint(loopback(), identity.server_config().unwrap(), &config)
-                .unwrap();
+        let server_ep = quic::server_endpoint(
+            loopback(),
+            identity.server_config().unwrap(),
+            quic::Mode::Native,
+            &config,
+        )
+        .unwrap();
         let addr = server_ep.local_addr().unwrap();
         let accepting = server_ep.clone();
         let server_config = config.clone();
         let server = tokio::spawn(async move {
-            quic::accept_native(&accepting, server_config)
+            quic::accept(&accepting, quic::Mode::Native, server_config)
                 .await
                 .unwrap()
                 .expect("a connection")
         });
-        let client_ep =
-            quic::native_client_endpoint(loopback(), identity.client_config(), &config).unwrap();
-        let client = quic::connect_native(&client_ep, addr, "localhost", config)
+        let client_ep = quic::client_endpoint(
+            loopback(),
+            identity.client_config(),
+            quic::Mode::Native,
+            &config,
+        )
+        .unwrap();
+        let client = quic::connect(&client_ep, addr, "localhost", quic::Mode::Native, config)
             .await
             .unwrap();
         let (server, peer) = server.await.unwrap();
