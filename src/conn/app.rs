@@ -23,7 +23,7 @@ impl Connection {
             Some(err) => return Err(OpenError::ConnectionLost(err.clone())),
             None => {}
         }
-        let Some(peer) = self.peer else {
+        let Some(peer) = self.handshake.peer else {
             return Ok(None);
         };
         let index = self.next_local_index;
@@ -32,8 +32,8 @@ impl Connection {
         };
         if self.open_send.available() == 0 {
             // SPEC §11: probe the stream-count credit too.
-            if self.open_probe.is_none() {
-                self.open_probe = Some(Probe::start(now, self.config.probe_interval));
+            if self.probes.open.is_none() {
+                self.probes.open = Some(Probe::start(now, self.config.probe_interval));
                 self.stats.zero_window_events += 1;
                 self.arm_probe_timer(now + self.config.probe_interval);
             }
@@ -53,13 +53,13 @@ impl Connection {
 
     /// Takes the next stream the peer opened, if any.
     pub fn accept(&mut self) -> Option<StreamId> {
-        self.accept_queue.pop_front()
+        self.queues.accept.pop_front()
     }
 
     /// True when no more streams will arrive for `accept` (GOAWAY or closed)
     /// and the backlog is empty.
     pub fn accept_finished(&self) -> bool {
-        self.accept_queue.is_empty()
+        self.queues.accept.is_empty()
             && (self.goaways.sent() || self.error.is_some() || self.phase == Phase::Closed)
     }
 
@@ -236,7 +236,7 @@ impl Connection {
             // Leave the connection-credit queue now, so the stream can be
             // forgotten without waiting for connection credit.
             stream.queued = Queued::No;
-            self.conn_blocked_queue.retain(|&queued| queued != id);
+            self.queues.conn_blocked.retain(|&queued| queued != id);
         }
         let discarded = stream.discard_recv();
         let _ = stream.recv_credit.release(discarded);

@@ -71,7 +71,7 @@ impl Connection {
     }
 
     pub(super) fn on_frame(&mut self, now: Instant, frame: Frame) {
-        if self.peer.is_none() && !matches!(frame, Frame::Settings(ref s) if !s.ack) {
+        if self.handshake.peer.is_none() && !matches!(frame, Frame::Settings(ref s) if !s.ack) {
             // SPEC §4: the first frame after the preface MUST be SETTINGS.
             self.protocol_error(
                 ErrorCode::PROTOCOL_ERROR,
@@ -81,18 +81,18 @@ impl Connection {
         }
         match frame {
             Frame::Settings(settings) if settings.ack => {
-                if self.settings_acked || !self.preface_sent {
+                if self.handshake.settings_acked || !self.handshake.preface_sent {
                     self.protocol_error(
                         ErrorCode::PROTOCOL_ERROR,
                         "unexpected SETTINGS acknowledgement",
                     );
                     return;
                 }
-                self.settings_acked = true;
+                self.handshake.settings_acked = true;
                 self.check_established();
             }
             Frame::Settings(settings) => {
-                if self.peer.is_some() {
+                if self.handshake.peer.is_some() {
                     // SPEC §4: settings are fixed for the life of a connection.
                     self.protocol_error(ErrorCode::PROTOCOL_ERROR, "second SETTINGS frame");
                     return;
@@ -107,9 +107,9 @@ impl Connection {
             Frame::WindowUpdate(update) => self.on_window_update(now, update),
             Frame::MaxStreams(max) => {
                 let limit = max.count.min(u64::from(MAX_STREAMS.max));
-                let answers_probe = std::mem::take(&mut self.open_blocked_unanswered);
+                let answers_probe = std::mem::take(&mut self.probes.open_unanswered);
                 if self.open_send.raise(limit) {
-                    self.open_probe = None;
+                    self.probes.open = None;
                     self.conn_event = true;
                 } else if !answers_probe {
                     // SPEC §16.1: only the answer to a BLOCKED STREAMS sent
@@ -138,7 +138,10 @@ impl Connection {
     }
 
     pub(super) fn check_established(&mut self) {
-        if self.phase == Phase::Handshake && self.peer.is_some() && self.settings_acked {
+        if self.phase == Phase::Handshake
+            && self.handshake.peer.is_some()
+            && self.handshake.settings_acked
+        {
             self.phase = Phase::Open;
             self.timers.stop(Timer::Handshake);
             self.conn_event = true;
@@ -240,7 +243,7 @@ impl Connection {
             stream.half_closed_at = None;
             if stream.probe.is_none() {
                 // The stream may still be blocked sending: its probe stays.
-                self.probing.remove(&id);
+                self.probes.watched.remove(&id);
             }
         }
         if completed {
@@ -324,7 +327,7 @@ impl Connection {
         // processed before this side closes.
         let refuse = self.goaways.going_away()
             || self.phase == Phase::Closed
-            || self.accept_queue.len() >= self.config.accept_backlog as usize;
+            || self.queues.accept.len() >= self.config.accept_backlog as usize;
         if refuse {
             // Their bytes still count toward connection credit.
             if let Err(err) = self.conn_recv.receive(n) {
@@ -341,7 +344,7 @@ impl Connection {
             self.queue_stray_reset(id, ErrorCode::REFUSED_STREAM);
             return false;
         }
-        let send_limit = self.peer.map_or(0, |p| p.stream_window);
+        let send_limit = self.handshake.peer.map_or(0, |p| p.stream_window);
         self.streams.insert(
             id,
             Box::new(StreamState::new(
@@ -349,7 +352,7 @@ impl Connection {
                 u64::from(self.config.stream_window),
             )),
         );
-        self.accept_queue.push_back(id);
+        self.queues.accept.push_back(id);
         self.conn_event = true;
         true
     }
@@ -364,27 +367,27 @@ impl Connection {
     }
 
     pub(super) fn queue_stray_reset(&mut self, stream: StreamId, code: ErrorCode) {
-        if self.stray_resets.len() >= self.config.max_stray_control as usize {
+        if self.queues.stray_resets.len() >= self.config.max_stray_control as usize {
             self.protocol_error(
                 ErrorCode::ENHANCE_YOUR_CALM,
                 "too many control frames owed for closed streams",
             );
             return;
         }
-        self.stray_resets.push_back(Reset { stream, code });
+        self.queues.stray_resets.push_back(Reset { stream, code });
     }
 
     pub(super) fn on_window_update(&mut self, now: Instant, update: WindowUpdate) {
         if update.stream.is_connection() {
-            let answers_probe = std::mem::take(&mut self.conn_blocked_unanswered);
+            let answers_probe = std::mem::take(&mut self.probes.conn_unanswered);
             if self.conn_send.raise(update.limit) {
-                if let Some(probe) = self.conn_probe.take() {
+                if let Some(probe) = self.probes.conn.take() {
                     self.stats.blocked_on_connection += now.saturating_duration_since(probe.since);
                 }
-                while let Some(id) = self.conn_blocked_queue.pop_front() {
+                while let Some(id) = self.queues.conn_blocked.pop_front() {
                     if let Some(stream) = self.streams.get_mut(&id) {
                         stream.queued = Queued::Data;
-                        self.data_queue.push_back(id);
+                        self.queues.data.push_back(id);
                     }
                 }
             } else if !answers_probe {
@@ -499,7 +502,7 @@ impl Connection {
         if stream.queued == Queued::ConnBlocked {
             // Not waiting for connection credit any more (SPEC §11.1).
             stream.queued = Queued::No;
-            self.conn_blocked_queue.retain(|&queued| queued != id);
+            self.queues.conn_blocked.retain(|&queued| queued != id);
         }
         self.stop_watching(id);
         self.release_conn_credit(discarded);

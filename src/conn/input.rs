@@ -25,18 +25,18 @@ impl Connection {
         // Bytes of a partial frame left in `buf` by the previous call were
         // counted then (found by fuzz target `session`: they were counted
         // again on every call until the frame completed).
-        let carried = std::mem::take(&mut self.input_carried);
+        let carried = std::mem::take(&mut self.input.carried);
         self.stats.transport_bytes_received += buf.len().saturating_sub(carried) as u64;
         self.touch(now);
-        if !self.preface_received {
+        if !self.handshake.preface_received {
             match decode_preface(buf) {
                 Ok(None) => {
-                    self.input_carried = buf.len();
+                    self.input.carried = buf.len();
                     return;
                 }
                 Ok(Some(_)) => {
                     buf.advance(PREFACE_LEN);
-                    self.preface_received = true;
+                    self.handshake.preface_received = true;
                 }
                 Err(err) => {
                     if let PrefaceError::UnsupportedVersion { .. } = err {
@@ -51,11 +51,12 @@ impl Connection {
         }
         let frames_before = self.stats.frames_received;
         while self.phase != Phase::Closed {
-            match self.decoder.decode_next(buf) {
+            match self.input.decoder.decode_next(buf) {
                 Ok(None) => {
                     self.take_data_part(now, buf);
-                    self.input_carried = buf.len();
-                    let partial = !buf.is_empty() || self.decoder.data_in_progress().is_some();
+                    self.input.carried = buf.len();
+                    let partial =
+                        !buf.is_empty() || self.input.decoder.data_in_progress().is_some();
                     let completed = self.stats.frames_received > frames_before;
                     self.track_partial_frame(now, partial, completed);
                     return;
@@ -66,7 +67,7 @@ impl Connection {
                 }
                 Ok(Some(Decoded::Ignored(_))) => {
                     self.stats.frames_received += 1;
-                    if self.peer.is_none() {
+                    if self.handshake.peer.is_none() {
                         // SPEC §4.1 rule 2, §5.4: an unknown frame type is
                         // no exception to SETTINGS coming first.
                         self.protocol_error(
@@ -93,7 +94,7 @@ impl Connection {
     /// Frames for streams in any other state (including the frame that
     /// opens a stream) stay whole, as before.
     pub(super) fn take_data_part(&mut self, now: Instant, buf: &mut BytesMut) {
-        let Some((id, rest)) = self.decoder.data_in_progress() else {
+        let Some((id, rest)) = self.input.decoder.data_in_progress() else {
             return;
         };
         if buf.is_empty() || !self.streams.get(&id).is_some_and(|s| s.takes_data()) {
@@ -103,7 +104,7 @@ impl Connection {
             buf.clear();
             return;
         }
-        if let Some(part) = self.decoder.take_data_part(buf) {
+        if let Some(part) = self.input.decoder.take_data_part(buf) {
             self.on_data(now, id, false, Payload::Buffered(part.payload));
         }
     }
@@ -114,7 +115,7 @@ impl Connection {
     /// arrives cannot cover a frame sent beyond it. Fails the connection
     /// with FLOW_CONTROL_ERROR otherwise.
     pub(super) fn whole_frame_fits(&mut self, id: StreamId, rest: usize) -> bool {
-        if self.decoder.data_part_taken() {
+        if self.input.decoder.data_part_taken() {
             return true;
         }
         let n = rest as u64;
@@ -147,7 +148,7 @@ impl Connection {
         if self.phase == Phase::Closed || self.error.is_some() {
             return 0;
         }
-        let Some((sid, rest)) = self.decoder.data_in_progress() else {
+        let Some((sid, rest)) = self.input.decoder.data_in_progress() else {
             return 0;
         };
         match self.streams.get(&id) {
@@ -171,7 +172,7 @@ impl Connection {
         if self.phase == Phase::Closed || n == 0 {
             return false;
         }
-        let Some((sid, rest)) = self.decoder.data_in_progress() else {
+        let Some((sid, rest)) = self.input.decoder.data_in_progress() else {
             return false;
         };
         if sid != id || n > rest {
@@ -185,7 +186,7 @@ impl Connection {
         if !self.whole_frame_fits(id, rest) {
             return false;
         }
-        let done = self.decoder.consume_data_payload(n);
+        let done = self.input.decoder.consume_data_payload(n);
         if done.is_some() {
             self.stats.frames_received += 1;
             // The caller had no other input waiting: it ends on a boundary.
@@ -289,10 +290,10 @@ impl Connection {
             return;
         }
         if !partial {
-            self.frame_started = None;
+            self.input.frame_started = None;
             self.timers.stop(Timer::Frame);
-        } else if completed || self.frame_started.is_none() {
-            self.frame_started = Some(now);
+        } else if completed || self.input.frame_started.is_none() {
+            self.input.frame_started = Some(now);
             self.timers.set(Timer::Frame, now + timeout);
         }
     }

@@ -228,11 +228,10 @@ pub struct Connection {
     config: Config,
     phase: Phase,
     error: Option<ConnectionError>,
-    decoder: FrameDecoder,
-    preface_sent: bool,
-    preface_received: bool,
-    peer: Option<PeerSettings>,
-    settings_acked: bool,
+    /// The peer's preface and SETTINGS, and ours.
+    handshake: Handshake,
+    /// What is left of the input between calls.
+    input: InputState,
     /// Boxed: a state is a few hundred bytes, and a table of boxes wastes
     /// only pointers on its free slots (less idle memory per stream).
     streams: HashMap<StreamId, Box<StreamState>>,
@@ -242,39 +241,82 @@ pub struct Connection {
     conn_recv: RecvCredit,
     open_send: SendCredit,
     open_recv: RecvCredit,
-    data_queue: VecDeque<StreamId>,
-    conn_blocked_queue: VecDeque<StreamId>,
-    control_queue: VecDeque<StreamId>,
-    wake_queue: VecDeque<StreamId>,
-    accept_queue: VecDeque<StreamId>,
-    stray_resets: VecDeque<Reset>,
+    /// The scheduler's queues (streams with something to do).
+    queues: Queues,
     conn_event: bool,
     owed: Owed,
     pinger: Pinger,
-    blocked_budget: SendBudget,
-    /// A BLOCKED for the connection credit / stream-count credit went out
-    /// and no WINDOW_UPDATE(0) / MAX_STREAMS came since: the next one may
-    /// be its answer, which is not a flood (SPEC §16.1).
-    conn_blocked_unanswered: bool,
-    open_blocked_unanswered: bool,
+    /// Zero-window probes and half-close deadlines (SPEC §11, §12.4).
+    probes: Probes,
     goaways: Goaways,
     timers: TimerTable,
-    conn_probe: Option<Probe>,
-    open_probe: Option<Probe>,
-    /// Streams with a running stream-credit probe or half-close deadline.
-    probing: HashMap<StreamId, ()>,
     flood: FloodCounters,
     stats: ConnectionStats,
     closed_streams_blocked: Duration,
-    /// Bytes of a partial frame `handle_input` left in the caller's buffer,
-    /// already counted in `transport_bytes_received`.
-    input_carried: usize,
-    /// When the first byte of the frame still incomplete arrived (SPEC
-    /// §12.2: a frame must complete within the frame timeout).
-    frame_started: Option<Instant>,
     /// The latest time passed in by the driver; application commands,
     /// which take no time, start probes from it.
     now: Instant,
+}
+
+/// The handshake (SPEC §6): prefaces and SETTINGS both ways.
+#[derive(Debug, Default)]
+struct Handshake {
+    preface_sent: bool,
+    preface_received: bool,
+    /// The peer's settings, once its SETTINGS arrived.
+    peer: Option<PeerSettings>,
+    /// The peer acknowledged our SETTINGS.
+    settings_acked: bool,
+}
+
+/// Input state kept between `handle_input` calls.
+#[derive(Debug)]
+struct InputState {
+    decoder: FrameDecoder,
+    /// Bytes of a partial frame `handle_input` left in the caller's buffer,
+    /// already counted in `transport_bytes_received`.
+    carried: usize,
+    /// When the first byte of the frame still incomplete arrived (SPEC
+    /// §12.2: a frame must complete within the frame timeout).
+    frame_started: Option<Instant>,
+}
+
+/// The scheduler's queues of stream ids. A stream is in each at most once
+/// (its `queued` / `in_*_queue` flags), so each is bounded by the streams.
+#[derive(Debug, Default)]
+struct Queues {
+    /// Streams with DATA and credit to send it, in turn order.
+    data: VecDeque<StreamId>,
+    /// Streams with DATA and stream credit, waiting for connection credit.
+    conn_blocked: VecDeque<StreamId>,
+    /// Streams owing a control frame (WINDOW_UPDATE, BLOCKED, RESET).
+    control: VecDeque<StreamId>,
+    /// Streams whose application should be woken.
+    wake: VecDeque<StreamId>,
+    /// Streams the peer opened, not yet accepted.
+    accept: VecDeque<StreamId>,
+    /// RESETs for streams that no longer exist (bounded by
+    /// `max_stray_control`).
+    stray_resets: VecDeque<Reset>,
+}
+
+/// The zero-window probes of the three scopes (SPEC §11) and the
+/// half-close watch (§12.4).
+#[derive(Debug, Default)]
+struct Probes {
+    /// The connection credit's probe, while a stream waits on it.
+    conn: Option<Probe>,
+    /// The stream-count credit's probe, while an `open` waits on it.
+    open: Option<Probe>,
+    /// Streams with a running stream-credit probe or half-close deadline.
+    watched: HashMap<StreamId, ()>,
+    /// The sender's BLOCKED budget (50 in any second, §11.2).
+    budget: SendBudget,
+    /// A BLOCKED for the connection credit / stream-count credit went out
+    /// and no WINDOW_UPDATE(0) / MAX_STREAMS came since: the next one may
+    /// be its answer, which is not a flood (SPEC §16.1).
+    conn_unanswered: bool,
+    open_unanswered: bool,
 }
 
 impl Connection {
@@ -287,11 +329,12 @@ impl Connection {
             side,
             phase: Phase::Handshake,
             error: None,
-            decoder: FrameDecoder::new(config.max_frame_payload),
-            preface_sent: false,
-            preface_received: false,
-            peer: None,
-            settings_acked: false,
+            handshake: Handshake::default(),
+            input: InputState {
+                decoder: FrameDecoder::new(config.max_frame_payload),
+                carried: 0,
+                frame_started: None,
+            },
             streams: HashMap::new(),
             next_local_index: 0,
             next_peer_index: 0,
@@ -299,28 +342,16 @@ impl Connection {
             conn_recv: RecvCredit::new(u64::from(config.connection_window)),
             open_send: SendCredit::new(0),
             open_recv: RecvCredit::new(u64::from(config.max_incoming_streams)),
-            data_queue: VecDeque::new(),
-            conn_blocked_queue: VecDeque::new(),
-            control_queue: VecDeque::new(),
-            wake_queue: VecDeque::new(),
-            accept_queue: VecDeque::new(),
-            stray_resets: VecDeque::new(),
+            queues: Queues::default(),
             conn_event: false,
             owed: Owed::default(),
             pinger: Pinger::default(),
-            blocked_budget: SendBudget::default(),
-            conn_blocked_unanswered: false,
-            open_blocked_unanswered: false,
+            probes: Probes::default(),
             goaways: Goaways::default(),
             timers,
-            conn_probe: None,
-            open_probe: None,
-            probing: HashMap::new(),
             flood: FloodCounters::new(config.flood),
             stats: ConnectionStats::default(),
             closed_streams_blocked: Duration::ZERO,
-            input_carried: 0,
-            frame_started: None,
             now,
             config,
         }
@@ -341,7 +372,7 @@ impl Connection {
     /// True once both SETTINGS were exchanged and acknowledged.
     pub fn is_established(&self) -> bool {
         matches!(self.phase, Phase::Open | Phase::Draining)
-            || (self.peer.is_some() && self.settings_acked)
+            || (self.handshake.peer.is_some() && self.handshake.settings_acked)
     }
 
     /// Why the connection ended, once it has.
@@ -368,9 +399,10 @@ impl Connection {
         stats.recv_window = self.conn_recv.limit() - self.conn_recv.received();
         stats.recv_buffered = self.conn_recv.buffered();
         stats.open_streams = self.streams.len() as u64;
-        stats.accept_backlog = self.accept_queue.len() as u64;
-        stats.data_queue_depth = (self.data_queue.len() + self.conn_blocked_queue.len()) as u64;
-        stats.control_queue_depth = (self.control_queue.len() + self.stray_resets.len()) as u64;
+        stats.accept_backlog = self.queues.accept.len() as u64;
+        stats.data_queue_depth = (self.queues.data.len() + self.queues.conn_blocked.len()) as u64;
+        stats.control_queue_depth =
+            (self.queues.control.len() + self.queues.stray_resets.len()) as u64;
         stats.blocked_on_streams = self.closed_streams_blocked
             + self
                 .streams
@@ -417,9 +449,9 @@ impl Connection {
             // failure, or after it by reads and releases) never go out;
             // counting them kept the driver from shutting the transport
             // down, spinning instead (found by fuzz target `session`).
-            return !self.preface_sent || owed.settings_ack || owed.goaway.is_some();
+            return !self.handshake.preface_sent || owed.settings_ack || owed.goaway.is_some();
         }
-        !self.preface_sent
+        !self.handshake.preface_sent
             || owed.settings_ack
             || owed.window_update
             || owed.max_streams
@@ -427,9 +459,9 @@ impl Connection {
             || owed.blocked_connection
             || owed.blocked_streams
             || owed.goaway.is_some()
-            || !self.stray_resets.is_empty()
-            || !self.control_queue.is_empty()
-            || (!self.data_queue.is_empty() && self.phase != Phase::Closed)
+            || !self.queues.stray_resets.is_empty()
+            || !self.queues.control.is_empty()
+            || (!self.queues.data.is_empty() && self.phase != Phase::Closed)
     }
 
     /// The latest PING round-trip time.
@@ -452,7 +484,7 @@ impl Connection {
 
     /// The next thing that changed, for the driver to wake waiters.
     pub fn poll_event(&mut self) -> Option<Event> {
-        if let Some(id) = self.wake_queue.pop_front() {
+        if let Some(id) = self.queues.wake.pop_front() {
             if let Some(stream) = self.streams.get_mut(&id) {
                 stream.in_wake_queue = false;
             }
@@ -476,7 +508,7 @@ impl Connection {
             && !stream.in_wake_queue
         {
             stream.in_wake_queue = true;
-            self.wake_queue.push_back(id);
+            self.queues.wake.push_back(id);
         }
     }
 
@@ -485,7 +517,7 @@ impl Connection {
             && !stream.in_control_queue
         {
             stream.in_control_queue = true;
-            self.control_queue.push_back(id);
+            self.queues.control.push_back(id);
         }
     }
 
@@ -495,7 +527,7 @@ impl Connection {
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
-        if stream.queued != Queued::No || !stream.wants_to_send() || self.peer.is_none() {
+        if stream.queued != Queued::No || !stream.wants_to_send() || self.handshake.peer.is_none() {
             return;
         }
         let needs_credit = stream.send_buffered > 0;
@@ -507,13 +539,13 @@ impl Connection {
         }
         if needs_credit && conn_available == 0 && !stream.needs_open {
             stream.queued = Queued::ConnBlocked;
-            self.conn_blocked_queue.push_back(id);
+            self.queues.conn_blocked.push_back(id);
             // SPEC §11.1: blocked on the connection credit, so it is probed.
             let now = self.now;
             self.start_connection_probe(now);
         } else {
             stream.queued = Queued::Data;
-            self.data_queue.push_back(id);
+            self.queues.data.push_back(id);
         }
     }
 
@@ -538,7 +570,7 @@ impl Connection {
 
     /// Stops a stream's probe and half-close watch (the stream ended).
     fn stop_watching(&mut self, id: StreamId) {
-        self.probing.remove(&id);
+        self.probes.watched.remove(&id);
         if let Some(stream) = self.streams.get_mut(&id) {
             stream.probe = None;
             stream.half_closed_at = None;
@@ -563,7 +595,7 @@ impl Connection {
             return;
         };
         self.closed_streams_blocked += Duration::from_nanos(stream.stats.blocked_on_stream_ns);
-        self.probing.remove(&id);
+        self.probes.watched.remove(&id);
         if !self.side.owns(id) {
             // SPEC §9.6: a closed peer stream returns stream-count credit.
             self.release_stream_credit(1);
@@ -585,7 +617,7 @@ impl Connection {
         use crate::frame::{
             CONNECTION_WINDOW, INITIAL_STREAM_WINDOW, MAX_FRAME_PAYLOAD, MAX_STREAMS,
         };
-        self.peer = Some(PeerSettings {
+        self.handshake.peer = Some(PeerSettings {
             stream_window: u64::from(values.get(INITIAL_STREAM_WINDOW)),
             max_frame_payload: values.get(MAX_FRAME_PAYLOAD) as usize,
         });

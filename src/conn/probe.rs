@@ -15,8 +15,8 @@ impl Connection {
         let interval_cap = self.config.probe_max;
         let mut next: Option<Instant> = None;
         let mut earliest = |at: Instant| next = Some(next.map_or(at, |n: Instant| n.min(at)));
-        if self.conn_blocked_queue.is_empty()
-            && let Some(probe) = self.conn_probe.take()
+        if self.queues.conn_blocked.is_empty()
+            && let Some(probe) = self.probes.conn.take()
         {
             // SPEC §11.1: blocked on the connection only while a stream
             // waits for its credit; the ones that did were reset since.
@@ -25,29 +25,29 @@ impl Connection {
         // SPEC §11.2: at most 50 BLOCKED in any 1 s; probes beyond that
         // wait for the budget. The connection and stream-count probes go
         // first: every stream waits on them.
-        if let Some(probe) = &mut self.conn_probe {
-            if probe.next_at <= now && self.blocked_budget.try_take(now) {
+        if let Some(probe) = &mut self.probes.conn {
+            if probe.next_at <= now && self.probes.budget.try_take(now) {
                 self.owed.blocked_connection = true;
                 self.stats.probes_sent += 1;
                 probe.backoff(now, interval_cap);
             }
-            earliest(probe.next_at.max(self.blocked_budget.available_at(now)));
+            earliest(probe.next_at.max(self.probes.budget.available_at(now)));
         }
-        if let Some(probe) = &mut self.open_probe {
-            if probe.next_at <= now && self.blocked_budget.try_take(now) {
+        if let Some(probe) = &mut self.probes.open {
+            if probe.next_at <= now && self.probes.budget.try_take(now) {
                 self.owed.blocked_streams = true;
                 self.stats.probes_sent += 1;
                 probe.backoff(now, interval_cap);
             }
-            earliest(probe.next_at.max(self.blocked_budget.available_at(now)));
+            earliest(probe.next_at.max(self.probes.budget.available_at(now)));
         }
-        let ids: Vec<StreamId> = self.probing.keys().copied().collect();
+        let ids: Vec<StreamId> = self.probes.watched.keys().copied().collect();
         let half_close = self.config.half_close_timeout;
         let mut due: Vec<(Instant, StreamId)> = Vec::new();
         let mut expired: Vec<StreamId> = Vec::new();
         for id in ids {
             let Some(stream) = self.streams.get_mut(&id) else {
-                self.probing.remove(&id);
+                self.probes.watched.remove(&id);
                 continue;
             };
             let mut watched = false;
@@ -68,7 +68,7 @@ impl Connection {
                 }
             }
             if !watched {
-                self.probing.remove(&id);
+                self.probes.watched.remove(&id);
             }
         }
         for id in expired {
@@ -88,8 +88,8 @@ impl Connection {
             let Some(probe) = &mut stream.probe else {
                 continue;
             };
-            if !self.blocked_budget.try_take(now) {
-                earliest(self.blocked_budget.available_at(now));
+            if !self.probes.budget.try_take(now) {
+                earliest(self.probes.budget.available_at(now));
                 break;
             }
             probe.backoff(now, interval_cap);
@@ -113,7 +113,7 @@ impl Connection {
             stream.probe = Some(Box::new(Probe::start(now, interval)));
             stream.stats.zero_window_events = stream.stats.zero_window_events.saturating_add(1);
             self.stats.zero_window_events += 1;
-            self.probing.insert(id, ());
+            self.probes.watched.insert(id, ());
             self.arm_probe_timer(now + interval);
         }
     }
@@ -131,15 +131,15 @@ impl Connection {
                 .blocked_on_stream_ns
                 .saturating_add(u64::try_from(blocked.as_nanos()).unwrap_or(u64::MAX));
             if stream.half_closed_at.is_none() {
-                self.probing.remove(&id);
+                self.probes.watched.remove(&id);
             }
         }
     }
 
     /// Starts the probe of the connection credit.
     pub(super) fn start_connection_probe(&mut self, now: Instant) {
-        if self.conn_probe.is_none() {
-            self.conn_probe = Some(Probe::start(now, self.config.probe_interval));
+        if self.probes.conn.is_none() {
+            self.probes.conn = Some(Probe::start(now, self.config.probe_interval));
             self.stats.zero_window_events += 1;
             self.arm_probe_timer(now + self.config.probe_interval);
         }
@@ -154,7 +154,7 @@ impl Connection {
             && !stream.recv_done()
         {
             stream.half_closed_at = Some(now);
-            self.probing.insert(id, ());
+            self.probes.watched.insert(id, ());
             self.arm_probe_timer(now + timeout);
         }
     }

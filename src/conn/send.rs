@@ -32,8 +32,8 @@ impl Connection {
         // The transport offset of `out`'s first byte: everything in it was
         // counted as sent when it was emitted.
         let base = self.stats.transport_bytes_sent - start as u64;
-        if !self.preface_sent {
-            self.preface_sent = true;
+        if !self.handshake.preface_sent {
+            self.handshake.preface_sent = true;
             out.put_slice(&encode_preface());
             let values = SettingsValues {
                 initial_stream_window: Some(self.config.stream_window),
@@ -44,7 +44,7 @@ impl Connection {
             self.put_frame(out, &Frame::Settings(Settings { ack: false, values }));
         }
         self.write_control(now, out);
-        if self.phase != Phase::Closed && self.peer.is_some() {
+        if self.phase != Phase::Closed && self.handshake.peer.is_some() {
             self.write_data(now, out, max_bytes, base);
         }
         self.stats.transport_bytes_sent += (out.len() - start) as u64;
@@ -127,7 +127,7 @@ impl Connection {
             self.put_frame(out, &Frame::MaxStreams(MaxStreams { count }));
         }
         if std::mem::take(&mut self.owed.blocked_connection) {
-            self.conn_blocked_unanswered = true;
+            self.probes.conn_unanswered = true;
             let limit = self.conn_send.limit();
             self.put_frame(
                 out,
@@ -138,7 +138,7 @@ impl Connection {
             );
         }
         if std::mem::take(&mut self.owed.blocked_streams) {
-            self.open_blocked_unanswered = true;
+            self.probes.open_unanswered = true;
             let limit = self.open_send.limit();
             self.put_frame(
                 out,
@@ -148,10 +148,10 @@ impl Connection {
                 }),
             );
         }
-        while let Some(reset) = self.stray_resets.pop_front() {
+        while let Some(reset) = self.queues.stray_resets.pop_front() {
             self.put_frame(out, &Frame::Reset(reset));
         }
-        while let Some(id) = self.control_queue.pop_front() {
+        while let Some(id) = self.queues.control.pop_front() {
             let Some(stream) = self.streams.get_mut(&id) else {
                 continue;
             };
@@ -188,7 +188,7 @@ impl Connection {
         let max_frame = self.peer_max_frame_payload().min(QUEUED_FRAME_MAX);
         let send_buffer = self.config.send_buffer as usize;
         while out.len() < max_bytes {
-            let Some(id) = self.data_queue.pop_front() else {
+            let Some(id) = self.queues.data.pop_front() else {
                 break;
             };
             let conn_available = self.conn_send.available();
@@ -225,7 +225,7 @@ impl Connection {
                     self.start_stream_probe(now, id);
                 } else {
                     stream.queued = Queued::ConnBlocked;
-                    self.conn_blocked_queue.push_back(id);
+                    self.queues.conn_blocked.push_back(id);
                     self.start_connection_probe(now);
                 }
                 continue;
@@ -293,7 +293,7 @@ impl Connection {
     /// its bytes stay in order; and within the stream's and the
     /// connection's credit.
     pub fn direct_allowance(&self, id: StreamId) -> usize {
-        if self.wants_transmit() || !self.conn_blocked_queue.is_empty() {
+        if self.wants_transmit() || !self.queues.conn_blocked.is_empty() {
             return 0;
         }
         let Some(stream) = self.direct_sender(id) else {
@@ -342,7 +342,7 @@ impl Connection {
     /// is announced, not finished or reset, with nothing buffered ahead.
     fn direct_sender(&self, id: StreamId) -> Option<&StreamState> {
         if !matches!(self.phase, Phase::Open | Phase::Draining)
-            || self.peer.is_none()
+            || self.handshake.peer.is_none()
             || self.error.is_some()
         {
             return None;
@@ -357,7 +357,7 @@ impl Connection {
 
     /// The largest DATA payload the peer accepts in one frame.
     pub fn peer_max_frame_payload(&self) -> usize {
-        self.peer.map_or(0, |p| p.max_frame_payload)
+        self.handshake.peer.map_or(0, |p| p.max_frame_payload)
     }
 
     /// Accounts for `frames` DATA frames (no FIN) carrying `bytes` of stream

@@ -43,7 +43,7 @@ impl Connection {
         self.conn_event = true;
         // SPEC §13.2: open() fails from now on; nothing waits for
         // stream-count credit, so nothing probes for it.
-        self.open_probe = None;
+        self.probes.open = None;
         // SPEC §13.1: streams this side opened above `last` were not
         // processed, in a graceful or an error GOAWAY alike: they fail with
         // REFUSED_STREAM and may be retried on a new connection.
@@ -82,7 +82,7 @@ impl Connection {
             return;
         }
         self.send_goaway(code, debug);
-        if code == ErrorCode::NO_ERROR && self.preface_received {
+        if code == ErrorCode::NO_ERROR && self.handshake.preface_received {
             self.phase = Phase::Draining;
             self.timers
                 .set(Timer::Drain, now + self.config.drain_timeout);
@@ -108,7 +108,7 @@ impl Connection {
         // SPEC §5.2, §4.2: the frame fits the peer's MAX_FRAME_PAYLOAD, or
         // 1024 bytes before its SETTINGS; receivers keep at most 1024 bytes
         // of debug data anyway (§6.8).
-        let max_payload = self.peer.map_or(1024, |p| p.max_frame_payload);
+        let max_payload = self.handshake.peer.map_or(1024, |p| p.max_frame_payload);
         let max_debug = max_payload.saturating_sub(8).min(1024);
         let debug = &debug[..debug.len().min(max_debug)];
         self.owed.goaway = Some(GoAway {
@@ -122,7 +122,7 @@ impl Connection {
     /// Streams in the accept backlog when this side stops accepting are
     /// refused: the peer may retry them elsewhere.
     pub(super) fn refuse_backlog(&mut self) {
-        while let Some(id) = self.accept_queue.pop_front() {
+        while let Some(id) = self.queues.accept.pop_front() {
             if let Some(stream) = self.streams.get_mut(&id) {
                 stream.released = true;
             }
@@ -139,9 +139,9 @@ impl Connection {
         if self.phase != Phase::Draining {
             return;
         }
-        let drained = self.control_queue.is_empty()
-            && self.stray_resets.is_empty()
-            && self.data_queue.is_empty()
+        let drained = self.queues.control.is_empty()
+            && self.queues.stray_resets.is_empty()
+            && self.queues.data.is_empty()
             && self
                 .streams
                 .values()
@@ -181,10 +181,10 @@ impl Connection {
         ] {
             self.timers.stop(timer);
         }
-        self.data_queue.clear();
-        self.conn_blocked_queue.clear();
-        self.control_queue.clear();
-        self.stray_resets.clear();
+        self.queues.data.clear();
+        self.queues.conn_blocked.clear();
+        self.queues.control.clear();
+        self.queues.stray_resets.clear();
         let ids: Vec<StreamId> = self.streams.keys().copied().collect();
         for id in ids {
             if let Some(stream) = self.streams.get_mut(&id) {
