@@ -34,26 +34,47 @@ use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
 enum PeerFrame {
-    Ping { ack: bool, echo: bool, payload: [u8; 8] },
-    GoAway { last: u16, code: u32, debug_len: u8 },
+    Ping {
+        ack: bool,
+        echo: bool,
+        payload: [u8; 8],
+    },
+    GoAway {
+        last: u16,
+        code: u32,
+        debug_len: u8,
+    },
     /// A frame type other than PING and GOAWAY (forbidden here), or unknown.
-    Other { kind: u8, len: u8 },
+    Other {
+        kind: u8,
+        len: u8,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
 enum Op {
     /// The peer's preface (or a broken one), then frames, all split after
     /// `hold` bytes of the whole.
-    Peer { frames: Vec<PeerFrame>, hold: u8 },
+    Peer {
+        frames: Vec<PeerFrame>,
+        hold: u8,
+    },
     Garbage(Vec<u8>),
-    ControlEnd { reset: bool },
+    ControlEnd {
+        reset: bool,
+    },
     Accepted(u16),
     PeerReset,
     LateStream,
     OpenStreams(u8),
-    TransportEnd { code: Option<u32>, timed_out: bool },
+    TransportEnd {
+        code: Option<u32>,
+        timed_out: bool,
+    },
     Ping,
-    Close { code: u32 },
+    Close {
+        code: u32,
+    },
     AdvanceMillis(u16),
     AdvanceSecs(u8),
     ToTimeout,
@@ -108,7 +129,11 @@ impl Harness {
         if self.preface_left > 0 {
             let n = self.preface_left.min(bytes.len());
             let start = PREFACE_LEN - self.preface_left;
-            assert_eq!(bytes[..n], encode_preface()[start..start + n], "not the preface");
+            assert_eq!(
+                bytes[..n],
+                encode_preface()[start..start + n],
+                "not the preface"
+            );
             self.preface_left -= n;
             bytes = &bytes[n..];
         }
@@ -183,7 +208,11 @@ impl Harness {
 fuzz_target!(|input: Input| {
     static BASE: OnceLock<Instant> = OnceLock::new();
     let now = *BASE.get_or_init(Instant::now);
-    let side = if input.server { Side::Server } else { Side::Client };
+    let side = if input.server {
+        Side::Server
+    } else {
+        Side::Client
+    };
     let mut h = Harness {
         plane: ControlPlane::new(side, config().clone(), now),
         now,
@@ -222,7 +251,11 @@ fuzz_target!(|input: Input| {
                             }
                             Frame::Ping(Ping { ack, payload })
                         }
-                        PeerFrame::GoAway { last, code, debug_len } => {
+                        PeerFrame::GoAway {
+                            last,
+                            code,
+                            debug_len,
+                        } => {
                             h.peer_goaway = true;
                             Frame::GoAway(GoAway {
                                 last_stream: StreamId::new(u32::from(last))

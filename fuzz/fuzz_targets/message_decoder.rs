@@ -114,7 +114,8 @@ fuzz_target!(|input: &[u8]| {
         // the round trip, and the re-encoding can be no longer than what
         // arrived, so it still fits the limit.
         assert!(wire.len() <= end - start, "re-encoding of {msg:?} grew");
-        let again = message::decode::<Msg>(&wire[PREFIX_LEN..]).expect("a re-encoded message decodes");
+        let again =
+            message::decode::<Msg>(&wire[PREFIX_LEN..]).expect("a re-encoded message decodes");
         assert_eq!(&again, msg);
         assert!(wire.len() - PREFIX_LEN <= config.max_message_size as usize);
         start = *end;

@@ -12,7 +12,9 @@
 //!   garbage bytes, or end of input;
 //! - application calls on the streams the application holds (accepted or
 //!   opened): accept, open, write, write_bytes, finish, read, reset, release,
-//!   stop_reading, ping, close; an odd-sized read that finds nothing
+//!   stop_reading, ping, close; a direct write as the driver does it
+//!   (through the core's `cfg(fuzzing)` door: reserve, write whole
+//!   frames, give back what the transport did not take); an odd-sized read that finds nothing
 //!   buffered takes the rest of a DATA payload in progress straight from the
 //!   undelivered input (`direct_payload`, `commit_direct_payload`);
 //! - virtual time advancing, then `handle_timeout`;
@@ -610,6 +612,47 @@ impl Harness {
         }
     }
 
+    /// `Op::DirectWrite`: what `driver/direct.rs` does, through the
+    /// `cfg(fuzzing)` door of the core.
+    fn direct_write(&mut self, h: u8, len: u16, taken: u8) {
+        let Some(i) = self.held(h) else { return };
+        let id = self.handles[i].id;
+        let len = usize::from(len) % (2 * SEND_BUFFER as usize + 1);
+        if len == 0 {
+            return;
+        }
+        let allowance = self.conn.fuzz_direct_allowance(id).min(len);
+        if allowance == 0 {
+            let _ = self.conn.fuzz_wait_for_credit(id, len);
+            return;
+        }
+        assert!(
+            !self.conn.wants_transmit(),
+            "a direct write was allowed while the core had something to send"
+        );
+        let off = self.written.get(&id).copied().unwrap_or(0);
+        let data = pattern_bytes(id, false, off, allowance);
+        let max_frame = self.conn.peer_max_frame_payload().max(1);
+        let frames: Vec<&[u8]> = data.chunks(max_frame).collect();
+        self.conn.fuzz_commit_direct(id, allowance, frames.len());
+        let k = usize::from(taken) % (frames.len() + 1);
+        let sent: usize = frames[..k].iter().map(|p| p.len()).sum();
+        self.conn
+            .fuzz_rollback_direct(id, allowance - sent, frames.len() - k);
+        let mut out = BytesMut::new();
+        for payload in &frames[..k] {
+            Frame::Data(Data {
+                stream: id,
+                fin: false,
+                payload: Bytes::copy_from_slice(payload),
+            })
+            .encode(&mut out);
+        }
+        *self.written.entry(id).or_insert(0) += sent as u64;
+        self.ended_before_transmit = self.conn.error().is_some();
+        self.on_output(&out);
+    }
+
     fn apply(&mut self, op: Op) {
         match op {
             Op::Peer { frame, hold } => {
@@ -701,6 +744,7 @@ impl Harness {
                 self.transmit(usize::from(max));
                 self.drain_events();
             }
+            Op::DirectWrite { h, len, taken } => self.direct_write(h, len, taken),
             Op::TransmitAll { max } => {
                 let max = usize::from(max).max(1);
                 let mut rounds = 0u32;

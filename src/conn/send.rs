@@ -292,7 +292,7 @@ impl Connection {
     /// stream's turn (SPEC §10.2); when the stream has nothing buffered, so
     /// its bytes stay in order; and within the stream's and the
     /// connection's credit.
-    pub fn direct_allowance(&self, id: StreamId) -> usize {
+    pub(crate) fn direct_allowance(&self, id: StreamId) -> usize {
         if self.wants_transmit() || !self.queues.conn_blocked.is_empty() {
             return 0;
         }
@@ -319,7 +319,7 @@ impl Connection {
     /// directly from the caller's buffer, where copying it ahead of the
     /// credit would cost a copy of every byte. Small writes are still
     /// buffered, where they coalesce into full frames.
-    pub fn wait_for_credit(&mut self, id: StreamId, len: usize) -> bool {
+    pub(crate) fn wait_for_credit(&mut self, id: StreamId, len: usize) -> bool {
         let full_frame = self.peer_max_frame_payload().min(QUEUED_FRAME_MAX);
         if len < full_frame
             || self
@@ -373,7 +373,7 @@ impl Connection {
     /// [`rollback_direct`](Connection::rollback_direct). The connection
     /// credit is counted even if the stream is gone by then: the peer
     /// counts every DATA byte it receives (SPEC §9.3).
-    pub fn commit_direct(&mut self, id: StreamId, bytes: usize, frames: usize) {
+    pub(crate) fn commit_direct(&mut self, id: StreamId, bytes: usize, frames: usize) {
         let n = bytes as u64;
         self.count_data_sent(n, frames as u64);
         self.stats.transport_bytes_sent += n + (frames * HEADER_LEN) as u64;
@@ -389,7 +389,7 @@ impl Connection {
     /// goes out before anything else).
     ///
     /// [`commit_direct`]: Connection::commit_direct
-    pub fn rollback_direct(&mut self, id: StreamId, bytes: usize, frames: usize) {
+    pub(crate) fn rollback_direct(&mut self, id: StreamId, bytes: usize, frames: usize) {
         if bytes == 0 && frames == 0 {
             return;
         }
@@ -410,5 +410,37 @@ impl Connection {
         self.conn_send.consume(n);
         self.stats.data_bytes_sent += n;
         self.stats.frames_sent += frames;
+    }
+}
+
+/// The driver's direct-write hooks, reachable from fuzz targets (built with
+/// `--cfg fuzzing`, as cargo-fuzz does) and from nothing else: the tokio
+/// driver is their only caller, and their call order is its contract
+/// (`driver/direct.rs`): [`direct_allowance`](Connection::direct_allowance),
+/// then [`commit_direct`](Connection::commit_direct) for the frames about
+/// to be written, then [`rollback_direct`](Connection::rollback_direct) for
+/// the whole frames the transport did not take; or
+/// [`wait_for_credit`](Connection::wait_for_credit) for a large write that
+/// found no credit.
+#[cfg(fuzzing)]
+impl Connection {
+    /// See [`direct_allowance`](Connection::direct_allowance).
+    pub fn fuzz_direct_allowance(&self, id: StreamId) -> usize {
+        self.direct_allowance(id)
+    }
+
+    /// See [`wait_for_credit`](Connection::wait_for_credit).
+    pub fn fuzz_wait_for_credit(&mut self, id: StreamId, len: usize) -> bool {
+        self.wait_for_credit(id, len)
+    }
+
+    /// See [`commit_direct`](Connection::commit_direct).
+    pub fn fuzz_commit_direct(&mut self, id: StreamId, bytes: usize, frames: usize) {
+        self.commit_direct(id, bytes, frames)
+    }
+
+    /// See [`rollback_direct`](Connection::rollback_direct).
+    pub fn fuzz_rollback_direct(&mut self, id: StreamId, bytes: usize, frames: usize) {
+        self.rollback_direct(id, bytes, frames)
     }
 }

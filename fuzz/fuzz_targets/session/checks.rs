@@ -29,7 +29,7 @@ impl Harness {
         out.len()
     }
 
-    fn on_output(&mut self, mut bytes: &[u8]) {
+    pub(super) fn on_output(&mut self, mut bytes: &[u8]) {
         if self.preface_left > 0 {
             let n = self.preface_left.min(bytes.len());
             let start = PREFACE_LEN - self.preface_left;
@@ -298,6 +298,12 @@ impl Harness {
         assert_eq!(
             stats.transport_bytes_received, self.received,
             "transport_bytes_received differs from the bytes delivered"
+        );
+        // Every DATA byte the SUT counts as sent is on the wire: written by
+        // poll_transmit, or directly and not given back.
+        assert_eq!(
+            stats.data_bytes_sent, self.ledger.sut_conn_sent,
+            "data_bytes_sent differs from the DATA bytes on the wire"
         );
 
         // The protocol's invariants (windows, conservation, the peer's

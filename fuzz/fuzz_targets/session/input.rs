@@ -90,6 +90,16 @@ pub(super) enum Op {
     TransmitAll {
         max: u16,
     },
+    /// A write the way the tokio driver writes when nothing else waits:
+    /// straight from the caller's buffer in frames of its own, reserved
+    /// before the transport takes them; the transport takes `taken`
+    /// (modulo the frame count + 1) whole frames and the rest is given
+    /// back. A large write that finds no credit waits for it instead.
+    DirectWrite {
+        h: u8,
+        len: u16,
+        taken: u8,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
