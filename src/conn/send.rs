@@ -414,7 +414,7 @@ impl Connection {
 }
 
 /// The driver's direct-write hooks, reachable from fuzz targets (built with
-/// `--cfg fuzzing`, as cargo-fuzz does) and from nothing else: the tokio
+/// `--cfg fuzzing`, as cargo-fuzz does) and from nothing else: the async
 /// driver is their only caller, and their call order is its contract
 /// (`driver/direct.rs`): [`direct_allowance`](Connection::direct_allowance),
 /// then [`commit_direct`](Connection::commit_direct) for the frames about
