@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::stream::{Half, Probe, Queued, StreamState};
+use super::stream::{Half, Probe, Queued, RecvState, SendState, StreamState};
 use super::timer::Timer;
 use super::{Closed, Connection, Flush, Phase, ReadOutcome};
 use crate::error::{Initiator, OpenError, StreamError};
@@ -92,13 +92,13 @@ impl Connection {
 
     pub(super) fn writable(&self, id: StreamId) -> Result<usize, StreamError> {
         let stream = self.streams.get(&id).ok_or_else(|| self.gone_error())?;
-        if let Some((code, initiator)) = stream.reset {
+        if let SendState::Reset(code, initiator) = stream.send {
             return Err(StreamError::Reset { code, initiator });
         }
         if let Some(err) = &self.error {
             return Err(StreamError::ConnectionLost(err.clone()));
         }
-        if stream.fin_queued {
+        if stream.send_finished() {
             return Err(StreamError::Finished);
         }
         Ok((self.config.send_buffer as usize).saturating_sub(stream.send_buffered))
@@ -122,31 +122,32 @@ impl Connection {
     pub fn finish(&mut self, id: StreamId) -> Result<(), StreamError> {
         let gone = self.gone_error();
         let stream = self.streams.get_mut(&id).ok_or(gone)?;
-        if let Some((code, initiator)) = stream.reset {
-            return Err(StreamError::Reset { code, initiator });
-        }
-        if stream.fin_queued {
+        match stream.send {
+            SendState::Reset(code, initiator) => {
+                return Err(StreamError::Reset { code, initiator });
+            }
             // Again: nothing new (the connection may have ended since).
-            return Ok(());
+            SendState::Finishing | SendState::Finished => return Ok(()),
+            SendState::Open => {}
         }
         if let Some(err) = &self.error {
             return Err(StreamError::ConnectionLost(err.clone()));
         }
-        if !stream.fin_queued {
-            stream.fin_queued = true;
-            self.schedule_data(id);
-        }
+        stream.send = SendState::Finishing;
+        self.schedule_data(id);
         Ok(())
     }
 
     /// The reset that ended `id`, with who sent it, if one did.
     pub fn stream_reset(&self, id: StreamId) -> Option<(ErrorCode, Initiator)> {
-        self.streams.get(&id).and_then(|s| s.reset)
+        self.streams.get(&id).and_then(|s| s.reset())
     }
 
     /// True once the FIN of `id` went out (or the stream is gone).
     pub fn is_finish_sent(&self, id: StreamId) -> bool {
-        self.streams.get(&id).is_none_or(|s| s.fin_sent)
+        self.streams
+            .get(&id)
+            .is_none_or(|s| s.send == SendState::Finished)
     }
 
     /// Where stream `id`'s send side stands for a flush: everything the
@@ -165,7 +166,7 @@ impl Connection {
             // released, and nobody holds it to ask).
             return Ok(Flush::Emitted(0));
         };
-        if let Some((code, initiator)) = stream.reset {
+        if let SendState::Reset(code, initiator) = stream.send {
             return Err(StreamError::Reset { code, initiator });
         }
         if stream.send_emitted() {
@@ -184,15 +185,13 @@ impl Connection {
         let Some(stream) = self.streams.get_mut(&id) else {
             return Err(self.gone_error());
         };
-        if let Some((code, initiator)) = stream.reset
-            && !stream.keeps_recv_after_reset()
-        {
+        if let RecvState::Reset(code, initiator) = stream.recv {
             return Err(StreamError::Reset { code, initiator });
         }
         if let Some(chunk) = stream.take_recv(max.max(1)) {
             let n = chunk.len() as u64;
             // SPEC §9.4: credit is released when the application reads.
-            if stream.recv_credit.release(n) && !stream.fin_received {
+            if stream.recv_credit.release(n) && !stream.fin_received() {
                 stream.owe_window_update = true;
                 self.queue_control(id);
             }
@@ -202,7 +201,7 @@ impl Connection {
             self.maybe_reap(id);
             return Ok(ReadOutcome::Data(chunk));
         }
-        if stream.fin_received {
+        if stream.fin_received() {
             self.maybe_reap(id);
             return Ok(ReadOutcome::Finished);
         }
@@ -227,10 +226,14 @@ impl Connection {
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
-        if stream.reset.is_some() || (stream.send_done() && stream.recv_done()) {
+        if stream.reset().is_some() || (stream.send_done() && stream.recv_done()) {
             return;
         }
-        stream.reset = Some((code, Initiator::Local));
+        // SPEC §8.7: no RESET on a closed stream (both FINs exchanged, only
+        // unread data left): the reset is local, the peer is done with it.
+        let closed = stream.is_closed();
+        stream.send = SendState::Reset(code, Initiator::Local);
+        stream.recv = RecvState::Reset(code, Initiator::Local);
         stream.clear_send();
         if stream.queued == Queued::ConnBlocked {
             // Leave the connection-credit queue now, so the stream can be
@@ -241,9 +244,6 @@ impl Connection {
         let discarded = stream.discard_recv();
         let _ = stream.recv_credit.release(discarded);
         stream.owe_window_update = false;
-        // SPEC §8.7: no RESET on a closed stream (both FINs exchanged, only
-        // unread data left): the reset is local, the peer is done with it.
-        let closed = stream.fin_sent && stream.fin_received;
         if !closed {
             stream.owe_reset = Some(code);
             if !stream.needs_open {
@@ -279,28 +279,25 @@ impl Connection {
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
-        if stream.reset.is_none() && stream.takes_data() {
-            if stream.fin_queued {
-                // The write side was finished: its bytes and FIN still go
-                // out, and nothing is read any more. RESET CANCEL then
-                // stops the peer's direction; the peer keeps ours (§8.7).
-                stream.recv_discard = true;
-                if stream.fin_sent {
-                    self.reset(id, ErrorCode::CANCEL);
-                } else {
+        if stream.reset().is_none() && stream.takes_data() {
+            match stream.send {
+                SendState::Finishing => {
+                    // The write side was finished: its bytes and FIN still
+                    // go out, and nothing is read any more. RESET CANCEL
+                    // then stops the peer's direction; the peer keeps ours
+                    // (§8.7).
+                    stream.recv = RecvState::Discarding;
                     stream.cancel_after_fin = true;
                 }
-            } else {
+                SendState::Finished => self.reset(id, ErrorCode::CANCEL),
                 // Abandoned mid-write: abort both directions (§8.7).
-                self.reset(id, ErrorCode::CANCEL);
+                SendState::Open | SendState::Reset(..) => self.reset(id, ErrorCode::CANCEL),
             }
-        } else if stream.reset.is_none() {
+        } else if stream.reset().is_none() {
             // The peer finished (or nobody reads any more): this side
             // finishes too, after what it buffered.
-            let queue_fin = !stream.fin_queued;
-            stream.fin_queued = true;
-            stream.recv_discard = true;
-            if queue_fin {
+            if stream.send == SendState::Open {
+                stream.send = SendState::Finishing;
                 self.schedule_data(id);
             }
         }
@@ -342,7 +339,9 @@ impl Connection {
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
-        stream.recv_discard = true;
+        if stream.recv == RecvState::Open {
+            stream.recv = RecvState::Discarding;
+        }
         let discarded = stream.discard_recv();
         let _ = stream.recv_credit.release(discarded);
         self.release_conn_credit(discarded);

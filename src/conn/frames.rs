@@ -6,7 +6,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::flood::Flood;
-use super::stream::{Queued, StreamState};
+use super::stream::{Queued, RecvState, SendState, StreamState};
 use super::timer::Timer;
 use super::{Closed, Connection, Phase};
 use crate::error::Initiator;
@@ -189,7 +189,7 @@ impl Connection {
             return;
         }
         stream.peer_frame(now);
-        if stream.recv_discard && !stream.fin_received {
+        if stream.recv == RecvState::Discarding {
             // Nobody reads this stream any more: the bytes are dropped on
             // arrival and their credit, stream and connection, returned.
             if stream.recv_credit.release(n) {
@@ -198,9 +198,9 @@ impl Connection {
             }
             if fin {
                 if let Some(stream) = self.streams.get_mut(&id) {
-                    stream.fin_received = true;
+                    stream.recv = RecvState::Finished;
                     stream.half_closed_at = None;
-                    if stream.fin_sent {
+                    if stream.send == SendState::Finished {
                         self.count_closed(Closed::Completed);
                     }
                 }
@@ -212,8 +212,10 @@ impl Connection {
             }
             return;
         }
-        if stream.fin_received {
-            // SPEC §14: DATA after FIN is a stream error.
+        if stream.recv != RecvState::Open {
+            // SPEC §14: DATA after FIN is a stream error. (A direction
+            // reset while the stream stays open is not possible yet: every
+            // reset so far ends the stream, see `is_closed` above.)
             self.release_conn_credit(n);
             self.count_flood(now, Flood::Reset);
             self.reset(id, ErrorCode::STREAM_CLOSED);
@@ -237,9 +239,9 @@ impl Connection {
                 stream.owe_window_update |= owe_update;
             }
         }
-        let completed = fin && stream.fin_sent;
+        let completed = fin && stream.send == SendState::Finished;
         if fin {
-            stream.fin_received = true;
+            stream.recv = RecvState::Finished;
             stream.half_closed_at = None;
             if stream.probe.is_none() {
                 // The stream may still be blocked sending: its probe stays.
@@ -284,7 +286,7 @@ impl Connection {
         let Some(stream) = self.streams.get_mut(&id) else {
             return false;
         };
-        let counts_stream = !stream.is_closed() && !stream.fin_received;
+        let counts_stream = !stream.is_closed() && stream.counts_recv_credit();
         if counts_stream && let Err(err) = stream.recv_credit.receive(n) {
             self.protocol_error(ErrorCode::FLOW_CONTROL_ERROR, format!("stream {id}: {err}"));
             return false;
@@ -445,7 +447,7 @@ impl Connection {
                         // SPEC §12.4: a peer blocked by our credit keeps a
                         // half-closed(local) stream alive.
                         stream.peer_frame(now);
-                        if !stream.fin_received {
+                        if stream.counts_recv_credit() {
                             stream.owe_window_update = true;
                             self.queue_control(id);
                         }
@@ -487,13 +489,14 @@ impl Connection {
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
-        stream.reset = Some((code, Initiator::Remote));
+        stream.send = SendState::Reset(code, Initiator::Remote);
         stream.clear_send();
         // SPEC §8.7: after the peer's FIN its direction is complete, and its
         // bytes stay readable; otherwise they go.
-        let discarded = if stream.keeps_recv_after_reset() {
+        let discarded = if stream.fin_received() {
             0
         } else {
+            stream.recv = RecvState::Reset(code, Initiator::Remote);
             stream.discard_recv()
         };
         let _ = stream.recv_credit.release(discarded);

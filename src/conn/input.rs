@@ -128,7 +128,7 @@ impl Connection {
         let Some(stream) = self
             .streams
             .get(&id)
-            .filter(|s| !s.is_closed() && !s.fin_received)
+            .filter(|s| !s.is_closed() && s.counts_recv_credit())
         else {
             return true;
         };
@@ -204,10 +204,7 @@ impl Connection {
         if self.phase == Phase::Closed {
             return;
         }
-        let all_closed = self
-            .streams
-            .values()
-            .all(|s| s.reset.is_some() || (s.fin_sent && s.fin_received));
+        let all_closed = self.streams.values().all(|s| s.is_closed());
         if self.goaways.received().is_some() {
             self.fail(ConnectionError::ClosedByPeer {
                 code: ErrorCode::NO_ERROR,

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::stream::{Queued, StreamState};
+use super::stream::{Queued, SendState, StreamState};
 use super::transmit::TransmitBuf;
 use super::{Closed, Connection, Phase};
 use crate::frame::StreamId;
@@ -93,7 +93,7 @@ impl Connection {
             && self
                 .streams
                 .iter()
-                .any(|(&id, s)| side.owns(id) && s.needs_open && s.reset.is_none());
+                .any(|(&id, s)| side.owns(id) && s.needs_open && s.reset().is_none());
         if !hold_goaway && let Some(goaway) = self.owed.goaway.take() {
             self.put_frame(out, &Frame::GoAway(goaway));
         }
@@ -164,7 +164,7 @@ impl Connection {
             } else {
                 // SPEC §6.3: no stream update once the receive side is
                 // finished (a FIN may have arrived since it was owed).
-                if std::mem::take(&mut stream.owe_window_update) && !stream.fin_received {
+                if std::mem::take(&mut stream.owe_window_update) && stream.counts_recv_credit() {
                     let limit = stream.recv_credit.announce();
                     frames[0] = Some(Frame::WindowUpdate(WindowUpdate { stream: id, limit }));
                 }
@@ -232,15 +232,15 @@ impl Connection {
             }
             let payload: Bytes = stream.take_send(allowed);
             let n = payload.len();
-            let fin = stream.fin_queued && stream.send_buffered == 0;
+            let fin = stream.send == SendState::Finishing && stream.send_buffered == 0;
             stream.needs_open = false;
             out.put_slice(&Data::header_for(id, n, fin).encode());
             out.put_bytes(payload);
             stream.emitted_until = base + out.len() as u64;
             stream.send_credit.consume(n as u64);
-            let completed = fin && stream.fin_received;
+            let completed = fin && stream.fin_received();
             if fin {
-                stream.fin_sent = true;
+                stream.send = SendState::Finished;
             }
             let mut wake = stream.writer_waiting && stream.send_buffered < send_buffer;
             if wake {
@@ -348,10 +348,7 @@ impl Connection {
             return None;
         }
         self.streams.get(&id).map(Box::as_ref).filter(|stream| {
-            stream.reset.is_none()
-                && !stream.fin_queued
-                && !stream.needs_open
-                && stream.send_buffered == 0
+            stream.send == SendState::Open && !stream.needs_open && stream.send_buffered == 0
         })
     }
 

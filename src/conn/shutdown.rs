@@ -50,7 +50,7 @@ impl Connection {
         let refused: Vec<StreamId> = self
             .streams
             .iter()
-            .filter(|&(&id, s)| self.side.owns(id) && id > last && s.reset.is_none())
+            .filter(|&(&id, s)| self.side.owns(id) && id > last && s.reset().is_none())
             .map(|(&id, _)| id)
             .collect();
         for &id in &refused {

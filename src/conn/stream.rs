@@ -82,28 +82,54 @@ pub struct StreamStats {
     pub probes_sent: u64,
 }
 
+/// Where the send direction stands (SPEC §8.3, from this side).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum SendState {
+    /// The application may write.
+    Open,
+    /// The application finished: a FIN follows the buffered bytes.
+    Finishing,
+    /// The FIN went out.
+    Finished,
+    /// Aborted by a reset, this side's or the peer's: nothing more goes
+    /// out, and writes fail with the code.
+    Reset(ErrorCode, Initiator),
+}
+
+/// Where the receive direction stands (SPEC §8.3, from this side).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum RecvState {
+    /// Bytes are buffered for a reader.
+    Open,
+    /// The application will not read any more: arriving bytes are dropped
+    /// and their credit returned at once, until the peer's FIN.
+    Discarding,
+    /// The peer's FIN arrived; unread bytes may remain.
+    Finished,
+    /// Aborted by a reset: buffered bytes are gone and reads fail with the
+    /// code. (The peer's RESET after its FIN leaves this direction
+    /// `Finished`, SPEC §8.7.)
+    Reset(ErrorCode, Initiator),
+}
+
 #[derive(Debug)]
 pub(crate) struct StreamState {
     // Send direction.
+    pub(crate) send: SendState,
     pub(crate) send_credit: SendCredit,
     /// Inline, unlike `recv_buf`: the DATA scheduler reaches it for every
     /// frame, and one more pointer to follow cost 100 ns per frame with
     /// 10,000 streams (cold caches).
     pub(crate) send_buf: VecDeque<Bytes>,
     pub(crate) send_buffered: usize,
-    pub(crate) fin_queued: bool,
-    pub(crate) fin_sent: bool,
     /// The opening frame has not gone out yet (locally opened streams).
     pub(crate) needs_open: bool,
     pub(crate) half_closed_at: Option<Instant>,
     // Receive direction.
+    pub(crate) recv: RecvState,
     pub(crate) recv_credit: RecvCredit,
     pub(crate) recv_buf: ChunkQueue,
-    pub(crate) fin_received: bool,
-    /// The application will not read any more: arriving data is discarded.
-    pub(crate) recv_discard: bool,
     // Both.
-    pub(crate) reset: Option<(ErrorCode, Initiator)>,
     /// The application dropped its handle.
     pub(crate) released: bool,
     /// The application dropped this half of its handle.
@@ -152,18 +178,15 @@ pub(crate) struct StreamCounters {
 impl StreamState {
     pub(crate) fn new(send_limit: u64, recv_window: u64) -> StreamState {
         StreamState {
+            send: SendState::Open,
             send_credit: SendCredit::new(send_limit),
             send_buf: VecDeque::new(),
             send_buffered: 0,
-            fin_queued: false,
-            fin_sent: false,
             needs_open: false,
             half_closed_at: None,
+            recv: RecvState::Open,
             recv_credit: RecvCredit::new(recv_window),
             recv_buf: ChunkQueue::default(),
-            fin_received: false,
-            recv_discard: false,
-            reset: None,
             released: false,
             recv_handle_dropped: false,
             send_handle_dropped: false,
@@ -185,37 +208,65 @@ impl StreamState {
 
     /// The send direction has nothing more to do.
     pub(crate) fn send_done(&self) -> bool {
-        self.fin_sent || self.reset.is_some()
+        matches!(self.send, SendState::Finished | SendState::Reset(..))
+    }
+
+    /// The application finished the send direction (the FIN may still wait).
+    pub(crate) fn send_finished(&self) -> bool {
+        matches!(self.send, SendState::Finishing | SendState::Finished)
+    }
+
+    /// The peer's FIN arrived.
+    pub(crate) fn fin_received(&self) -> bool {
+        self.recv == RecvState::Finished
     }
 
     /// The receive direction is over: the peer finished and every byte was
-    /// read (or discarded), or the stream was reset.
+    /// read (or discarded), or the direction was reset.
     pub(crate) fn recv_done(&self) -> bool {
-        self.reset.is_some() || (self.fin_received && self.recv_buf.is_empty())
+        match self.recv {
+            RecvState::Reset(..) => true,
+            RecvState::Finished => self.recv_buf.is_empty(),
+            RecvState::Open | RecvState::Discarding => false,
+        }
+    }
+
+    /// Received DATA still counts against the stream credit (SPEC §6.2):
+    /// the peer's direction is neither finished nor reset.
+    pub(crate) fn counts_recv_credit(&self) -> bool {
+        matches!(self.recv, RecvState::Open | RecvState::Discarding)
     }
 
     /// Still receiving DATA for a reader: not reset, not finished, not
     /// discarding.
     pub(crate) fn takes_data(&self) -> bool {
-        self.reset.is_none() && !self.fin_received && !self.recv_discard
+        self.recv == RecvState::Open
     }
 
-    /// Closed in the sense of SPEC §8.3: reset, or both FINs exchanged
-    /// (unread data may remain). Frames from the peer are then ignored.
+    /// Closed in the sense of SPEC §8.3: both directions ended, by FIN or
+    /// by reset (unread data may remain). Frames from the peer are then
+    /// ignored.
     pub(crate) fn is_closed(&self) -> bool {
-        self.reset.is_some() || (self.fin_sent && self.fin_received)
+        self.send_done() && matches!(self.recv, RecvState::Finished | RecvState::Reset(..))
     }
 
-    /// SPEC §8.7: a RESET the peer sent after its FIN ends only this
-    /// side's direction; the bytes up to the FIN stay readable.
-    pub(crate) fn keeps_recv_after_reset(&self) -> bool {
-        matches!(self.reset, Some((_, Initiator::Remote))) && self.fin_received
+    /// The reset that ended the stream, or one of its directions, with who
+    /// sent it.
+    pub(crate) fn reset(&self) -> Option<(ErrorCode, Initiator)> {
+        match (self.send, self.recv) {
+            (SendState::Reset(code, initiator), _) | (_, RecvState::Reset(code, initiator)) => {
+                Some((code, initiator))
+            }
+            _ => None,
+        }
     }
 
     /// Every byte the application handed over, and a queued FIN, went out
     /// (the opening frame too): nothing of the send side waits in the core.
     pub(crate) fn send_emitted(&self) -> bool {
-        self.send_buffered == 0 && !self.needs_open && (self.fin_sent || !self.fin_queued)
+        self.send_buffered == 0
+            && !self.needs_open
+            && matches!(self.send, SendState::Open | SendState::Finished)
     }
 
     /// A frame for this stream arrived: SPEC §12.4, every frame received
@@ -233,9 +284,11 @@ impl StreamState {
 
     /// Has something for the DATA scheduler: bytes, a FIN, or the opening frame.
     pub(crate) fn wants_to_send(&self) -> bool {
-        self.reset.is_none()
-            && !self.fin_sent
-            && (self.send_buffered > 0 || self.fin_queued || self.needs_open)
+        match self.send {
+            SendState::Open => self.send_buffered > 0 || self.needs_open,
+            SendState::Finishing => true,
+            SendState::Finished | SendState::Reset(..) => false,
+        }
     }
 
     /// Takes up to `max` bytes off the send buffer for one frame. A large
