@@ -480,7 +480,7 @@ impl Scheduler {
             while self.client.send_capacity(id) >= PAYLOAD_LEN {
                 let mut chunk = self.payload.clone();
                 self.client
-                    .write_bytes(id, &mut chunk)
+                    .write_bytes(self.now, id, &mut chunk)
                     .expect("the stream accepts data");
             }
         }

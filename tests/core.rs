@@ -31,34 +31,37 @@ fn a_stream_carries_bytes_and_fin_both_ways() {
     let mut received = Vec::new();
     let mut server_id = None;
     while written < request.len() || server_id.is_none() {
-        written += pair.client.write(id, &request[written..]).unwrap();
+        written += pair
+            .client
+            .write(pair.now, id, &request[written..])
+            .unwrap();
         if written == request.len() {
-            pair.client.finish(id).unwrap();
+            pair.client.finish(pair.now, id).unwrap();
         }
         pair.step();
         if server_id.is_none() {
             server_id = pair.server.accept();
         }
         if let Some(sid) = server_id {
-            received.extend(read_available(&mut pair.server, sid).0);
+            received.extend(read_available(&mut pair.server, pair.now, sid).0);
         }
     }
     pair.drive();
     let sid = server_id.unwrap();
-    let (rest, fin) = read_available(&mut pair.server, sid);
+    let (rest, fin) = read_available(&mut pair.server, pair.now, sid);
     received.extend(rest);
     assert!(fin);
     assert_eq!(received, request);
     // And back.
-    pair.server.write(sid, b"reply").unwrap();
-    pair.server.finish(sid).unwrap();
+    pair.server.write(pair.now, sid, b"reply").unwrap();
+    pair.server.finish(pair.now, sid).unwrap();
     pair.drive();
     assert_eq!(
-        read_available(&mut pair.client, id),
+        read_available(&mut pair.client, pair.now, id),
         (b"reply".to_vec(), true)
     );
-    pair.client.release(id);
-    pair.server.release(sid);
+    pair.client.release(pair.now, id);
+    pair.server.release(pair.now, sid);
     pair.drive();
     assert_eq!(pair.client.stats().open_streams, 0);
     assert_eq!(pair.server.stats().open_streams, 0);
@@ -84,13 +87,19 @@ fn open_waits_at_the_stream_limit_and_proceeds_when_a_stream_closes() {
     pair.drive();
     let sa = pair.server.accept().unwrap();
     // Close stream a fully on both sides.
-    pair.client.finish(a).unwrap();
-    pair.server.finish(sa).unwrap();
+    pair.client.finish(pair.now, a).unwrap();
+    pair.server.finish(pair.now, sa).unwrap();
     pair.drive();
-    assert_eq!(read_available(&mut pair.client, a), (vec![], true));
-    assert_eq!(read_available(&mut pair.server, sa), (vec![], true));
-    pair.client.release(a);
-    pair.server.release(sa);
+    assert_eq!(
+        read_available(&mut pair.client, pair.now, a),
+        (vec![], true)
+    );
+    assert_eq!(
+        read_available(&mut pair.server, pair.now, sa),
+        (vec![], true)
+    );
+    pair.client.release(pair.now, a);
+    pair.server.release(pair.now, sa);
     pair.drive();
     let c = pair.client.open(pair.now).unwrap();
     assert!(c.is_some(), "a closed stream returned its stream credit");
@@ -108,7 +117,7 @@ fn a_slow_stream_cannot_stall_another() {
     let slow = pair.client.open(pair.now).unwrap().unwrap();
     let fast = pair.client.open(pair.now).unwrap().unwrap();
     let big = vec![7u8; 200_000];
-    pair.client.write(slow, &big).unwrap();
+    pair.client.write(pair.now, slow, &big).unwrap();
     pair.drive();
     let s_slow = pair.server.accept().unwrap();
     let s_fast = pair.server.accept().unwrap();
@@ -120,11 +129,11 @@ fn a_slow_stream_cannot_stall_another() {
         if sent < total {
             sent += pair
                 .client
-                .write(fast, &big[..(total - sent).min(big.len())])
+                .write(pair.now, fast, &big[..(total - sent).min(big.len())])
                 .unwrap();
         }
         pair.step();
-        got += read_available(&mut pair.server, s_fast).0.len();
+        got += read_available(&mut pair.server, pair.now, s_fast).0.len();
         let buffered = pair.server.stream_stats(s_slow).unwrap().recv_buffered;
         assert!(
             buffered <= 16 * 1024,
@@ -145,16 +154,16 @@ fn reset_returns_all_connection_credit() {
     pair.connect();
     for round in 0..20 {
         let id = pair.client.open(pair.now).unwrap().unwrap();
-        pair.client.write(id, &vec![1u8; 60_000]).unwrap();
+        pair.client.write(pair.now, id, &vec![1u8; 60_000]).unwrap();
         pair.drive();
         let sid = pair.server.accept().unwrap();
         if round % 2 == 0 {
-            pair.client.reset(id, ErrorCode::CANCEL);
+            pair.client.reset(pair.now, id, ErrorCode::CANCEL);
         } else {
-            pair.server.reset(sid, ErrorCode::CANCEL);
+            pair.server.reset(pair.now, sid, ErrorCode::CANCEL);
         }
-        pair.client.release(id);
-        pair.server.release(sid);
+        pair.client.release(pair.now, id);
+        pair.server.release(pair.now, sid);
         pair.drive();
     }
     let stats = pair.server.stats();
@@ -169,10 +178,15 @@ fn reset_returns_all_connection_credit() {
     let mut got = 0;
     let mut sid = None;
     while got < total {
-        written += pair.client.write(id, &vec![2u8; total - written]).unwrap();
+        written += pair
+            .client
+            .write(pair.now, id, &vec![2u8; total - written])
+            .unwrap();
         pair.drive();
         sid = sid.or_else(|| pair.server.accept());
-        got += read_available(&mut pair.server, sid.unwrap()).0.len();
+        got += read_available(&mut pair.server, pair.now, sid.unwrap())
+            .0
+            .len();
     }
     assert_eq!(got, total);
 }
@@ -182,12 +196,12 @@ fn a_reset_fails_both_sides_with_who_did_it() {
     let mut pair = Pair::default_pair();
     pair.connect();
     let id = pair.client.open(pair.now).unwrap().unwrap();
-    pair.client.write(id, b"x").unwrap();
+    pair.client.write(pair.now, id, b"x").unwrap();
     pair.drive();
     let sid = pair.server.accept().unwrap();
-    pair.server.reset(sid, ErrorCode(0x77));
+    pair.server.reset(pair.now, sid, ErrorCode(0x77));
     pair.drive();
-    let err = pair.client.read(id, 10).unwrap_err();
+    let err = pair.client.read(pair.now, id, 10).unwrap_err();
     assert_eq!(
         err,
         StreamError::Reset {
@@ -196,7 +210,7 @@ fn a_reset_fails_both_sides_with_who_did_it() {
         }
     );
     assert_eq!(
-        pair.server.write(sid, b"y").unwrap_err(),
+        pair.server.write(pair.now, sid, b"y").unwrap_err(),
         StreamError::Reset {
             code: ErrorCode(0x77),
             initiator: Initiator::Local
@@ -218,32 +232,39 @@ fn both_peers_fill_each_others_windows_and_control_still_flows() {
     let mut server_streams = Vec::new();
     for _ in 0..3 {
         let c = pair.client.open(pair.now).unwrap().unwrap();
-        pair.client.write(c, &vec![1u8; 64 * 1024]).unwrap();
+        pair.client
+            .write(pair.now, c, &vec![1u8; 64 * 1024])
+            .unwrap();
         client_streams.push(c);
     }
     pair.drive();
     while let Some(s) = pair.server.accept() {
-        pair.server.write(s, &vec![2u8; 64 * 1024]).unwrap();
+        pair.server
+            .write(pair.now, s, &vec![2u8; 64 * 1024])
+            .unwrap();
         server_streams.push(s);
     }
     let s4 = pair.server.open(pair.now).unwrap().unwrap();
-    pair.server.write(s4, &vec![3u8; 64 * 1024]).unwrap();
+    pair.server
+        .write(pair.now, s4, &vec![3u8; 64 * 1024])
+        .unwrap();
     pair.drive();
     // Nobody reads. PING still round-trips.
-    pair.client.ping();
+    pair.client.ping(pair.now);
     pair.drive();
     assert_eq!(pair.client.pings_completed(), 1);
     // RESET still gets through and returns credit.
-    pair.client.reset(client_streams[0], ErrorCode::CANCEL);
+    pair.client
+        .reset(pair.now, client_streams[0], ErrorCode::CANCEL);
     pair.drive();
     assert!(matches!(
-        pair.server.read(server_streams[0], 10),
+        pair.server.read(pair.now, server_streams[0], 10),
         Err(StreamError::Reset { .. })
     ));
     // A new stream still opens and transfers.
     let fresh = pair.client.open(pair.now).unwrap().unwrap();
-    pair.client.write(fresh, b"still alive").unwrap();
-    pair.client.finish(fresh).unwrap();
+    pair.client.write(pair.now, fresh, b"still alive").unwrap();
+    pair.client.finish(pair.now, fresh).unwrap();
     pair.drive();
     let mut accepted = None;
     while let Some(s) = pair.server.accept() {
@@ -251,7 +272,7 @@ fn both_peers_fill_each_others_windows_and_control_still_flows() {
     }
     let sfresh = accepted.expect("the new stream arrived");
     assert_eq!(
-        read_available(&mut pair.server, sfresh),
+        read_available(&mut pair.server, pair.now, sfresh),
         (b"still alive".to_vec(), true)
     );
     // Close still completes.
@@ -273,25 +294,31 @@ fn graceful_close_lets_streams_finish_then_ends_both_sides() {
     let mut pair = Pair::default_pair();
     pair.connect();
     let id = pair.client.open(pair.now).unwrap().unwrap();
-    pair.client.write(id, b"request").unwrap();
+    pair.client.write(pair.now, id, b"request").unwrap();
     pair.drive();
     let sid = pair.server.accept().unwrap();
     pair.server.close(pair.now, ErrorCode::NO_ERROR, b"");
     pair.drive();
     assert_eq!(pair.client.open(pair.now), Err(OpenError::GoingAway));
     // The stream in flight completes.
-    assert_eq!(read_available(&mut pair.server, sid).0, b"request");
-    pair.server.write(sid, b"response").unwrap();
-    pair.server.finish(sid).unwrap();
-    pair.client.finish(id).unwrap();
+    assert_eq!(
+        read_available(&mut pair.server, pair.now, sid).0,
+        b"request"
+    );
+    pair.server.write(pair.now, sid, b"response").unwrap();
+    pair.server.finish(pair.now, sid).unwrap();
+    pair.client.finish(pair.now, id).unwrap();
     pair.drive();
     assert_eq!(
-        read_available(&mut pair.client, id),
+        read_available(&mut pair.client, pair.now, id),
         (b"response".to_vec(), true)
     );
-    assert_eq!(read_available(&mut pair.server, sid), (vec![], true));
-    pair.client.release(id);
-    pair.server.release(sid);
+    assert_eq!(
+        read_available(&mut pair.server, pair.now, sid),
+        (vec![], true)
+    );
+    pair.client.release(pair.now, id);
+    pair.server.release(pair.now, sid);
     pair.drive();
     assert!(pair.server.is_finished());
     assert!(pair.client.is_finished());
@@ -310,10 +337,10 @@ fn tiny_config(max_incoming_streams: u32) -> Config {
         .expect("valid config")
 }
 
-fn read_to_end(conn: &mut Connection, id: StreamId) -> Vec<u8> {
+fn read_to_end(conn: &mut Connection, now: std::time::Instant, id: StreamId) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
-        match conn.read(id, usize::MAX) {
+        match conn.read(now, id, usize::MAX) {
             Ok(ReadOutcome::Data(bytes)) => out.extend_from_slice(&bytes),
             Ok(ReadOutcome::Finished) => return out,
             other => panic!("stream {id} did not finish: {other:?}"),
@@ -330,14 +357,14 @@ fn a_stream_reset_while_queued_for_sending_is_forgotten_once_released() {
     let mut pair = Pair::new(tiny_config(1), tiny_config(1));
     pair.connect();
     let id = pair.server.open(pair.now).unwrap().unwrap();
-    assert_eq!(pair.server.write(id, &[7; 1024]).unwrap(), 1024);
+    assert_eq!(pair.server.write(pair.now, id, &[7; 1024]).unwrap(), 1024);
     pair.drive();
-    pair.server.finish(id).unwrap();
+    pair.server.finish(pair.now, id).unwrap();
     // Nothing received from the client yet: release resets with CANCEL.
-    pair.server.release(id);
+    pair.server.release(pair.now, id);
     pair.drive();
     let cid = pair.client.accept().expect("the stream arrived");
-    pair.client.release(cid);
+    pair.client.release(pair.now, cid);
     pair.drive();
     assert_eq!(pair.server.stats().open_streams, 0);
     assert_eq!(pair.client.stats().open_streams, 0);
@@ -351,18 +378,18 @@ fn a_stream_reset_before_it_was_announced_returns_its_stream_credit() {
     let mut pair = Pair::new(tiny_config(1), tiny_config(1));
     pair.connect();
     let id = pair.client.open(pair.now).unwrap().unwrap();
-    pair.client.reset(id, ErrorCode::CANCEL);
-    pair.client.release(id);
+    pair.client.reset(pair.now, id, ErrorCode::CANCEL);
+    pair.client.release(pair.now, id);
     pair.drive();
     let sid = pair.server.accept().expect("the id was announced");
     assert_eq!(
-        pair.server.read(sid, 1),
+        pair.server.read(pair.now, sid, 1),
         Err(StreamError::Reset {
             code: ErrorCode::CANCEL,
             initiator: Initiator::Remote
         })
     );
-    pair.server.release(sid);
+    pair.server.release(pair.now, sid);
     pair.drive();
     let again = pair.client.open(pair.now).unwrap();
     assert!(again.is_some(), "stream-count credit came back");
@@ -377,19 +404,19 @@ fn a_graceful_close_lets_a_stream_opened_just_before_it_complete() {
     let mut pair = Pair::default_pair();
     pair.connect();
     let id = pair.server.open(pair.now).unwrap().unwrap();
-    pair.server.write(id, b"last words").unwrap();
-    pair.server.finish(id).unwrap();
+    pair.server.write(pair.now, id, b"last words").unwrap();
+    pair.server.finish(pair.now, id).unwrap();
     pair.server.close(pair.now, ErrorCode::NO_ERROR, b"");
     pair.drive();
     assert_eq!(pair.client.error(), None);
     let cid = pair.client.accept().expect("the stream arrived");
-    assert_eq!(read_to_end(&mut pair.client, cid), b"last words");
-    pair.client.write(cid, b"ack").unwrap();
-    pair.client.finish(cid).unwrap();
-    pair.client.release(cid);
+    assert_eq!(read_to_end(&mut pair.client, pair.now, cid), b"last words");
+    pair.client.write(pair.now, cid, b"ack").unwrap();
+    pair.client.finish(pair.now, cid).unwrap();
+    pair.client.release(pair.now, cid);
     pair.drive();
-    assert_eq!(read_to_end(&mut pair.server, id), b"ack");
-    pair.server.release(id);
+    assert_eq!(read_to_end(&mut pair.server, pair.now, id), b"ack");
+    pair.server.release(pair.now, id);
     pair.drive();
     assert_eq!(
         pair.server.error(),
@@ -415,14 +442,14 @@ fn end_of_input_after_a_graceful_goaway_completes_the_shutdown() {
     let mut pair = Pair::default_pair();
     pair.connect();
     let id = pair.client.open(pair.now).unwrap().unwrap();
-    pair.client.finish(id).unwrap();
+    pair.client.finish(pair.now, id).unwrap();
     pair.drive();
     let sid = pair.server.accept().unwrap();
-    pair.server.finish(sid).unwrap();
+    pair.server.finish(pair.now, sid).unwrap();
     pair.drive();
-    assert_eq!(read_to_end(&mut pair.server, sid), b"");
-    pair.server.release(sid);
-    assert_eq!(read_to_end(&mut pair.client, id), b"");
+    assert_eq!(read_to_end(&mut pair.server, pair.now, sid), b"");
+    pair.server.release(pair.now, sid);
+    assert_eq!(read_to_end(&mut pair.client, pair.now, id), b"");
     // The client's application still holds its closed stream: that does
     // not hold the close up (SPEC §13.2 counts closed streams, not
     // released ones), and the end of input that follows changes nothing.

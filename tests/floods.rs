@@ -20,7 +20,7 @@ fn server_with_forgotten_stream(config: Config) -> Raw {
     let mut raw = Raw::server(config, &[frames::settings(), frames::data_len(1, 1)]);
     let sid = raw.conn.accept().unwrap();
     raw.feed(&[frames::reset(1, ErrorCode::CANCEL)]);
-    raw.conn.release(sid);
+    raw.conn.release(raw.now, sid);
     assert_eq!(raw.conn.stats().open_streams, 0);
     raw
 }
@@ -73,7 +73,7 @@ fn useless_window_updates_while_blocked_are_counted_beyond_one_answer_per_probe(
         &[client_settings, frames::data(1, b"", false)],
     );
     let sid = raw.conn.accept().unwrap();
-    raw.conn.write(sid, &[5u8; 2000]).unwrap();
+    raw.conn.write(raw.now, sid, &[5u8; 2000]).unwrap();
     raw.sent();
     raw.run_for(Duration::from_millis(1500));
     let probes: Vec<Frame> = raw
@@ -191,7 +191,7 @@ fn pings_stay_within_half_the_peers_flood_limit() {
     pair.connect();
     // A fast round trip: a new PING as soon as the last one is answered.
     for _ in 0..200 {
-        pair.client.ping();
+        pair.client.ping(pair.now);
         pair.drive();
     }
     assert!(pair.server.error().is_none(), "{:?}", pair.server.error());
@@ -217,7 +217,7 @@ fn blocked_probes_stay_within_half_the_peers_flood_limit() {
     // 300 streams block on stream credit at once; the server never reads.
     for _ in 0..300 {
         let id = pair.client.open(pair.now).unwrap().unwrap();
-        pair.client.write(id, &[1u8; 2000]).unwrap();
+        pair.client.write(pair.now, id, &[1u8; 2000]).unwrap();
     }
     pair.drive();
     let end = pair.now + Duration::from_secs(30);
@@ -262,7 +262,7 @@ fn half_close_timeouts_do_not_count_toward_the_own_reset_limit() {
     let ids: Vec<StreamId> = (0..250)
         .map(|_| {
             let id = pair.client.open(pair.now).unwrap().unwrap();
-            pair.client.finish(id).unwrap();
+            pair.client.finish(pair.now, id).unwrap();
             id
         })
         .collect();
@@ -273,7 +273,7 @@ fn half_close_timeouts_do_not_count_toward_the_own_reset_limit() {
     assert!(pair.server.error().is_none(), "{:?}", pair.server.error());
     for id in ids {
         assert_eq!(
-            pair.client.read(id, 10),
+            pair.client.read(pair.now, id, 10),
             Err(StreamError::Reset {
                 code: ErrorCode::STREAM_TIMEOUT,
                 initiator: Initiator::Local

@@ -68,9 +68,9 @@ fn assert_conserved(conn: &Connection, ids: &[StreamId]) {
 }
 
 /// Reads `id` until it has nothing more; returns the byte count.
-fn drain(conn: &mut Connection, id: StreamId) -> usize {
+fn drain(conn: &mut Connection, now: std::time::Instant, id: StreamId) -> usize {
     let mut n = 0;
-    while let Ok(ReadOutcome::Data(bytes)) = conn.read(id, usize::MAX) {
+    while let Ok(ReadOutcome::Data(bytes)) = conn.read(now, id, usize::MAX) {
         n += bytes.len();
     }
     n
@@ -95,8 +95,8 @@ fn data_beyond_the_stream_credit_takes_no_connection_credit() {
     assert_eq!(raw.conn.stats().recv_buffered, 4000);
     // What was received in credit stays readable (SPEC §14.2), and once it
     // is read nothing is held: the refused frame left no trace.
-    assert_eq!(drain(&mut raw.conn, id), 4000);
-    raw.conn.release(id);
+    assert_eq!(drain(&mut raw.conn, raw.now, id), 4000);
+    raw.conn.release(raw.now, id);
     assert_eq!(raw.conn.stats().recv_buffered, 0);
 }
 
@@ -107,7 +107,7 @@ fn data_beyond_the_credit_of_a_stream_nobody_reads_takes_no_connection_credit() 
     let id = StreamId::new(1).unwrap();
     let mut raw = Raw::server(small_config(), &[settings(), data(1, 1000)]);
     assert_eq!(raw.conn.accept(), Some(id));
-    raw.conn.stop_reading(id);
+    raw.conn.stop_reading(raw.now, id);
     raw.feed(&[data(1, 1000), data(1, 1000), data(1, 1000)]);
     assert!(raw.conn.error().is_none());
     assert_eq!(raw.conn.stats().recv_buffered, 0);
@@ -171,7 +171,7 @@ fn fuzz_session_credit_520_regression() {
     // 3957 bytes within the stream window of 4096; the 520 break it.
     assert!(flow_control_error(&raw.conn), "{:?}", raw.conn.error());
     assert_eq!(raw.conn.stats().recv_buffered, 3957);
-    assert_eq!(drain(&mut raw.conn, id), 3957);
+    assert_eq!(drain(&mut raw.conn, raw.now, id), 3957);
     assert_eq!(raw.conn.stats().recv_buffered, 0);
 }
 

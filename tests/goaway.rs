@@ -20,7 +20,7 @@ fn the_drain_deadline_resets_open_streams_with_cancel_on_the_wire() {
     let mut pair = Pair::default_pair();
     pair.connect();
     let cid = pair.client.open(pair.now).unwrap().unwrap();
-    pair.client.write(cid, b"half a request").unwrap();
+    pair.client.write(pair.now, cid, b"half a request").unwrap();
     pair.drive();
     let sid = pair.server.accept().unwrap();
     pair.client.close(pair.now, ErrorCode::NO_ERROR, b"");
@@ -33,7 +33,7 @@ fn the_drain_deadline_resets_open_streams_with_cancel_on_the_wire() {
             code: ErrorCode::NO_ERROR
         })
     );
-    let (got, end) = try_read_available(&mut pair.server, sid);
+    let (got, end) = try_read_available(&mut pair.server, pair.now, sid);
     assert!(got.is_empty(), "a RESET discards what was not read");
     assert_eq!(
         end,
@@ -63,16 +63,16 @@ fn a_graceful_close_waits_for_bytes_and_a_fin_queued_behind_credit() {
     pair.connect();
     let cid = pair.client.open(pair.now).unwrap().unwrap();
     let body = pattern(200_000, 5);
-    assert_eq!(pair.client.write(cid, &body).unwrap(), body.len());
-    pair.client.finish(cid).unwrap();
+    assert_eq!(pair.client.write(pair.now, cid, &body).unwrap(), body.len());
+    pair.client.finish(pair.now, cid).unwrap();
     pair.drive();
     let sid = pair.server.accept().unwrap();
-    pair.server.finish(sid).unwrap();
+    pair.server.finish(pair.now, sid).unwrap();
     pair.client.close(pair.now, ErrorCode::NO_ERROR, b"");
     let mut got = Vec::new();
     loop {
         pair.step();
-        let (bytes, finished) = read_available(&mut pair.server, sid);
+        let (bytes, finished) = read_available(&mut pair.server, pair.now, sid);
         got.extend_from_slice(&bytes);
         if finished {
             break;
@@ -113,7 +113,7 @@ fn refusals_during_a_goaway_are_not_charged_to_the_reset_budget() {
     let mut pair = Pair::new(Config::default(), server);
     pair.connect();
     let running = pair.client.open(pair.now).unwrap().unwrap();
-    pair.client.write(running, b"in flight").unwrap();
+    pair.client.write(pair.now, running, b"in flight").unwrap();
     pair.drive();
     let sid = pair.server.accept().unwrap();
     pair.server.close(pair.now, ErrorCode::NO_ERROR, b"");
@@ -123,13 +123,13 @@ fn refusals_during_a_goaway_are_not_charged_to_the_reset_budget() {
         .map(|_| pair.client.open(pair.now).unwrap().unwrap())
         .collect();
     for &id in &late {
-        pair.client.write(id, b"x").unwrap();
+        pair.client.write(pair.now, id, b"x").unwrap();
     }
     pair.drive();
     assert!(pair.server.error().is_none(), "{:?}", pair.server.error());
     assert!(pair.client.error().is_none(), "{:?}", pair.client.error());
     for &id in &late {
-        let (_, end) = try_read_available(&mut pair.client, id);
+        let (_, end) = try_read_available(&mut pair.client, pair.now, id);
         assert_eq!(
             end,
             Err(StreamError::Reset {
@@ -137,20 +137,26 @@ fn refusals_during_a_goaway_are_not_charged_to_the_reset_budget() {
                 initiator: Initiator::Remote
             })
         );
-        pair.client.release(id);
+        pair.client.release(pair.now, id);
     }
     assert_eq!(pair.client.open(pair.now), Err(OpenError::GoingAway));
     // The running stream completes both ways.
-    assert_eq!(read_available(&mut pair.server, sid).0, b"in flight");
-    pair.client.finish(running).unwrap();
-    pair.server.write(sid, b"done").unwrap();
-    pair.server.finish(sid).unwrap();
+    assert_eq!(
+        read_available(&mut pair.server, pair.now, sid).0,
+        b"in flight"
+    );
+    pair.client.finish(pair.now, running).unwrap();
+    pair.server.write(pair.now, sid, b"done").unwrap();
+    pair.server.finish(pair.now, sid).unwrap();
     pair.drive();
     assert_eq!(
-        read_available(&mut pair.client, running),
+        read_available(&mut pair.client, pair.now, running),
         (b"done".to_vec(), true)
     );
-    assert_eq!(read_available(&mut pair.server, sid), (vec![], true));
+    assert_eq!(
+        read_available(&mut pair.server, pair.now, sid),
+        (vec![], true)
+    );
     pair.drive();
     assert!(
         pair.server
@@ -251,13 +257,19 @@ fn no_max_streams_is_sent_after_goaway() {
     pair.drive();
     let updates = count_frames(&mut pair.to_client, |f| matches!(f, Frame::MaxStreams(_)));
     // Stream a ends on both sides; b keeps the connection draining.
-    pair.client.finish(a).unwrap();
-    pair.server.finish(sa).unwrap();
+    pair.client.finish(pair.now, a).unwrap();
+    pair.server.finish(pair.now, sa).unwrap();
     pair.drive();
-    assert_eq!(read_available(&mut pair.client, a), (vec![], true));
-    assert_eq!(read_available(&mut pair.server, sa), (vec![], true));
-    pair.client.release(a);
-    pair.server.release(sa);
+    assert_eq!(
+        read_available(&mut pair.client, pair.now, a),
+        (vec![], true)
+    );
+    assert_eq!(
+        read_available(&mut pair.server, pair.now, sa),
+        (vec![], true)
+    );
+    pair.client.release(pair.now, a);
+    pair.server.release(pair.now, sa);
     pair.drive();
     assert_eq!(pair.server.stats().open_streams, 1);
     assert_eq!(updates.get(), 0);
@@ -291,14 +303,14 @@ fn an_error_goaway_fails_streams_above_last_stream_id_as_refused() {
     );
     pair.drive();
     assert_eq!(
-        pair.client.read(b, 10),
+        pair.client.read(pair.now, b, 10),
         Err(StreamError::Reset {
             code: ErrorCode::REFUSED_STREAM,
             initiator: Initiator::Remote
         })
     );
     assert!(matches!(
-        pair.client.read(a, 10),
+        pair.client.read(pair.now, a, 10),
         Err(StreamError::ConnectionLost(ConnectionError::ClosedByPeer {
             code: ErrorCode::INTERNAL_ERROR,
             ..
@@ -317,7 +329,7 @@ fn streams_refused_by_goaway_stop_probing() {
     pair.connect();
     let a = pair.client.open(pair.now).unwrap().unwrap();
     let b = pair.client.open(pair.now).unwrap().unwrap();
-    pair.client.write(b, &[1u8; 2000]).unwrap();
+    pair.client.write(pair.now, b, &[1u8; 2000]).unwrap();
     pair.drive();
     inject(
         &mut pair.to_client,
@@ -325,7 +337,7 @@ fn streams_refused_by_goaway_stop_probing() {
     );
     pair.drive();
     assert!(matches!(
-        pair.client.read(b, 10),
+        pair.client.read(pair.now, b, 10),
         Err(StreamError::Reset {
             code: ErrorCode::REFUSED_STREAM,
             ..

@@ -72,7 +72,7 @@ fn an_ended_connection_with_control_frames_owed_stops_wanting_to_transmit() {
     server.handle_input(now, &mut input);
     let sid = server.accept().unwrap();
     drain_transmit(&mut server, now);
-    server.ping();
+    server.ping(now);
     let mut input = BytesMut::new();
     Frame::Ping(Ping {
         ack: false,
@@ -83,10 +83,10 @@ fn an_ended_connection_with_control_frames_owed_stops_wanting_to_transmit() {
     server.handle_input(now, &mut input);
     assert!(matches!(server.error(), Some(ConnectionError::Frame(_))));
     assert!(matches!(
-        server.read(sid, usize::MAX),
+        server.read(now, sid, usize::MAX),
         Ok(ReadOutcome::Data(_))
     ));
-    server.release(sid);
+    server.release(now, sid);
     drain_transmit(&mut server, now);
     assert!(server.is_finished());
     assert!(
@@ -157,7 +157,12 @@ fn data_start(stream: u32, len: usize, fin: bool, first: usize) -> BytesMut {
 fn server_reading_stream_1() -> (Connection, StreamId) {
     let mut server = raw::server_after(&[frames::settings(), frames::data_len(1, 10)]);
     let id = server.accept().expect("stream 1");
-    assert_eq!(read_available(&mut server, id).0.len(), 10);
+    assert_eq!(
+        read_available(&mut server, std::time::Instant::now(), id)
+            .0
+            .len(),
+        10
+    );
     (server, id)
 }
 
@@ -171,7 +176,7 @@ fn a_large_payload_is_delivered_in_parts_and_its_rest_read_directly() {
     let len = 50_000;
     server.handle_input(now, &mut data_start(1, len, true, 1000));
     assert_eq!(server.direct_payload(id), 0, "buffered bytes go first");
-    let (first, finished) = read_available(&mut server, id);
+    let (first, finished) = read_available(&mut server, now, id);
     assert_eq!((first.len(), finished), (1000, false));
     assert_eq!(server.direct_payload(id), len - 1000);
     assert_eq!(server.direct_payload(StreamId::new(3).unwrap()), 0);
@@ -184,10 +189,13 @@ fn a_large_payload_is_delivered_in_parts_and_its_rest_read_directly() {
     );
     assert!(server.commit_direct_payload(now, id, 20_000));
     assert_eq!(server.direct_payload(id), len - 21_000);
-    assert!(matches!(server.read(id, 1 << 20), Ok(ReadOutcome::Blocked)));
+    assert!(matches!(
+        server.read(now, id, 1 << 20),
+        Ok(ReadOutcome::Blocked)
+    ));
     assert!(server.commit_direct_payload(now, id, len - 21_000));
     assert!(matches!(
-        server.read(id, 1 << 20),
+        server.read(now, id, 1 << 20),
         Ok(ReadOutcome::Finished)
     ));
     assert_eq!(server.direct_payload(id), 0);
@@ -243,20 +251,23 @@ fn a_data_frame_beyond_the_credit_fails_at_its_first_part() {
         let mut input = BytesMut::new();
         frames::data_len(1, len).encode(&mut input);
         server.handle_input(now, &mut input);
-        rest -= read_available(&mut server, id).0.len();
+        rest -= read_available(&mut server, now, id).0.len();
     }
     assert!(server.error().is_none());
     // 5000 bytes announced where 1000 are left: refused on the header's
     // length, with only 10 bytes of the frame here.
     server.handle_input(now, &mut data_start(1, 5000, false, 10));
     assert_eq!(violation_code(&server), Some(ErrorCode::FLOW_CONTROL_ERROR));
-    assert_eq!(read_available_or_error(&mut server, id), 0);
+    assert_eq!(
+        read_available_or_error(&mut server, std::time::Instant::now(), id),
+        0
+    );
 }
 
 /// Bytes readable from `id` before the stream reports an error.
-fn read_available_or_error(conn: &mut Connection, id: StreamId) -> usize {
+fn read_available_or_error(conn: &mut Connection, now: std::time::Instant, id: StreamId) -> usize {
     let mut n = 0;
-    while let Ok(ReadOutcome::Data(b)) = conn.read(id, usize::MAX) {
+    while let Ok(ReadOutcome::Data(b)) = conn.read(now, id, usize::MAX) {
         n += b.len();
     }
     n

@@ -43,7 +43,8 @@ proptest! {
                     }
                     Drain::Release => sim.release(who, id),
                     Drain::Reset => {
-                        sim.conn(who).reset(id, ErrorCode::CANCEL);
+                        let now = sim.pair.now;
+                        sim.conn(who).reset(now, id, ErrorCode::CANCEL);
                         sim.model(who, id).reset_codes.push(ErrorCode::CANCEL.0);
                         sim.release(who, id);
                     }

@@ -50,7 +50,8 @@ proptest! {
             // Liveness: a PING still round-trips after all of it.
             for who in [CLIENT, SERVER] {
                 let done = sim.conn(who).pings_completed();
-                sim.conn(who).ping();
+                let now = sim.pair.now;
+                sim.conn(who).ping(now);
                 sim.drive()?;
                 prop_assert!(!sim.conn(who).ping_in_flight(), "side {} PING unanswered", who);
                 prop_assert_eq!(sim.conn(who).pings_completed(), done + 1);

@@ -27,14 +27,14 @@ fn a_reset_after_the_fin_leaves_the_finished_direction_readable() {
     pair.connect();
     let id = pair.client.open(pair.now).unwrap().unwrap();
     let data = pattern(100_000, 3);
-    assert_eq!(pair.client.write(id, &data).unwrap(), data.len());
-    pair.client.finish(id).unwrap();
+    assert_eq!(pair.client.write(pair.now, id, &data).unwrap(), data.len());
+    pair.client.finish(pair.now, id).unwrap();
     pair.drive();
     let sid = pair.server.accept().unwrap();
     // The server has read nothing when the client resets after its FIN.
-    pair.client.reset(id, ErrorCode::CANCEL);
+    pair.client.reset(pair.now, id, ErrorCode::CANCEL);
     pair.drive();
-    let (got, end) = try_read_available(&mut pair.server, sid);
+    let (got, end) = try_read_available(&mut pair.server, pair.now, sid);
     assert_eq!(end, Ok(true), "reads end as after any FIN");
     assert!(
         got == data,
@@ -44,14 +44,14 @@ fn a_reset_after_the_fin_leaves_the_finished_direction_readable() {
     );
     // The server's own direction is what the RESET aborted.
     assert_eq!(
-        pair.server.write(sid, b"late"),
+        pair.server.write(pair.now, sid, b"late"),
         Err(StreamError::Reset {
             code: ErrorCode::CANCEL,
             initiator: Initiator::Remote
         })
     );
-    pair.server.release(sid);
-    pair.client.release(id);
+    pair.server.release(pair.now, sid);
+    pair.client.release(pair.now, id);
     pair.drive();
     for conn in [&pair.client, &pair.server] {
         let stats = conn.stats();
@@ -64,12 +64,14 @@ fn a_reset_before_the_fin_discards_what_is_unread() {
     let mut pair = Pair::default_pair();
     pair.connect();
     let id = pair.client.open(pair.now).unwrap().unwrap();
-    pair.client.write(id, &pattern(10_000, 1)).unwrap();
+    pair.client
+        .write(pair.now, id, &pattern(10_000, 1))
+        .unwrap();
     pair.drive();
     let sid = pair.server.accept().unwrap();
-    pair.client.reset(id, ErrorCode(0x42));
+    pair.client.reset(pair.now, id, ErrorCode(0x42));
     pair.drive();
-    let (got, end) = try_read_available(&mut pair.server, sid);
+    let (got, end) = try_read_available(&mut pair.server, pair.now, sid);
     assert!(got.is_empty());
     assert_eq!(
         end,
@@ -92,14 +94,14 @@ fn letting_go_of_a_finished_stream_delivers_it_then_cancels_the_peer() {
     let data = pattern(200_000, 9);
     let mut written = 0;
     while written < data.len() {
-        let n = pair.client.write(id, &data[written..]).unwrap();
+        let n = pair.client.write(pair.now, id, &data[written..]).unwrap();
         written += n;
         if n == 0 {
             pair.step();
         }
     }
-    pair.client.finish(id).unwrap();
-    pair.client.release(id);
+    pair.client.finish(pair.now, id).unwrap();
+    pair.client.release(pair.now, id);
     let mut got = Vec::new();
     let mut sid = None;
     let mut finished = false;
@@ -107,7 +109,7 @@ fn letting_go_of_a_finished_stream_delivers_it_then_cancels_the_peer() {
         pair.step();
         sid = sid.or_else(|| pair.server.accept());
         if let Some(sid) = sid {
-            let (bytes, end) = try_read_available(&mut pair.server, sid);
+            let (bytes, end) = try_read_available(&mut pair.server, pair.now, sid);
             got.extend_from_slice(&bytes);
             if end == Ok(true) {
                 finished = true;
@@ -126,13 +128,13 @@ fn letting_go_of_a_finished_stream_delivers_it_then_cancels_the_peer() {
     pair.drive();
     let sid = sid.unwrap();
     assert_eq!(
-        pair.server.write(sid, b"reply nobody reads"),
+        pair.server.write(pair.now, sid, b"reply nobody reads"),
         Err(StreamError::Reset {
             code: ErrorCode::CANCEL,
             initiator: Initiator::Remote
         })
     );
-    pair.server.release(sid);
+    pair.server.release(pair.now, sid);
     pair.drive();
     assert_eq!(pair.client.stats().open_streams, 0);
     assert_eq!(pair.server.stats().open_streams, 0);
@@ -148,12 +150,16 @@ fn the_counters_say_how_each_stream_ended() {
         .collect();
     pair.drive();
     let sids: Vec<_> = (0..3).map(|_| pair.server.accept().unwrap()).collect();
-    pair.client.finish(ids[0]).unwrap();
-    pair.server.finish(sids[0]).unwrap();
-    pair.client.reset(ids[1], ErrorCode::CANCEL);
-    pair.server.reset(sids[2], ErrorCode::INTERNAL_ERROR);
+    pair.client.finish(pair.now, ids[0]).unwrap();
+    pair.server.finish(pair.now, sids[0]).unwrap();
+    pair.client.reset(pair.now, ids[1], ErrorCode::CANCEL);
+    pair.server
+        .reset(pair.now, sids[2], ErrorCode::INTERNAL_ERROR);
     pair.drive();
-    assert_eq!(read_available(&mut pair.client, ids[0]), (vec![], true));
+    assert_eq!(
+        read_available(&mut pair.client, pair.now, ids[0]),
+        (vec![], true)
+    );
     let client = pair.client.stats();
     let server = pair.server.stats();
     assert_eq!(
@@ -181,18 +187,18 @@ fn a_reset_arriving_after_both_fins_is_ignored_and_data_stays_readable() {
     let mut pair = Pair::default_pair();
     pair.connect();
     let id = pair.client.open(pair.now).unwrap().unwrap();
-    pair.client.write(id, b"hello").unwrap();
-    pair.client.finish(id).unwrap();
+    pair.client.write(pair.now, id, b"hello").unwrap();
+    pair.client.finish(pair.now, id).unwrap();
     pair.drive();
     let sid = pair.server.accept().unwrap();
-    pair.server.write(sid, b"bye").unwrap();
-    pair.server.finish(sid).unwrap();
+    pair.server.write(pair.now, sid, b"bye").unwrap();
+    pair.server.finish(pair.now, sid).unwrap();
     // The client resets before the server's FIN reaches it; the RESET
     // reaches a server that has exchanged both FINs: a closed stream.
-    pair.client.reset(id, ErrorCode::CANCEL);
+    pair.client.reset(pair.now, id, ErrorCode::CANCEL);
     pair.drive();
     assert_eq!(
-        read_available(&mut pair.server, sid),
+        read_available(&mut pair.server, pair.now, sid),
         (b"hello".to_vec(), true)
     );
 }
@@ -202,11 +208,11 @@ fn data_after_both_fins_is_dropped_without_a_reset() {
     let mut pair = Pair::default_pair();
     pair.connect();
     let id = pair.client.open(pair.now).unwrap().unwrap();
-    pair.client.write(id, b"hello").unwrap();
-    pair.client.finish(id).unwrap();
+    pair.client.write(pair.now, id, b"hello").unwrap();
+    pair.client.finish(pair.now, id).unwrap();
     pair.drive();
     let sid = pair.server.accept().unwrap();
-    pair.server.finish(sid).unwrap();
+    pair.server.finish(pair.now, sid).unwrap();
     pair.drive();
     let resets = count_frames(&mut pair.to_client, |f| matches!(f, Frame::Reset(_)));
     inject(&mut pair.to_server, frames::data(id.get(), b"again", false));
@@ -214,7 +220,7 @@ fn data_after_both_fins_is_dropped_without_a_reset() {
     assert_eq!(resets.get(), 0);
     assert!(pair.server.error().is_none());
     assert_eq!(
-        read_available(&mut pair.server, sid),
+        read_available(&mut pair.server, pair.now, sid),
         (b"hello".to_vec(), true)
     );
 }
@@ -224,27 +230,27 @@ fn resetting_a_closed_stream_sends_no_reset() {
     let mut pair = Pair::default_pair();
     pair.connect();
     let id = pair.client.open(pair.now).unwrap().unwrap();
-    pair.client.write(id, b"hello").unwrap();
-    pair.client.finish(id).unwrap();
+    pair.client.write(pair.now, id, b"hello").unwrap();
+    pair.client.finish(pair.now, id).unwrap();
     pair.drive();
     let sid = pair.server.accept().unwrap();
-    pair.server.write(sid, b"bye").unwrap();
-    pair.server.finish(sid).unwrap();
+    pair.server.write(pair.now, sid, b"bye").unwrap();
+    pair.server.finish(pair.now, sid).unwrap();
     pair.drive();
     // Both FINs exchanged; the client has not read "bye" yet.
     let resets = count_frames(&mut pair.to_server, |f| matches!(f, Frame::Reset(_)));
-    pair.client.reset(id, ErrorCode::CANCEL);
+    pair.client.reset(pair.now, id, ErrorCode::CANCEL);
     pair.drive();
     assert_eq!(resets.get(), 0);
     assert_eq!(
-        pair.client.read(id, 10),
+        pair.client.read(pair.now, id, 10),
         Err(StreamError::Reset {
             code: ErrorCode::CANCEL,
             initiator: Initiator::Local
         })
     );
     assert_eq!(
-        read_available(&mut pair.server, sid),
+        read_available(&mut pair.server, pair.now, sid),
         (b"hello".to_vec(), true)
     );
 }
@@ -256,7 +262,10 @@ fn no_stream_window_update_is_sent_after_the_peers_fin() {
     let mut raw = Raw::server(Config::default(), &frames);
     let sid = raw.conn.accept().unwrap();
     // Reading more than half the stream window makes an update due...
-    assert_eq!(read_available(&mut raw.conn, sid).0.len(), 9 * 16 * 1024);
+    assert_eq!(
+        read_available(&mut raw.conn, raw.now, sid).0.len(),
+        9 * 16 * 1024
+    );
     // ...but the FIN arrives before it is written.
     raw.feed(&[frames::data(1, b"", true)]);
     let stream_updates: Vec<Frame> = raw

@@ -112,7 +112,7 @@ fn withheld_window_updates_are_healed_by_probes_with_backoff() {
     for _ in 0..200 {
         // The writer keeps writing until its buffer is full.
         loop {
-            let n = pair.client.write(id, &data[written..]).unwrap();
+            let n = pair.client.write(pair.now, id, &data[written..]).unwrap();
             written += n;
             pair.drive();
             if n == 0 || written == data.len() {
@@ -121,7 +121,7 @@ fn withheld_window_updates_are_healed_by_probes_with_backoff() {
         }
         sid = sid.or_else(|| pair.server.accept());
         if let Some(s) = sid {
-            received.extend(read_available(&mut pair.server, s).0);
+            received.extend(read_available(&mut pair.server, pair.now, s).0);
         }
         if received.len() == data.len() {
             break;
@@ -204,7 +204,7 @@ fn a_silent_peer_is_declared_dead_after_the_idle_timeout() {
 fn ping_measures_the_round_trip() {
     let mut pair = Pair::default_pair();
     pair.connect();
-    pair.client.ping();
+    pair.client.ping(pair.now);
     pair.step();
     pair.now += Duration::from_millis(5);
     pair.drive();
@@ -222,15 +222,18 @@ fn a_peer_blocked_on_credit_keeps_a_half_closed_stream_alive() {
     let mut pair = Pair::new(client, Config::default());
     pair.connect();
     let id = pair.client.open(pair.now).unwrap().unwrap();
-    pair.client.finish(id).unwrap();
+    pair.client.finish(pair.now, id).unwrap();
     pair.drive();
     let sid = pair.server.accept().unwrap();
     // The client never reads: the server blocks and only sends BLOCKED.
-    pair.server.write(sid, &[7u8; 32 * 1024]).unwrap();
+    pair.server.write(pair.now, sid, &[7u8; 32 * 1024]).unwrap();
     pair.run_for(Duration::from_secs(120));
     assert!(pair.server.stats().probes_sent >= 5);
-    assert!(matches!(pair.client.read(id, 1), Ok(ReadOutcome::Data(_))));
-    assert!(pair.server.write(sid, b"x").is_ok());
+    assert!(matches!(
+        pair.client.read(pair.now, id, 1),
+        Ok(ReadOutcome::Data(_))
+    ));
+    assert!(pair.server.write(pair.now, sid, b"x").is_ok());
 }
 
 #[test]
@@ -238,15 +241,15 @@ fn data_for_a_stream_nobody_reads_keeps_it_half_closed_alive() {
     let mut pair = Pair::default_pair();
     pair.connect();
     let id = pair.client.open(pair.now).unwrap().unwrap();
-    pair.client.finish(id).unwrap();
+    pair.client.finish(pair.now, id).unwrap();
     pair.drive();
     let sid = pair.server.accept().unwrap();
-    pair.client.stop_reading(id);
+    pair.client.stop_reading(pair.now, id);
     for _ in 0..4 {
-        pair.server.write(sid, b"tick").unwrap();
+        pair.server.write(pair.now, sid, b"tick").unwrap();
         pair.run_for(Duration::from_secs(30));
     }
-    assert!(pair.server.write(sid, b"still open").is_ok());
+    assert!(pair.server.write(pair.now, sid, b"still open").is_ok());
 }
 
 #[test]
@@ -259,14 +262,17 @@ fn a_blocked_stream_keeps_probing_after_the_peer_finishes() {
     let mut pair = Pair::new(Config::default(), server);
     pair.connect();
     let id = pair.client.open(pair.now).unwrap().unwrap();
-    pair.client.write(id, &[1u8; 32 * 1024]).unwrap();
+    pair.client.write(pair.now, id, &[1u8; 32 * 1024]).unwrap();
     pair.drive();
     let sid = pair.server.accept().unwrap();
     // The server finishes its side and never reads: the client stays
     // blocked on stream credit in half-closed(remote).
-    pair.server.finish(sid).unwrap();
+    pair.server.finish(pair.now, sid).unwrap();
     pair.drive();
-    assert_eq!(read_available(&mut pair.client, id), (vec![], true));
+    assert_eq!(
+        read_available(&mut pair.client, pair.now, id),
+        (vec![], true)
+    );
     pair.run_for(Duration::from_secs(3));
     assert!(pair.client.stream_stats(id).unwrap().probes_sent >= 1);
 }
@@ -292,7 +298,7 @@ fn a_stream_waiting_for_connection_credit_probes_the_connection() {
     // Four streams use all the connection credit; the fifth waits for it.
     for _ in 0..5 {
         let id = pair.client.open(pair.now).unwrap().unwrap();
-        pair.client.write(id, &[1u8; 1024]).unwrap();
+        pair.client.write(pair.now, id, &[1u8; 1024]).unwrap();
     }
     pair.drive();
     pair.run_for(Duration::from_millis(1500));
@@ -339,7 +345,7 @@ fn a_stream_joining_a_connection_wait_keeps_the_probes_backoff() {
     // credit, waits for more: probes after 1, 3 and 7 s.
     for n in 0..5u8 {
         let id = pair.client.open(pair.now).unwrap().unwrap();
-        pair.client.write(id, &[n; 1024]).unwrap();
+        pair.client.write(pair.now, id, &[n; 1024]).unwrap();
         ids.push(id);
         pair.drive();
     }
@@ -347,7 +353,7 @@ fn a_stream_joining_a_connection_wait_keeps_the_probes_backoff() {
     assert_eq!(probes.get(), 3);
     // A second joins the wait: the next probe is still due at 15 s.
     let second = pair.client.open(pair.now).unwrap().unwrap();
-    pair.client.write(second, &[2u8; 1024]).unwrap();
+    pair.client.write(pair.now, second, &[2u8; 1024]).unwrap();
     ids.push(second);
     pair.drive();
     run(&mut pair, &ids, Duration::from_secs(7));
@@ -368,12 +374,72 @@ fn the_connection_probe_stops_when_no_stream_waits_for_connection_credit() {
     let mut last = None;
     for _ in 0..5 {
         let id = pair.client.open(pair.now).unwrap().unwrap();
-        pair.client.write(id, &[1u8; 1024]).unwrap();
+        pair.client.write(pair.now, id, &[1u8; 1024]).unwrap();
         last = Some(id);
     }
     pair.drive();
-    pair.client.reset(last.unwrap(), ErrorCode::CANCEL);
+    pair.client
+        .reset(pair.now, last.unwrap(), ErrorCode::CANCEL);
     pair.drive();
     pair.run_for(Duration::from_secs(3));
     assert_eq!(pair.client.stats().probes_sent, 0);
+}
+
+/// Every command takes the time: a write that finds the stream credit used
+/// up after a quiet spell (no input, no timer due, so the core heard of no
+/// time since) starts the probe interval at the write (SPEC §11.1), not at
+/// the last time the core was told. Before commands took `now`, the probe
+/// went out at once and the blocked time counted the quiet spell.
+#[test]
+fn a_write_after_a_quiet_spell_probes_one_interval_after_the_write() {
+    let server = Config::builder()
+        .stream_window(16 * 1024)
+        .keepalive_interval(None)
+        .build()
+        .unwrap();
+    let client = Config::builder().keepalive_interval(None).build().unwrap();
+    let mut pair = Pair::new(client, server);
+    pair.connect();
+    let id = pair.client.open(pair.now).unwrap().unwrap();
+    // Exactly the stream credit: it is used up with nothing left waiting.
+    pair.client.write(pair.now, id, &[1u8; 16 * 1024]).unwrap();
+    pair.drive();
+    assert_eq!(pair.client.stream_stats(id).unwrap().send_window, 0);
+    let quiet = Duration::from_secs(10);
+    assert!(
+        pair.client
+            .poll_timeout()
+            .is_none_or(|at| at > pair.now + quiet),
+        "a timer would have told the core the time during the quiet spell"
+    );
+    let probes = count_frames(
+        &mut pair.to_server,
+        |f| matches!(f, Frame::Blocked(b) if matches!(b.on, BlockedOn::Stream(_))),
+    );
+    pair.now += quiet;
+    pair.client.write(pair.now, id, b"one more").unwrap();
+    pair.drive();
+    assert_eq!(
+        probes.get(),
+        0,
+        "BLOCKED went out before a probe interval passed"
+    );
+    let interval = pair.client.config().probe_interval();
+    pair.run_for(interval / 2);
+    assert_eq!(
+        probes.get(),
+        0,
+        "BLOCKED went out before a probe interval passed"
+    );
+    let blocked = pair.client.stream_stats(id).unwrap().blocked_on_stream;
+    assert!(
+        blocked <= interval,
+        "blocked for {blocked:?}, counting the quiet spell"
+    );
+    pair.run_for(interval);
+    assert_eq!(
+        probes.get(),
+        1,
+        "no BLOCKED one probe interval after the write"
+    );
 }

@@ -544,13 +544,13 @@ impl Harness {
         let data = pattern_bytes(id, false, off, len);
         let result = if zero_copy {
             let mut bytes = Bytes::from(data);
-            let result = self.conn.write_bytes(id, &mut bytes);
+            let result = self.conn.write_bytes(self.now, id, &mut bytes);
             if let Ok(n) = result {
                 assert_eq!(bytes.len(), len - n, "write_bytes left the wrong rest");
             }
             result
         } else {
-            self.conn.write(id, &data)
+            self.conn.write(self.now, id, &data)
         };
         if let Ok(n) = result {
             assert!(n <= len, "write accepted more than it was given");
@@ -565,7 +565,7 @@ impl Harness {
         }
         let id = self.handles[i].id;
         let max = usize::from(max);
-        let mut got = match self.conn.read(id, max) {
+        let mut got = match self.conn.read(self.now, id, max) {
             Ok(ReadOutcome::Data(bytes)) => Some(bytes),
             _ => None,
         };
@@ -623,7 +623,7 @@ impl Harness {
         }
         let allowance = self.conn.fuzz_direct_allowance(id).min(len);
         if allowance == 0 {
-            let _ = self.conn.fuzz_wait_for_credit(id, len);
+            let _ = self.conn.fuzz_wait_for_credit(self.now, id, len);
             return;
         }
         assert!(
@@ -700,28 +700,28 @@ impl Harness {
             Op::WriteBytes { h, len } => self.write(h, len, true),
             Op::Finish(h) => {
                 if let Some(i) = self.held(h) {
-                    let _ = self.conn.finish(self.handles[i].id);
+                    let _ = self.conn.finish(self.now, self.handles[i].id);
                 }
             }
             Op::Read { h, max } => self.read(h, max),
             Op::Reset { h, code } => {
                 if let Some(i) = self.held(h) {
-                    self.conn.reset(self.handles[i].id, code.get());
+                    self.conn.reset(self.now, self.handles[i].id, code.get());
                 }
             }
             Op::Release(h) => {
                 if let Some(i) = self.held(h) {
                     let handle = self.handles.swap_remove(i);
-                    self.conn.release(handle.id);
+                    self.conn.release(self.now, handle.id);
                 }
             }
             Op::StopReading(h) => {
                 if let Some(i) = self.held(h) {
                     self.handles[i].reading = false;
-                    self.conn.stop_reading(self.handles[i].id);
+                    self.conn.stop_reading(self.now, self.handles[i].id);
                 }
             }
-            Op::Ping => self.conn.ping(),
+            Op::Ping => self.conn.ping(self.now),
             Op::Close { code, debug_len } => {
                 let debug = vec![b'c'; usize::from(debug_len) % 1200];
                 self.conn.close(self.now, code.get(), &debug);

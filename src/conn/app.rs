@@ -66,7 +66,8 @@ impl Connection {
     /// Buffers bytes for sending on `id`, copying at most the free space of
     /// its send buffer. `Ok(0)` for a non-empty `data` means the buffer is
     /// full: wait for [`Event::Stream`](super::Event::Stream).
-    pub fn write(&mut self, id: StreamId, data: &[u8]) -> Result<usize, StreamError> {
+    pub fn write(&mut self, now: Instant, id: StreamId, data: &[u8]) -> Result<usize, StreamError> {
+        self.now = now;
         let n = data.len().min(self.writable(id)?);
         if n > 0 {
             self.push_send(id, Bytes::copy_from_slice(&data[..n]));
@@ -79,7 +80,13 @@ impl Connection {
     /// Buffers `data` without copying, if its send buffer has room for the
     /// whole of it; otherwise as much as fits is split off the front.
     /// Returns the bytes accepted; the rest stays in `data`.
-    pub fn write_bytes(&mut self, id: StreamId, data: &mut Bytes) -> Result<usize, StreamError> {
+    pub fn write_bytes(
+        &mut self,
+        now: Instant,
+        id: StreamId,
+        data: &mut Bytes,
+    ) -> Result<usize, StreamError> {
+        self.now = now;
         let n = data.len().min(self.writable(id)?);
         if n > 0 {
             let chunk = data.split_to(n);
@@ -119,7 +126,8 @@ impl Connection {
     }
 
     /// Finishes the send direction: a FIN follows the buffered bytes.
-    pub fn finish(&mut self, id: StreamId) -> Result<(), StreamError> {
+    pub fn finish(&mut self, now: Instant, id: StreamId) -> Result<(), StreamError> {
+        self.now = now;
         let gone = self.gone_error();
         let stream = self.streams.get_mut(&id).ok_or(gone)?;
         match stream.send {
@@ -181,7 +189,13 @@ impl Connection {
 
     /// Reads up to `max` bytes from `id`. Buffered bytes are delivered even
     /// after the connection failed; the error follows them.
-    pub fn read(&mut self, id: StreamId, max: usize) -> Result<ReadOutcome, StreamError> {
+    pub fn read(
+        &mut self,
+        now: Instant,
+        id: StreamId,
+        max: usize,
+    ) -> Result<ReadOutcome, StreamError> {
+        self.now = now;
         let Some(stream) = self.streams.get_mut(&id) else {
             return Err(self.gone_error());
         };
@@ -222,7 +236,8 @@ impl Connection {
     }
 
     /// Aborts `id` in both directions with `code` (SPEC §8.7).
-    pub fn reset(&mut self, id: StreamId, code: ErrorCode) {
+    pub fn reset(&mut self, now: Instant, id: StreamId, code: ErrorCode) {
+        self.now = now;
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
@@ -266,7 +281,8 @@ impl Connection {
     /// had not already stopped reading, the stream is reset with CANCEL;
     /// otherwise buffered bytes and a FIN still go out, and the stream is
     /// forgotten once the peer finishes too.
-    pub fn release(&mut self, id: StreamId) {
+    pub fn release(&mut self, now: Instant, id: StreamId) {
+        self.now = now;
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
@@ -289,9 +305,9 @@ impl Connection {
                     stream.recv = RecvState::Discarding;
                     stream.cancel_after_fin = true;
                 }
-                SendState::Finished => self.reset(id, ErrorCode::CANCEL),
+                SendState::Finished => self.reset(now, id, ErrorCode::CANCEL),
                 // Abandoned mid-write: abort both directions (§8.7).
-                SendState::Open | SendState::Reset(..) => self.reset(id, ErrorCode::CANCEL),
+                SendState::Open | SendState::Reset(..) => self.reset(now, id, ErrorCode::CANCEL),
             }
         } else if stream.reset().is_none() {
             // The peer finished (or nobody reads any more): this side
@@ -308,7 +324,8 @@ impl Connection {
     /// second half dropped releases the stream ([`Connection::release`]).
     /// Before that, a half dropped `alone` (the halves were split) ends
     /// its direction: a read half stops reading, a write half finishes.
-    pub fn drop_half(&mut self, id: StreamId, half: Half, alone: bool) {
+    pub fn drop_half(&mut self, now: Instant, id: StreamId, half: Half, alone: bool) {
+        self.now = now;
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
@@ -317,16 +334,16 @@ impl Connection {
             Half::Send => (&mut stream.send_handle_dropped, stream.recv_handle_dropped),
         };
         if other {
-            self.release(id);
+            self.release(now, id);
             return;
         }
         *mine = true;
         if alone {
             match half {
-                Half::Recv => self.stop_reading(id),
+                Half::Recv => self.stop_reading(now, id),
                 Half::Send => {
                     // Already finished or reset: nothing more to end.
-                    let _ = self.finish(id);
+                    let _ = self.finish(now, id);
                 }
             }
         }
@@ -335,7 +352,8 @@ impl Connection {
     /// The application will not read `id` any more (its read half was
     /// dropped): buffered and future bytes are discarded and their credit
     /// returned at once. The send direction is unaffected.
-    pub fn stop_reading(&mut self, id: StreamId) {
+    pub fn stop_reading(&mut self, now: Instant, id: StreamId) {
+        self.now = now;
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
@@ -352,11 +370,11 @@ impl Connection {
     /// [`Connection::rtt`] when the acknowledgement arrives. Beyond 50
     /// PINGs in 1 s the next one waits (SPEC §12.1), and counts as in
     /// flight meanwhile.
-    pub fn ping(&mut self) {
+    pub fn ping(&mut self, now: Instant) {
+        self.now = now;
         if self.error.is_some() {
             return;
         }
-        let now = self.now;
         if let Some(at) = self.pinger.request(now) {
             self.timers.set(Timer::PingPace, at);
         }

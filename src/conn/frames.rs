@@ -218,7 +218,7 @@ impl Connection {
             // reset so far ends the stream, see `is_closed` above.)
             self.release_conn_credit(n);
             self.count_flood(now, Flood::Reset);
-            self.reset(id, ErrorCode::STREAM_CLOSED);
+            self.reset(now, id, ErrorCode::STREAM_CLOSED);
             return;
         }
         let delivered = matches!(payload, Payload::Delivered(_));

@@ -246,7 +246,7 @@ impl Connection {
                         self.fail(ConnectionError::HandshakeTimeout);
                     }
                 }
-                Timer::KeepAlive => self.ping(),
+                Timer::KeepAlive => self.ping(now),
                 Timer::Idle => {
                     // SPEC §12.2: nothing received within interval + timeout.
                     self.send_goaway(
@@ -257,7 +257,7 @@ impl Connection {
                 }
                 Timer::Probe => self.run_probes(now),
                 Timer::PingPace => self.send_deferred_ping(now),
-                Timer::Drain => self.drain_deadline(),
+                Timer::Drain => self.drain_deadline(now),
                 Timer::Frame => {
                     // SPEC §12.2: a frame that does not complete within the
                     // frame timeout (a peer trickling bytes to look alive).

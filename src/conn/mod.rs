@@ -14,7 +14,11 @@
 //!    [`accept`](Connection::accept), [`write`](Connection::write),
 //!    [`finish`](Connection::finish), [`read`](Connection::read),
 //!    [`reset`](Connection::reset), [`release`](Connection::release),
-//!    [`ping`](Connection::ping), [`close`](Connection::close).
+//!    [`ping`](Connection::ping), [`close`](Connection::close). Every
+//!    command that can change state takes the current time, like the
+//!    inputs: a write that finds no credit starts its probe interval then,
+//!    however long ago the last input was. (`accept` only takes a stream
+//!    off the accept queue, which nothing times.)
 //! 3. **Outputs**, after any of the above:
 //!    [`poll_transmit`](Connection::poll_transmit) until it adds nothing,
 //!    [`poll_event`](Connection::poll_event) until `None` (which streams and
@@ -253,8 +257,8 @@ pub struct Connection {
     flood: FloodCounters,
     stats: ConnectionStats,
     closed_streams_blocked: Duration,
-    /// The latest time passed in by the driver; application commands,
-    /// which take no time, start probes from it.
+    /// The latest time passed in, by an input or a command; helpers that
+    /// take no time of their own (scheduling, probes) use it.
     now: Instant,
 }
 

@@ -76,7 +76,7 @@ impl Connection {
             // to a peer frame: it does not count toward the flood limit
             // (§16.1), or many streams timing out at once would end the
             // connection.
-            self.reset(id, ErrorCode::STREAM_TIMEOUT);
+            self.reset(now, id, ErrorCode::STREAM_TIMEOUT);
         }
         // Deferred probes go oldest first, so with more blocked streams
         // than the budget each still gets its turn.

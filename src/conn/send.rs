@@ -272,7 +272,7 @@ impl Connection {
                 if cancel {
                     // Released after finishing (see `release`): the peer
                     // may stop sending now that the FIN is out.
-                    self.reset(id, ErrorCode::CANCEL);
+                    self.reset(now, id, ErrorCode::CANCEL);
                 }
                 self.maybe_reap(id);
             }
@@ -319,7 +319,8 @@ impl Connection {
     /// directly from the caller's buffer, where copying it ahead of the
     /// credit would cost a copy of every byte. Small writes are still
     /// buffered, where they coalesce into full frames.
-    pub(crate) fn wait_for_credit(&mut self, id: StreamId, len: usize) -> bool {
+    pub(crate) fn wait_for_credit(&mut self, now: Instant, id: StreamId, len: usize) -> bool {
+        self.now = now;
         let full_frame = self.peer_max_frame_payload().min(QUEUED_FRAME_MAX);
         if len < full_frame
             || self
@@ -332,7 +333,6 @@ impl Connection {
             return false;
         };
         stream.writer_waiting = true;
-        let now = self.now;
         self.start_stream_probe(now, id);
         true
     }
@@ -427,8 +427,8 @@ impl Connection {
     }
 
     /// See [`wait_for_credit`](Connection::wait_for_credit).
-    pub fn fuzz_wait_for_credit(&mut self, id: StreamId, len: usize) -> bool {
-        self.wait_for_credit(id, len)
+    pub fn fuzz_wait_for_credit(&mut self, now: Instant, id: StreamId, len: usize) -> bool {
+        self.wait_for_credit(now, id, len)
     }
 
     /// See [`commit_direct`](Connection::commit_direct).

@@ -17,7 +17,7 @@ impl Connection {
     /// SPEC §13.2: the drain timeout of a graceful close expired. The
     /// streams still open are reset with CANCEL; the connection ends once
     /// those RESETs are written (`check_drained`, after `poll_transmit`).
-    pub(super) fn drain_deadline(&mut self) {
+    pub(super) fn drain_deadline(&mut self, now: Instant) {
         let open: Vec<StreamId> = self
             .streams
             .iter()
@@ -25,7 +25,7 @@ impl Connection {
             .map(|(&id, _)| id)
             .collect();
         for id in open {
-            self.reset(id, ErrorCode::CANCEL);
+            self.reset(now, id, ErrorCode::CANCEL);
             self.stats.streams_cancelled_at_drain += 1;
         }
         self.check_drained();
@@ -78,6 +78,7 @@ impl Connection {
     /// flight finish first (bounded by the drain timeout); with another
     /// code the connection ends as soon as the GOAWAY is written.
     pub fn close(&mut self, now: Instant, code: ErrorCode, debug: &[u8]) {
+        self.now = now;
         if self.phase == Phase::Closed {
             return;
         }
@@ -86,7 +87,7 @@ impl Connection {
             self.phase = Phase::Draining;
             self.timers
                 .set(Timer::Drain, now + self.config.drain_timeout);
-            self.refuse_backlog();
+            self.refuse_backlog(now);
             self.check_drained();
         } else {
             self.fail(ConnectionError::LocallyClosed { code });
@@ -121,12 +122,12 @@ impl Connection {
 
     /// Streams in the accept backlog when this side stops accepting are
     /// refused: the peer may retry them elsewhere.
-    pub(super) fn refuse_backlog(&mut self) {
+    pub(super) fn refuse_backlog(&mut self, now: Instant) {
         while let Some(id) = self.queues.accept.pop_front() {
             if let Some(stream) = self.streams.get_mut(&id) {
                 stream.released = true;
             }
-            self.reset(id, ErrorCode::REFUSED_STREAM);
+            self.reset(now, id, ErrorCode::REFUSED_STREAM);
         }
     }
 

@@ -95,7 +95,7 @@ impl SessionBackend for MuxSession {
         let shared = &self.0;
         let target = {
             let mut inner = shared.lock();
-            inner.conn.ping();
+            inner.conn.ping(now());
             inner.after_command();
             inner.conn.pings_completed() + 1
         };
@@ -201,7 +201,7 @@ impl StreamRef {
             Half::Recv => inner.unpark_reader(self.id),
             Half::Send => inner.unpark_writer(self.id),
         }
-        inner.conn.drop_half(self.id, half, alone);
+        inner.conn.drop_half(now(), self.id, half, alone);
         inner.after_command();
     }
 }
@@ -237,7 +237,7 @@ impl RecvBackend for MuxRecv {
         let mut waiting = Waiting::default();
         loop {
             let mut inner = shared.lock_for("recv: read");
-            match inner.conn.read(id, usize::MAX) {
+            match inner.conn.read(now(), id, usize::MAX) {
                 Ok(ReadOutcome::Data(bytes)) => {
                     inner.after_command();
                     return Poll::Ready(Ok(Some(bytes)));
@@ -269,7 +269,7 @@ impl RecvBackend for MuxRecv {
         let mut waiting = Waiting::default();
         let mut inner = shared.lock_for("recv: fill");
         while buf.remaining() > 0 {
-            match inner.conn.read(id, buf.remaining()) {
+            match inner.conn.read(now(), id, buf.remaining()) {
                 Ok(ReadOutcome::Data(bytes)) => {
                     buf.put_slice(&bytes);
                     copied = true;
@@ -381,13 +381,16 @@ impl SendBackend for MuxSend {
             return Poll::Ready(Ok(direct));
         }
         let mut inner = shared.lock_for("send: write");
-        if shared.direct_writes && !inner.driver_done && inner.conn.wait_for_credit(id, buf.len()) {
+        if shared.direct_writes
+            && !inner.driver_done
+            && inner.conn.wait_for_credit(now(), id, buf.len())
+        {
             // Written directly once credit comes, not copied now.
             inner.park_writer(id, cx.waker());
             inner.after_task_change();
             return Poll::Pending;
         }
-        match inner.conn.write(id, buf) {
+        match inner.conn.write(now(), id, buf) {
             Ok(0) if inner.driver_done => Poll::Ready(Err(driver_gone().into())),
             Ok(0) => {
                 inner.park_writer(id, cx.waker());
@@ -412,7 +415,7 @@ impl SendBackend for MuxSend {
                     continue;
                 }
                 let mut inner = shared.lock_for("send: buffer");
-                let n = inner.conn.write_bytes(id, &mut data)?;
+                let n = inner.conn.write_bytes(now(), id, &mut data)?;
                 if n == 0 {
                     if inner.driver_done {
                         return Poll::Ready(Err(driver_gone()));
@@ -464,14 +467,14 @@ impl SendBackend for MuxSend {
 
     fn finish(&mut self) -> Result<(), StreamError> {
         let mut inner = self.handle.shared.lock();
-        let result = inner.conn.finish(self.handle.id);
+        let result = inner.conn.finish(now(), self.handle.id);
         inner.after_command();
         result
     }
 
     fn reset(&mut self, code: ErrorCode) {
         let mut inner = self.handle.shared.lock();
-        inner.conn.reset(self.handle.id, code);
+        inner.conn.reset(now(), self.handle.id, code);
         inner.after_command();
     }
 

@@ -2,14 +2,16 @@
 
 #![allow(dead_code)]
 
+use std::time::Instant;
+
 use creditmux::conn::{Connection, ReadOutcome};
 use creditmux::error::{ConnectionError, StreamError};
 use creditmux::frame::{ErrorCode, StreamId};
 
 /// Everything readable on `id` now, and whether the stream finished.
 /// Panics on a stream error.
-pub fn read_available(conn: &mut Connection, id: StreamId) -> (Vec<u8>, bool) {
-    match try_read_available(conn, id) {
+pub fn read_available(conn: &mut Connection, now: Instant, id: StreamId) -> (Vec<u8>, bool) {
+    match try_read_available(conn, now, id) {
         (out, Ok(finished)) => (out, finished),
         (_, Err(e)) => panic!("read failed: {e}"),
     }
@@ -19,11 +21,12 @@ pub fn read_available(conn: &mut Connection, id: StreamId) -> (Vec<u8>, bool) {
 /// (true), blocked (false), or the stream error.
 pub fn try_read_available(
     conn: &mut Connection,
+    now: Instant,
     id: StreamId,
 ) -> (Vec<u8>, Result<bool, StreamError>) {
     let mut out = Vec::new();
     loop {
-        match conn.read(id, usize::MAX) {
+        match conn.read(now, id, usize::MAX) {
             Ok(ReadOutcome::Data(b)) => out.extend_from_slice(&b),
             Ok(ReadOutcome::Finished) => return (out, Ok(true)),
             Ok(ReadOutcome::Blocked) => return (out, Ok(false)),

@@ -175,7 +175,8 @@ impl Sim {
             },
             Op::Reset(who, ref i, code) => {
                 if let Some(id) = self.pick(who, i) {
-                    self.conn(who).reset(id, ErrorCode(code));
+                    let now = self.pair.now;
+                    self.conn(who).reset(now, id, ErrorCode(code));
                     self.model(who, id).reset_codes.push(code);
                 }
                 self.check()
@@ -187,7 +188,8 @@ impl Sim {
                 self.check()
             }
             Op::Ping(who) => {
-                self.conn(who).ping();
+                let now = self.pair.now;
+                self.conn(who).ping(now);
                 self.check()
             }
             Op::Step(n) => {
@@ -275,7 +277,8 @@ impl Sim {
         let len = len.min(self.conn(who).send_capacity(id) + 16);
         let off = self.model(who, id).written;
         let data = pattern(key(id, who), off, len);
-        let result = self.conn(who).write(id, &data);
+        let now = self.pair.now;
+        let result = self.conn(who).write(now, id, &data);
         let n = match result {
             Ok(n) => {
                 let m = self.model(who, id);
@@ -312,7 +315,8 @@ impl Sim {
         let peer_finished = self.streams[1 - who]
             .get(&id)
             .is_some_and(|m| m.finished || m.released);
-        let mut result = self.conn(who).read(id, max);
+        let now = self.pair.now;
+        let mut result = self.conn(who).read(now, id, max);
         if matches!(result, Ok(ReadOutcome::Blocked)) && max % 2 == 1 {
             // Odd-sized reads (half the random ones, and the unbounded
             // reads that drain every stream at the end) take the rest of a DATA payload in progress
@@ -336,7 +340,8 @@ impl Sim {
                         id,
                         bytes.len()
                     );
-                    result = self.conn(who).read(id, max);
+                    let now = self.pair.now;
+                    result = self.conn(who).read(now, id, max);
                 }
             }
         }
@@ -401,7 +406,8 @@ impl Sim {
     }
 
     pub fn finish(&mut self, who: usize, id: StreamId) -> TestCaseResult {
-        match self.conn(who).finish(id) {
+        let now = self.pair.now;
+        match self.conn(who).finish(now, id) {
             Ok(()) => self.model(who, id).finished = true,
             Err(err) => self.stream_error(who, id, err, false)?,
         }
@@ -409,7 +415,8 @@ impl Sim {
     }
 
     pub fn release(&mut self, who: usize, id: StreamId) {
-        self.conn(who).release(id);
+        let now = self.pair.now;
+        self.conn(who).release(now, id);
         self.model(who, id).released = true;
     }
 
