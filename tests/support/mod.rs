@@ -1,6 +1,7 @@
 pub mod choppy;
 pub mod conn;
 pub mod control_pair;
+pub mod delay;
 pub mod frames;
 pub mod pair;
 pub mod proxy;

@@ -1,0 +1,221 @@
+//! The delay path of tests/support/delay.rs: its pacing arithmetic, the
+//! proxy alone over raw TCP (bytes exact and in order, the end of stream
+//! forwarded, the delay a lower bound, a refused target ending the
+//! connection), and a creditmux session through it.
+//!
+//! No test asserts an upper bound on time: only lower bounds that follow
+//! from the proxy's own sleeps, which a slow machine cannot break.
+
+mod support;
+
+use std::time::Duration;
+
+use creditmux::{Config, tcp};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use support::delay::{DelayProxy, Link, Pacer};
+use support::sessions::{bounded, echo_suite};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+
+const DELAY: Duration = Duration::from_millis(5);
+const RATE: u64 = 200_000_000;
+
+fn link() -> Link {
+    Link::new(DELAY, RATE)
+}
+
+fn payload(seed: u64, len: usize) -> Vec<u8> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut out = vec![0u8; len];
+    rng.fill(&mut out[..]);
+    out
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+#[test]
+fn pacer_sends_chunks_one_after_another_and_adds_the_delay_after_each_leaves() {
+    // 1 MB/s: 1000 bytes take 1 ms to leave.
+    let link = Link {
+        delay: ms(10),
+        bits_per_second: 8_000_000,
+        queue: 1 << 20,
+    };
+    let mut pacer = Pacer::new(link);
+    let t0 = Instant::now();
+    assert_eq!(pacer.delivery(t0, 1000), t0 + ms(1) + ms(10));
+    // Queued behind the first: it waits for the first to leave, not to
+    // arrive, so the delay is not added twice.
+    assert_eq!(pacer.delivery(t0, 1000), t0 + ms(2) + ms(10));
+    assert_eq!(pacer.delivery(t0 + ms(1), 2000), t0 + ms(4) + ms(10));
+    // The end of the stream takes no time to leave, but travels behind
+    // the bytes before it.
+    assert_eq!(pacer.delivery(t0, 0), t0 + ms(4) + ms(10));
+    // An idle link starts at once.
+    let later = t0 + Duration::from_secs(1);
+    assert_eq!(
+        pacer.delivery(later, 500),
+        later + Duration::from_micros(500) + ms(10)
+    );
+}
+
+#[test]
+fn link_queue_is_one_bandwidth_delay_product_with_a_floor() {
+    let link = Link::new(ms(25), 1_000_000_000);
+    assert_eq!(link.bdp(), 3_125_000);
+    assert_eq!(link.queue, link.bdp());
+    assert_eq!(link.room(), 2 * link.bdp());
+    // 1 ms at 1 Mbit/s is 125 bytes: the queue still holds a whole read.
+    let slow = Link::new(ms(1), 1_000_000);
+    assert_eq!(slow.bdp(), 125);
+    assert_eq!(slow.queue, 64 * 1024);
+    assert_eq!(link.send_time(125_000_000), Duration::from_secs(1));
+}
+
+/// Sends `up` through the proxy and expects `down` back, on one
+/// connection, each direction ended by its sender.
+async fn exchange(proxy: std::net::SocketAddr, up: Vec<u8>, down: Vec<u8>) {
+    let mut socket = TcpStream::connect(proxy).await.unwrap();
+    let (mut r, mut w) = socket.split();
+    let send = async {
+        w.write_all(&up).await.unwrap();
+        w.shutdown().await.unwrap();
+    };
+    let receive = async {
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).await.unwrap();
+        got
+    };
+    let ((), got) = tokio::join!(send, receive);
+    assert_eq!(got.len(), down.len(), "bytes back");
+    assert!(got == down, "bytes back differ");
+}
+
+#[tokio::test]
+async fn proxy_carries_raw_tcp_bytes_exactly_in_order_and_forwards_each_end() {
+    bounded(async {
+        const CONNECTIONS: u64 = 4;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = DelayProxy::start(listener.local_addr().unwrap(), link())
+            .await
+            .unwrap();
+        // The server side reads each connection to its end (which only
+        // the forwarded end of stream gives), checks it, then answers
+        // and ends its own direction. The first 8 bytes say which
+        // connection it is.
+        let server = tokio::spawn(async move {
+            let mut handlers = tokio::task::JoinSet::new();
+            for _ in 0..CONNECTIONS {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                handlers.spawn(async move {
+                    let mut got = Vec::new();
+                    socket.read_to_end(&mut got).await.unwrap();
+                    let id = u64::from_be_bytes(got[..8].try_into().unwrap());
+                    let expected = payload(id, 1 << 20);
+                    assert_eq!(got.len(), 8 + expected.len(), "connection {id}: bytes in");
+                    assert!(got[8..] == expected[..], "connection {id}: bytes in differ");
+                    socket
+                        .write_all(&payload(100 + id, 256 << 10))
+                        .await
+                        .unwrap();
+                    socket.shutdown().await.unwrap();
+                });
+            }
+            while let Some(handled) = handlers.join_next().await {
+                handled.unwrap();
+            }
+        });
+        let mut clients = tokio::task::JoinSet::new();
+        for id in 0..CONNECTIONS {
+            let addr = proxy.addr();
+            clients.spawn(async move {
+                let mut up = id.to_be_bytes().to_vec();
+                up.extend(payload(id, 1 << 20));
+                exchange(addr, up, payload(100 + id, 256 << 10)).await;
+            });
+        }
+        while let Some(done) = clients.join_next().await {
+            done.unwrap();
+        }
+        server.await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn proxy_delays_each_direction_by_at_least_the_one_way_delay() {
+    bounded(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = DelayProxy::start(listener.local_addr().unwrap(), link())
+            .await
+            .unwrap();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut byte = [0u8; 1];
+            for _ in 0..3 {
+                socket.read_exact(&mut byte).await.unwrap();
+                socket.write_all(&byte).await.unwrap();
+            }
+        });
+        let mut socket = TcpStream::connect(proxy.addr()).await.unwrap();
+        socket.set_nodelay(true).unwrap();
+        for round in 0..3u8 {
+            let sent = std::time::Instant::now();
+            socket.write_all(&[round]).await.unwrap();
+            let mut byte = [0u8; 1];
+            socket.read_exact(&mut byte).await.unwrap();
+            let rtt = sent.elapsed();
+            assert_eq!(byte, [round]);
+            assert!(rtt >= 2 * DELAY, "round trip {rtt:?} under two delays");
+        }
+        server.await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn proxy_ends_the_connection_when_the_target_refuses() {
+    bounded(async {
+        // A port that was just free: nothing listens there.
+        let target = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let proxy = DelayProxy::start(target, link()).await.unwrap();
+        let mut socket = TcpStream::connect(proxy.addr()).await.unwrap();
+        let mut buf = [0u8; 16];
+        // Reset (an error) or at worst an end; never a hang or bytes.
+        match socket.read(&mut buf).await {
+            Ok(n) => assert_eq!(n, 0, "bytes from nowhere"),
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn creditmux_session_through_the_delay_path_echoes_every_stream_exactly() {
+    bounded(async {
+        let listener = tcp::Listener::bind("127.0.0.1:0", Config::default())
+            .await
+            .unwrap();
+        let proxy = DelayProxy::start(listener.local_addr().unwrap(), link())
+            .await
+            .unwrap();
+        let server = tokio::spawn(async move { listener.accept().await.unwrap().0 });
+        let client = tcp::connect(proxy.addr(), Config::default()).await.unwrap();
+        let server = server.await.unwrap();
+        // The proxy's sleeps alone make a round trip at least two one-way
+        // delays long: proof that the session went through the path.
+        let rtt = client.ping().await.unwrap();
+        assert!(rtt >= 2 * DELAY, "PING round trip {rtt:?} under two delays");
+        // 1, 10 and 100 concurrent streams each way, every byte checked,
+        // then a graceful close.
+        echo_suite(client, server).await;
+    })
+    .await;
+}
