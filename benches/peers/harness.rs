@@ -55,7 +55,8 @@ fn panic_message(payload: Box<dyn Any + Send>) -> String {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+/// A current-thread runtime with I/O and timers.
+pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

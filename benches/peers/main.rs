@@ -8,7 +8,7 @@
 //! ```text
 //! cargo bench --bench peers                 # full: 3 runs, full sizes, 60 s timeouts
 //! cargo bench --bench peers -- --quick      # smoke: 1 run, small sizes, 5 s timeouts, < 60 s
-//!   --scenario bulk,rr   only these scenarios (bulk many rr open idle hol)
+//!   --scenario bulk,rr   only these scenarios (bulk many rr open idle hol delay)
 //!   --impl creditmux,tcp only these implementations (tcp creditmux yamux h2 h2-large
 //!                        quinn creditmux-tls creditmux-quic creditmux-quic-framed)
 //!   --runs N             runs per measurement (medians are reported)
@@ -21,8 +21,12 @@
 //! scenario with ratios against raw TCP and against each peer. Progress
 //! goes to stderr.
 
+// The delay proxy, shared with the tests.
+#[path = "../../tests/support/delay.rs"]
+mod delay;
 mod h2_peer;
 mod harness;
+mod path;
 mod quinn_peer;
 mod report;
 mod scenarios;

@@ -12,7 +12,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::harness::{BoxFut, Outcome, Res, run_pair};
+use crate::delay::Link;
+use crate::harness::{BoxFut, Failure, Outcome, Res, run_pair};
+use crate::path::PathThread;
 use crate::transports::{BoxStream, Client, Kind, Limits, Server, s};
 
 /// Sizes and counts of one bench mode.
@@ -27,6 +29,16 @@ pub struct Sizes {
     pub idle_streams: usize,
     pub hol_bytes: usize,
     pub hol_blocked_bytes: usize,
+    /// delay: the single stream's bytes.
+    pub delay_bytes: usize,
+    /// delay: each of the 16 streams' bytes.
+    pub delay_many_bytes: usize,
+    /// delay: a stream stops writing once this much time has passed, so
+    /// that a window-bound implementation ends in time (its MiB/s counts
+    /// what it moved).
+    pub delay_cap: Duration,
+    /// delay: the one-way delays.
+    pub delays: &'static [DelayPoint],
 }
 
 impl Sizes {
@@ -40,6 +52,10 @@ impl Sizes {
         idle_streams: 1000,
         hol_bytes: 64 << 20,
         hol_blocked_bytes: 1 << 20,
+        delay_bytes: 64 << 20,
+        delay_many_bytes: 4 << 20,
+        delay_cap: Duration::from_secs(8),
+        delays: &[DELAY_25MS, DELAY_5MS],
     };
 
     pub const QUICK: Sizes = Sizes {
@@ -52,8 +68,49 @@ impl Sizes {
         idle_streams: 200,
         hol_bytes: 8 << 20,
         hol_blocked_bytes: 1 << 20,
+        delay_bytes: 2 << 20,
+        delay_many_bytes: 128 << 10,
+        delay_cap: Duration::from_secs(2),
+        delays: &[DELAY_25MS],
     };
 }
+
+/// The delay scenario's link rate, each way: 1 Gbit/s.
+const DELAY_RATE: u64 = 1_000_000_000;
+
+/// The delay scenario's many-stream count.
+const DELAY_STREAMS: usize = 16;
+
+/// A one-way delay of the delay scenario, with its two metrics (1 stream
+/// and 16 streams).
+#[derive(Debug)]
+pub struct DelayPoint {
+    pub one_way: Duration,
+    pub single: Metric,
+    pub many: Metric,
+}
+
+const DELAY_25MS: DelayPoint = DelayPoint {
+    one_way: Duration::from_millis(25),
+    single: metric("d25ms_1_stream_mib_per_s", "25 ms 1 stream MiB/s", true, 1),
+    many: metric(
+        "d25ms_16_streams_mib_per_s",
+        "25 ms 16 streams MiB/s",
+        true,
+        1,
+    ),
+};
+
+const DELAY_5MS: DelayPoint = DelayPoint {
+    one_way: Duration::from_millis(5),
+    single: metric("d5ms_1_stream_mib_per_s", "5 ms 1 stream MiB/s", true, 1),
+    many: metric(
+        "d5ms_16_streams_mib_per_s",
+        "5 ms 16 streams MiB/s",
+        true,
+        1,
+    ),
+};
 
 /// One reported number.
 #[derive(Clone, Copy, Debug)]
@@ -101,7 +158,7 @@ pub struct Scenario {
     pub derived: Option<Derived>,
 }
 
-pub const NAMES: [&str; 6] = ["bulk", "many", "rr", "open", "idle", "hol"];
+pub const NAMES: [&str; 7] = ["bulk", "many", "rr", "open", "idle", "hol", "delay"];
 
 /// Everything a measurement needs to know.
 #[derive(Clone, Copy, Debug)]
@@ -216,6 +273,57 @@ pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
                 }),
             }
         }
+        // Every implementation through the same delay proxy (a userspace
+        // link, tests/support/delay.rs), where a window smaller than the
+        // bandwidth-delay product caps a stream at window / round trip,
+        // which loopback hides. QUIC runs over UDP, which the TCP proxy
+        // cannot carry: its implementations are skipped.
+        "delay" => {
+            let delays: Vec<String> = sizes
+                .delays
+                .iter()
+                .map(|p| format!("{} ms", p.one_way.as_millis()))
+                .collect();
+            let pairs = sizes
+                .delays
+                .iter()
+                .flat_map(|point| {
+                    let link = Link::new(point.one_way, DELAY_RATE);
+                    [
+                        delayed_pair(
+                            ctx,
+                            link,
+                            point.single,
+                            1,
+                            sizes.delay_bytes,
+                            sizes.delay_cap,
+                        ),
+                        delayed_pair(
+                            ctx,
+                            link,
+                            point.many,
+                            DELAY_STREAMS,
+                            sizes.delay_many_bytes,
+                            sizes.delay_cap,
+                        ),
+                    ]
+                })
+                .collect();
+            Scenario {
+                title: format!(
+                    "delay: client to server through a delay proxy at {} one way, 1 Gbit/s each way, \
+                     queue one bandwidth-delay product: 1 stream × {} MiB and {DELAY_STREAMS} \
+                     streams × {} MiB, each stream writing for at most {} s. QUIC runs over UDP, \
+                     which the TCP proxy cannot carry: skipped",
+                    delays.join(" and "),
+                    mib(sizes.delay_bytes),
+                    mib(sizes.delay_many_bytes),
+                    sizes.delay_cap.as_secs(),
+                ),
+                pairs,
+                derived: None,
+            }
+        }
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -226,6 +334,30 @@ fn transfer_pair(ctx: Ctx, streams: usize, bytes: usize) -> Pair {
         run: Box::new(move || {
             measure(ctx, Mode::Sink, move |c| {
                 Box::pin(transfer(c, streams, bytes))
+            })
+            .map(|v| vec![v])
+        }),
+    }
+}
+
+/// `streams` streams through the delay proxy over `link`, each writing
+/// `bytes` or for `cap`, whichever ends first.
+fn delayed_pair(
+    ctx: Ctx,
+    link: Link,
+    metric: Metric,
+    streams: usize,
+    bytes: usize,
+    cap: Duration,
+) -> Pair {
+    Pair {
+        metrics: vec![metric],
+        run: Box::new(move || {
+            if ctx.kind.over_udp() {
+                return Err(Failure::Skipped("QUIC is UDP, the delay proxy TCP".into()));
+            }
+            measure_via(ctx, Mode::Sink, Some(link), move |c| {
+                Box::pin(transfer_for(c, streams, bytes, cap))
             })
             .map(|v| vec![v])
         }),
@@ -254,6 +386,16 @@ where
     T: Send + 'static,
     F: FnOnce(Arc<dyn Client>) -> BoxFut<'static, Res<T>> + Send + 'static,
 {
+    measure_via(ctx, mode, None, client)
+}
+
+/// [`measure`], with the client side connecting through a delay proxy
+/// over `path` if there is one.
+fn measure_via<T, F>(ctx: Ctx, mode: Mode, path: Option<Link>, client: F) -> Outcome<T>
+where
+    T: Send + 'static,
+    F: FnOnce(Arc<dyn Client>) -> BoxFut<'static, Res<T>> + Send + 'static,
+{
     run_pair(
         ctx.timeout,
         move |addr_tx| {
@@ -264,9 +406,13 @@ where
         },
         move |addr| {
             Box::pin(async move {
+                // The proxy outlives the connection's close.
+                let path = path.map(|link| PathThread::start(addr, link)).transpose()?;
+                let addr = path.as_ref().map_or(addr, PathThread::addr);
                 let conn = ctx.kind.connect(ctx.limits, addr).await?;
                 let result = client(conn.clone()).await;
                 conn.close().await;
+                drop(path);
                 result
             })
         },
@@ -400,6 +546,49 @@ async fn transfer(client: Arc<dyn Client>, streams: usize, bytes: usize) -> Res<
         .collect();
     join_all(tasks).await?;
     Ok(mib_per_s(streams * bytes, start.elapsed()))
+}
+
+/// [`transfer`], except that each stream stops writing once `cap` has
+/// passed; MiB/s over the bytes all of them moved, up to the last ack.
+async fn transfer_for(
+    client: Arc<dyn Client>,
+    streams: usize,
+    bytes: usize,
+    cap: Duration,
+) -> Res<f64> {
+    let start = Instant::now();
+    let deadline = start + cap;
+    let tasks: Vec<JoinHandle<Res<usize>>> = (0..streams)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let mut stream = client.open().await?;
+                let mut sent = 0;
+                while sent < bytes && Instant::now() < deadline {
+                    let n = CHUNK.min(bytes - sent);
+                    stream.write_all(&PAYLOAD[..n]).await.map_err(s)?;
+                    sent += n;
+                }
+                stream.flush().await.map_err(s)?;
+                finish_and_ack(&mut stream).await?;
+                Ok(sent)
+            })
+        })
+        .collect();
+    let mut moved = 0;
+    let mut first_error = None;
+    for task in tasks {
+        match task.await.map_err(s).and_then(|r| r) {
+            Ok(sent) => moved += sent,
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(mib_per_s(moved, start.elapsed())),
+    }
 }
 
 /// 64-byte ping-pong on one stream; p50, p99 and p99.9 in µs.

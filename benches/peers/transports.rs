@@ -115,6 +115,15 @@ impl Kind {
         matches!(self, Kind::Yamux | Kind::H2 | Kind::H2Large | Kind::Quinn)
     }
 
+    /// Runs over UDP (QUIC), so a TCP path such as the delay proxy
+    /// cannot carry it.
+    pub fn over_udp(self) -> bool {
+        matches!(
+            self,
+            Kind::Quinn | Kind::CreditmuxQuic | Kind::CreditmuxQuicFramed
+        )
+    }
+
     /// Binds on loopback, sends the address through `addr_tx`, accepts the
     /// client's connection and returns its accepting side.
     pub async fn serve(
