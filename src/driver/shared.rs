@@ -385,6 +385,9 @@ impl Shared {
             }
             held.set(Some(purpose));
         });
+        // Only the debug-build check reads the purpose.
+        #[cfg(not(debug_assertions))]
+        let _ = purpose;
         CoreGuard {
             guard: lock(&self.inner),
         }
