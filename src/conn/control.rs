@@ -433,7 +433,7 @@ impl ControlPlane {
         };
         self.error = Some(error);
         self.phase = Phase::Closed;
-        self.timers = TimerTable::default();
+        self.timers.close();
         self.changed = true;
     }
 

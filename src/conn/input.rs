@@ -235,8 +235,9 @@ impl Connection {
         for timer in self.timers.expired(now) {
             if self.phase == Phase::Closed {
                 // An earlier timer of this call ended the connection: the
-                // others, already taken off the table, must not run and
-                // re-arm themselves (found by fuzz target `session`).
+                // others, already taken off the table, must not run (their
+                // actions are for a live connection; re-arming is refused
+                // by the closed table anyway).
                 break;
             }
             match timer {
@@ -279,13 +280,10 @@ impl Connection {
         let Some(timeout) = self.config.frame_timeout else {
             return;
         };
-        if self.phase == Phase::Closed {
-            // The part just taken may have ended the connection (a DATA
-            // frame beyond credit, SPEC §9.3): the frame it leaves behind
-            // is never completed, and a finished connection arms no timer
-            // (found by fuzz target `session`).
-            return;
-        }
+        // The part just taken may have ended the connection (a DATA frame
+        // beyond credit, SPEC §9.3); the closed timer table then arms
+        // nothing (a finished connection keeping the frame timer armed was
+        // found by fuzz target `session`).
         if !partial {
             self.input.frame_started = None;
             self.timers.stop(Timer::Frame);

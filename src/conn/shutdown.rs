@@ -171,17 +171,7 @@ impl Connection {
         tracing::debug!(side = ?self.side, error = %err, "connection ended");
         self.phase = Phase::Closed;
         self.error = Some(err);
-        for timer in [
-            Timer::Handshake,
-            Timer::KeepAlive,
-            Timer::Idle,
-            Timer::Probe,
-            Timer::Drain,
-            Timer::PingPace,
-            Timer::Frame,
-        ] {
-            self.timers.stop(timer);
-        }
+        self.timers.close();
         self.queues.data.clear();
         self.queues.conn_blocked.clear();
         self.queues.control.clear();

@@ -36,19 +36,33 @@ const ALL: [Timer; COUNT] = [
 #[derive(Clone, Debug, Default)]
 pub(crate) struct TimerTable {
     slots: [Option<Instant>; COUNT],
+    /// The connection ended: no timer is armed again.
+    closed: bool,
 }
 
 impl TimerTable {
+    /// Arms `timer` at `at` (nothing once the table is closed).
     pub(crate) fn set(&mut self, timer: Timer, at: Instant) {
-        self.slots[timer as usize] = Some(at);
+        if !self.closed {
+            self.slots[timer as usize] = Some(at);
+        }
     }
 
-    /// Arms `timer` at `at` unless it is already armed earlier.
+    /// Arms `timer` at `at` unless it is already armed earlier (nothing
+    /// once the table is closed).
     pub(crate) fn set_earliest(&mut self, timer: Timer, at: Instant) {
         let slot = &mut self.slots[timer as usize];
-        if slot.is_none_or(|current| at < current) {
+        if !self.closed && slot.is_none_or(|current| at < current) {
             *slot = Some(at);
         }
+    }
+
+    /// Disarms every timer for good: a finished connection keeps no timer,
+    /// whatever path runs after the end was decided (a partly received
+    /// frame, a later timer of the same `handle_timeout` call).
+    pub(crate) fn close(&mut self) {
+        self.slots = [None; COUNT];
+        self.closed = true;
     }
 
     pub(crate) fn stop(&mut self, timer: Timer) {
