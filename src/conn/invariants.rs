@@ -12,7 +12,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use super::{Connection, StreamStats};
+use super::{Connection, ConnectionStats, StreamStats};
 use crate::frame::StreamId;
 
 /// Slack on the probe deadline: the sender's BLOCKED budget (50 in any
@@ -31,28 +31,31 @@ struct Stall {
 }
 
 impl Stall {
-    /// Starts or continues the blocked period of a scope that has sent
-    /// `bytes_sent` and probed `probes` times; `Err` once it has been
-    /// blocked for the probe interval (plus the BLOCKED budget's slack)
-    /// with no probe.
+    /// A blocked period starting at `now`.
+    fn start(now: Instant, bytes_sent: u64, probes: u64) -> Stall {
+        Stall {
+            since: now,
+            bytes_sent,
+            probes,
+        }
+    }
+
+    /// Continues the blocked period of a scope that has sent `bytes_sent`
+    /// and probed `probes` times (a new one starts if bytes moved); `Err`
+    /// once it has been blocked for the probe interval (plus the BLOCKED
+    /// budget's slack) with no probe.
     fn observe(
-        slot: &mut Option<Stall>,
+        &mut self,
         now: Instant,
         bytes_sent: u64,
         probes: u64,
         interval: Duration,
     ) -> Result<(), Duration> {
-        let fresh = Stall {
-            since: now,
-            bytes_sent,
-            probes,
-        };
-        let stall = slot.get_or_insert(fresh);
-        if stall.bytes_sent != bytes_sent {
-            *stall = fresh;
+        if self.bytes_sent != bytes_sent {
+            *self = Stall::start(now, bytes_sent, probes);
         }
-        if now >= stall.since + interval + PROBE_BUDGET_SLACK && probes <= stall.probes {
-            return Err(now - stall.since);
+        if now >= self.since + interval + PROBE_BUDGET_SLACK && probes <= self.probes {
+            return Err(now - self.since);
         }
         Ok(())
     }
@@ -157,7 +160,7 @@ impl InvariantChecker {
         }
         // (d) SPEC §11.1: data waiting on zero credit for a probe interval
         // has had a BLOCKED scheduled for that credit.
-        self.check_stalls(conn, now, &live, stats.send_window, conn_probes)
+        self.check_stalls(conn, now, &live, &stats, conn_probes)
     }
 
     fn check_stalls(
@@ -165,7 +168,7 @@ impl InvariantChecker {
         conn: &Connection,
         now: Instant,
         live: &[(StreamId, StreamStats)],
-        conn_send_window: u64,
+        stats: &ConnectionStats,
         conn_probes: u64,
     ) -> Result<(), String> {
         if conn.error().is_some() {
@@ -181,10 +184,11 @@ impl InvariantChecker {
                 continue;
             }
             seen.insert(id);
-            let mut slot = self.stalls.get(&id).copied();
-            let verdict = Stall::observe(&mut slot, now, s.bytes_sent, s.probes_sent, interval);
-            self.stalls.insert(id, slot.expect("observed"));
-            if let Err(waited) = verdict {
+            let stall = self
+                .stalls
+                .entry(id)
+                .or_insert_with(|| Stall::start(now, s.bytes_sent, s.probes_sent));
+            if let Err(waited) = stall.observe(now, s.bytes_sent, s.probes_sent, interval) {
                 return Err(format!(
                     "(d) §11.1: data on {id} waiting on zero stream credit for {waited:?}, and no BLOCKED"
                 ));
@@ -198,11 +202,12 @@ impl InvariantChecker {
             .find(|(_, s)| s.send_buffered > 0 && s.send_window > 0)
             .map(|&(id, _)| id);
         match waiting {
-            Some(id) if conn_send_window == 0 => {
-                let sent = conn.stats().data_bytes_sent;
-                if let Err(waited) =
-                    Stall::observe(&mut self.conn_stall, now, sent, conn_probes, interval)
-                {
+            Some(id) if stats.send_window == 0 => {
+                let sent = stats.data_bytes_sent;
+                let stall = self
+                    .conn_stall
+                    .get_or_insert_with(|| Stall::start(now, sent, conn_probes));
+                if let Err(waited) = stall.observe(now, sent, conn_probes, interval) {
                     return Err(format!(
                         "(d) §11.1: data on {id} waiting on zero connection credit for {waited:?}, and no BLOCKED"
                     ));

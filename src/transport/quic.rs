@@ -367,7 +367,7 @@ pub async fn client(
         }
         Mode::Native => native::start(connection, config, Side::Client)
             .await
-            .map(|shared| Session::from_imp(SessionImp::Native(NativeSession(shared))))
+            .map(native_session)
             .map_err(ConnectError::Handshake),
     }
 }
@@ -455,7 +455,7 @@ pub async fn server(
         }
         Mode::Native => native::start(connection, config, Side::Server)
             .await
-            .map(|shared| Session::from_imp(SessionImp::Native(NativeSession(shared))))
+            .map(native_session)
             .map_err(|source| AcceptError::Handshake { peer, source }),
     }
 }
@@ -652,6 +652,11 @@ impl AsyncWrite for FramedIo {
             .close(VarInt::from_u32(0), b"creditmux session ended");
         Poll::Ready(Ok(()))
     }
+}
+
+/// The session over a native-mode connection whose control plane started.
+fn native_session(shared: Arc<native::Shared>) -> Session {
+    Session::from_imp(SessionImp::Native(NativeSession(shared)))
 }
 
 #[cfg(test)]
