@@ -277,10 +277,7 @@ fn mixed_frames() -> Vec<Frame> {
             limit: 1 << 20,
         }),
         Frame::MaxStreams(MaxStreams { count: 200 }),
-        Frame::Reset(Reset {
-            stream: stream(5),
-            code: ErrorCode::CANCEL,
-        }),
+        Frame::Reset(Reset::both(stream(5), ErrorCode::CANCEL)),
         ping_frame(),
     ]
 }

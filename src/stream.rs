@@ -80,12 +80,35 @@ impl Stream {
     /// was finished, only the peer's direction is aborted: the peer still
     /// reads what was finished (SPEC §8.7).
     pub fn reset(&mut self, code: ErrorCode) {
-        self.send.reset(code)
+        self.send.imp.reset(code)
     }
 
-    /// Waits until the peer stops the stream (`Some(code)`: its RESET, so
-    /// writes would fail) or this side's writing is over and on the
-    /// transport (`None`), without writing.
+    /// Aborts only the writing with `code`: what is not yet sent is
+    /// dropped, writes fail with the code, and the peer's reads fail with
+    /// it; the peer's direction goes on (SPEC §8.7.1). Nothing happens once
+    /// the write side was finished. A peer that did not announce
+    /// DIRECTIONAL_RESET (SPEC §7.1) cannot be told one direction apart:
+    /// then both are aborted, as by [`reset`](Stream::reset). Native QUIC
+    /// always has it (RESET_STREAM).
+    pub fn reset_send(&mut self, code: ErrorCode) {
+        self.send.imp.reset_send(code)
+    }
+
+    /// Stops reading with `code`: unread bytes are dropped, reads fail with
+    /// the code, and the peer stops sending (its writes fail with the code,
+    /// its [`stopped`](Stream::stopped) returns it); this side's writing
+    /// goes on (SPEC §8.7.1). A peer that did not announce
+    /// DIRECTIONAL_RESET (SPEC §7.1) is not told: what it sends is dropped
+    /// on arrival and its credit returned. Native QUIC always tells it
+    /// (STOP_SENDING).
+    pub fn stop(&mut self, code: ErrorCode) {
+        self.recv.stop(code)
+    }
+
+    /// Waits until the peer stops the stream's writing (`Some(code)`: its
+    /// RESET, or its [`stop`](Stream::stop), so writes would fail) or this
+    /// side's writing is over and on the transport (`None`), without
+    /// writing.
     pub async fn stopped(&mut self) -> Result<Option<ErrorCode>, StreamError> {
         self.send.stopped().await
     }
@@ -120,6 +143,11 @@ impl RecvStream {
     /// The next chunk of bytes, without copying; `None` at the end.
     pub async fn recv(&mut self) -> Result<Option<Bytes>, StreamError> {
         poll_fn(|cx| self.imp.poll_chunk(cx)).await
+    }
+
+    /// Stops reading with `code`; see [`Stream::stop`].
+    pub fn stop(&mut self, code: ErrorCode) {
+        self.imp.stop(code)
     }
 }
 
@@ -168,9 +196,11 @@ impl SendStream {
         self.imp.finish()
     }
 
-    /// Aborts the stream with `code` (see [`Stream::reset`]).
+    /// Aborts the writing with `code`; the peer's direction goes on where
+    /// the peer can be told so (see [`Stream::reset_send`]). To abort both
+    /// directions, reset the whole [`Stream`] before splitting it.
     pub fn reset(&mut self, code: ErrorCode) {
-        self.imp.reset(code)
+        self.imp.reset_send(code)
     }
 
     /// See [`Stream::stopped`].

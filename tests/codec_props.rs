@@ -44,10 +44,20 @@ fn frame() -> impl Strategy<Value = Frame> {
             credit()
         )
             .prop_map(|(on, limit)| Frame::Blocked(Blocked { on, limit })),
-        (stream_id(true), any::<u32>()).prop_map(|(stream, c)| Frame::Reset(Reset {
-            stream,
-            code: ErrorCode(c)
-        })),
+        (
+            stream_id(true),
+            any::<u32>(),
+            prop_oneof![
+                Just(ResetScope::Both),
+                Just(ResetScope::Send),
+                Just(ResetScope::Receive)
+            ]
+        )
+            .prop_map(|(stream, c, scope)| Frame::Reset(Reset {
+                stream,
+                code: ErrorCode(c),
+                scope
+            })),
         (any::<bool>(), any::<[u8; 8]>())
             .prop_map(|(ack, payload)| Frame::Ping(Ping { ack, payload })),
         (
@@ -68,15 +78,17 @@ fn frame() -> impl Strategy<Value = Frame> {
             setting(INITIAL_STREAM_WINDOW),
             setting(CONNECTION_WINDOW),
             setting(MAX_FRAME_PAYLOAD),
-            setting(MAX_STREAMS)
+            setting(MAX_STREAMS),
+            setting(EXTENSIONS)
         )
-            .prop_map(|(a, b, c, d)| Frame::Settings(Settings {
+            .prop_map(|(a, b, c, d, e)| Frame::Settings(Settings {
                 ack: false,
                 values: SettingsValues {
                     initial_stream_window: a,
                     connection_window: b,
                     max_frame_payload: c,
                     max_streams: d,
+                    extensions: e,
                 },
             })),
     ]

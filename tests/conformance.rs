@@ -262,3 +262,93 @@ async fn stopped_reports_the_peers_reset_and_a_delivered_finish() {
     })
     .await;
 }
+
+/// The error a stream operation ended with, out of an `io::Error`.
+fn stream_error(err: std::io::Error) -> Option<StreamError> {
+    err.into_inner()
+        .and_then(|e| e.downcast::<StreamError>().ok())
+        .map(|e| *e)
+}
+
+/// SPEC §8.7.1: stopping reading ends the peer's writing with the code
+/// (its `stopped` says so, its writes fail), while this side's writing
+/// goes on and is read to the end.
+#[tokio::test]
+async fn stop_ends_the_peers_writing_and_keeps_ours() {
+    each(async |client: Session, server: Session| {
+        let mut stream = client.open().await.unwrap();
+        stream.write_all(b"request").await.unwrap();
+        stream.flush().await.unwrap();
+        let mut peer = server.accept().await.unwrap().unwrap();
+        let mut buf = [0u8; 7];
+        peer.read_exact(&mut buf).await.unwrap();
+        peer.stop(ErrorCode(0x51));
+        assert_eq!(stream.stopped().await, Ok(Some(ErrorCode(0x51))));
+        let refused = stream.send(bytes::Bytes::from_static(b"more")).await;
+        assert_eq!(
+            refused,
+            Err(StreamError::Reset {
+                code: ErrorCode(0x51),
+                initiator: Initiator::Remote,
+            })
+        );
+        // The stopping side's own reads fail with its code.
+        let mut rest = Vec::new();
+        let err = peer.read_to_end(&mut rest).await.unwrap_err();
+        assert_eq!(
+            stream_error(err),
+            Some(StreamError::Reset {
+                code: ErrorCode(0x51),
+                initiator: Initiator::Local,
+            })
+        );
+        // The other direction is untouched.
+        let reply: Vec<u8> = (0..50_000u32).map(|i| (i * 13) as u8).collect();
+        peer.write_all(&reply).await.unwrap();
+        peer.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        stream
+            .read_to_end(&mut got)
+            .await
+            .expect("the reply, to its end");
+        assert!(got == reply, "{} of {} bytes", got.len(), reply.len());
+    })
+    .await;
+}
+
+/// SPEC §8.7.1: a write half's reset aborts only the writing: the peer's
+/// reads fail with the code, and its writing goes on and is read to the
+/// end.
+#[tokio::test]
+async fn a_write_halfs_reset_keeps_the_peers_direction() {
+    each(async |client: Session, server: Session| {
+        let stream = client.open().await.unwrap();
+        let (mut reader, mut writer) = stream.split();
+        writer.write_all(b"part").await.unwrap();
+        writer.flush().await.unwrap();
+        let mut peer = server.accept().await.unwrap().unwrap();
+        let mut buf = [0u8; 4];
+        peer.read_exact(&mut buf).await.unwrap();
+        writer.reset(ErrorCode(0x52));
+        let mut rest = Vec::new();
+        let err = peer.read_to_end(&mut rest).await.unwrap_err();
+        assert_eq!(
+            stream_error(err),
+            Some(StreamError::Reset {
+                code: ErrorCode(0x52),
+                initiator: Initiator::Remote,
+            })
+        );
+        let reply: Vec<u8> = (0..50_000u32).map(|i| (i * 11) as u8).collect();
+        peer.write_all(&reply).await.unwrap();
+        peer.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        reader
+            .read_to_end(&mut got)
+            .await
+            .expect("the reply, to its end");
+        assert!(got == reply, "{} of {} bytes", got.len(), reply.len());
+        drop(writer);
+    })
+    .await;
+}

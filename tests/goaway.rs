@@ -346,3 +346,42 @@ fn streams_refused_by_goaway_stop_probing() {
     pair.run_for(Duration::from_secs(3));
     assert_eq!(pair.client.stats().probes_sent, 0);
 }
+
+/// SPEC §13.2: a graceful GOAWAY waits for the first frame of every stream
+/// opened before it, also of one whose reading was already stopped (its
+/// writing goes on). Found by fuzz target `session`: the GOAWAY was held
+/// only for streams with no reset at all, so the stopped stream's opening
+/// DATA followed it.
+#[test]
+fn a_goaway_waits_for_a_stopped_streams_opening_data() {
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    let id = pair.client.open(pair.now).unwrap().unwrap();
+    pair.client.stop(pair.now, id, ErrorCode::CANCEL);
+    pair.client.write(pair.now, id, b"request").unwrap();
+    pair.client.finish(pair.now, id).unwrap();
+    pair.client.close(pair.now, ErrorCode::NO_ERROR, b"");
+    let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::<&str>::new()));
+    let log = seen.clone();
+    pair.to_server.filter = Some(Box::new(move |f: &Frame| {
+        log.borrow_mut().push(match f {
+            Frame::Data(d) if !d.payload.is_empty() => "DATA",
+            Frame::GoAway(_) => "GOAWAY",
+            _ => "other",
+        });
+        true
+    }));
+    pair.drive();
+    let order: Vec<&str> = seen
+        .borrow()
+        .iter()
+        .copied()
+        .filter(|k| *k != "other")
+        .collect();
+    assert_eq!(order, ["DATA", "GOAWAY"]);
+    let sid = pair.server.accept().expect("the stream reached the server");
+    assert_eq!(
+        read_available(&mut pair.server, pair.now, sid),
+        (b"request".to_vec(), true)
+    );
+}

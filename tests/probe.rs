@@ -22,6 +22,7 @@ fn grants(stream: u32, connection: u32, streams: u32) -> SettingsValues {
         connection_window: Some(connection),
         max_frame_payload: Some(64 * 1024),
         max_streams: Some(streams),
+        extensions: None,
     }
 }
 

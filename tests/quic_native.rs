@@ -224,27 +224,32 @@ async fn dropping_a_whole_stream_resets_it_and_close_does_not_wait_for_the_drain
     .await;
 }
 
-/// A read half waiting on one task wakes with the reset made through
-/// the write half on another.
+/// A reset made through the write half on one task aborts only the
+/// writing (SPEC §8.7.1): a read half waiting on another task keeps
+/// waiting and gets the peer's next bytes, and the peer's reads fail with
+/// the code.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reset_through_the_write_half_wakes_a_waiting_read_half() {
+async fn a_reset_through_the_write_half_leaves_a_waiting_read_half_reading() {
     bounded(async {
         let (client, server, _c, _s) = native_pair(Config::default()).await;
         let stream = client.open().await.unwrap();
         let (mut r, mut w) = stream.split();
         w.send(bytes::Bytes::from_static(b"x")).await.unwrap();
-        let _peer = server.accept().await.unwrap().expect("a stream");
+        let mut peer = server.accept().await.unwrap().expect("a stream");
+        assert_eq!(peer.recv().await.unwrap().as_deref(), Some(&b"x"[..]));
         let reader = tokio::spawn(async move { r.recv().await });
         tokio::time::sleep(Duration::from_millis(50)).await;
         w.reset(ErrorCode(0x33));
-        let result = reader.await.unwrap();
         assert_eq!(
-            result.unwrap_err(),
+            peer.recv().await.unwrap_err(),
             StreamError::Reset {
                 code: ErrorCode(0x33),
-                initiator: Initiator::Local,
+                initiator: Initiator::Remote,
             }
         );
+        peer.send(bytes::Bytes::from_static(b"y")).await.unwrap();
+        let result = reader.await.unwrap();
+        assert_eq!(result.unwrap().as_deref(), Some(&b"y"[..]));
     })
     .await;
 }

@@ -4,6 +4,7 @@
 
 mod support;
 
+use creditmux::ConnectionStats;
 use creditmux::config::Config;
 use creditmux::error::{Initiator, StreamError};
 use creditmux::frame::*;
@@ -274,4 +275,249 @@ fn no_stream_window_update_is_sent_after_the_peers_fin() {
         .filter(|f| matches!(f, Frame::WindowUpdate(w) if w.stream == sid))
         .collect();
     assert_eq!(stream_updates, []);
+}
+
+// ----- one direction at a time (SPEC §8.7.1) ------------------------------
+
+/// A connected pair with stream `id` (client) / `sid` (server) open both
+/// ways, each side having read the other's first bytes.
+fn pair_with_stream() -> (Pair, StreamId, StreamId) {
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    let id = pair.client.open(pair.now).unwrap().unwrap();
+    pair.client.write(pair.now, id, b"request").unwrap();
+    pair.drive();
+    let sid = pair.server.accept().unwrap();
+    assert_eq!(
+        read_available(&mut pair.server, pair.now, sid).0,
+        b"request"
+    );
+    (pair, id, sid)
+}
+
+fn is_reset(frame: &Frame, scope: ResetScope) -> bool {
+    matches!(frame, Frame::Reset(r) if r.scope == scope)
+}
+
+#[test]
+fn a_send_reset_aborts_only_the_writing() {
+    let (mut pair, id, sid) = pair_with_stream();
+    let sends = count_frames(&mut pair.to_server, |f| is_reset(f, ResetScope::Send));
+    let code = ErrorCode(0x61);
+    pair.client.reset_send(pair.now, id, code);
+    pair.drive();
+    assert_eq!(sends.get(), 1, "one RESET SEND");
+    assert_eq!(
+        pair.client.write(pair.now, id, b"more"),
+        Err(StreamError::Reset {
+            code,
+            initiator: Initiator::Local
+        })
+    );
+    assert_eq!(
+        try_read_available(&mut pair.server, pair.now, sid).1,
+        Err(StreamError::Reset {
+            code,
+            initiator: Initiator::Remote
+        })
+    );
+    // The server's direction goes on, to its end.
+    let reply = pattern(100_000, 7);
+    assert_eq!(
+        pair.server.write(pair.now, sid, &reply).unwrap(),
+        reply.len()
+    );
+    pair.server.finish(pair.now, sid).unwrap();
+    pair.drive();
+    assert_eq!(
+        read_available(&mut pair.client, pair.now, id),
+        (reply, true)
+    );
+    pair.client.release(pair.now, id);
+    pair.server.release(pair.now, sid);
+    pair.drive();
+    assert_eq!(pair.client.stats().open_streams, 0);
+    assert_eq!(pair.server.stats().open_streams, 0);
+}
+
+#[test]
+fn a_stop_ends_the_peers_writing_and_keeps_ours() {
+    let (mut pair, id, sid) = pair_with_stream();
+    let receives = count_frames(&mut pair.to_client, |f| is_reset(f, ResetScope::Receive));
+    let code = ErrorCode(0x62);
+    pair.server.stop(pair.now, sid, code);
+    // Bytes the client sends before it hears of the stop cross the RESET:
+    // counted, released at once and dropped (SPEC §8.7.1, §9.7).
+    let late = pattern(40_000, 9);
+    assert_eq!(pair.client.write(pair.now, id, &late).unwrap(), late.len());
+    pair.drive();
+    assert_eq!(receives.get(), 1, "one RESET RECEIVE");
+    assert!(pair.server.error().is_none(), "{:?}", pair.server.error());
+    assert_eq!(
+        pair.server.stats().recv_buffered,
+        0,
+        "the late bytes are held"
+    );
+    let stopped = StreamError::Reset {
+        code,
+        initiator: Initiator::Remote,
+    };
+    assert_eq!(pair.client.write(pair.now, id, b"more"), Err(stopped));
+    assert_eq!(pair.client.send_reset(id), Some((code, Initiator::Remote)));
+    assert_eq!(
+        try_read_available(&mut pair.server, pair.now, sid).1,
+        Err(StreamError::Reset {
+            code,
+            initiator: Initiator::Local
+        })
+    );
+    // The server's direction goes on, to its end.
+    let reply = pattern(100_000, 8);
+    assert_eq!(
+        pair.server.write(pair.now, sid, &reply).unwrap(),
+        reply.len()
+    );
+    pair.server.finish(pair.now, sid).unwrap();
+    pair.drive();
+    assert_eq!(
+        read_available(&mut pair.client, pair.now, id),
+        (reply, true)
+    );
+    pair.client.release(pair.now, id);
+    pair.server.release(pair.now, sid);
+    pair.drive();
+    assert_eq!(pair.client.stats().open_streams, 0);
+    assert_eq!(pair.server.stats().open_streams, 0);
+}
+
+/// A reset of both directions after one was reset already covers only
+/// the other: one RESET per direction (SPEC §6.6).
+#[test]
+fn a_full_reset_after_a_stop_covers_only_the_writing() {
+    let (mut pair, id, sid) = pair_with_stream();
+    let resets = count_frames(&mut pair.to_client, |f| matches!(f, Frame::Reset(_)));
+    pair.server.stop(pair.now, sid, ErrorCode(0x63));
+    pair.drive();
+    pair.server.reset(pair.now, sid, ErrorCode(0x64));
+    pair.drive();
+    assert_eq!(resets.get(), 2);
+    assert_eq!(
+        try_read_available(&mut pair.client, pair.now, id).1,
+        Err(StreamError::Reset {
+            code: ErrorCode(0x64),
+            initiator: Initiator::Remote
+        })
+    );
+}
+
+/// A peer that did not announce DIRECTIONAL_RESET never sees the flags: a
+/// stop stays local (arriving bytes are dropped and their credit returned)
+/// and a send reset aborts both directions.
+#[test]
+fn a_peer_without_directional_reset_gets_resets_of_both_directions() {
+    let mut raw = Raw::server(
+        Config::default(),
+        &[frames::settings(), frames::data(1, b"hi", false)],
+    );
+    let sid = raw.conn.accept().unwrap();
+    raw.sent();
+    raw.conn.stop(raw.now, sid, ErrorCode(0x65));
+    assert!(
+        !raw.sent().iter().any(|f| matches!(f, Frame::Reset(_))),
+        "a stop told a peer that cannot hear it"
+    );
+    raw.feed(&[frames::data_len(1, 4000)]);
+    assert!(raw.conn.error().is_none(), "{:?}", raw.conn.error());
+    assert_eq!(raw.conn.stats().recv_buffered, 0);
+    raw.conn.reset_send(raw.now, sid, ErrorCode(0x66));
+    let resets: Vec<Frame> = raw
+        .sent()
+        .into_iter()
+        .filter(|f| matches!(f, Frame::Reset(_)))
+        .collect();
+    assert_eq!(
+        resets,
+        [Frame::Reset(Reset::both(frames::id(1), ErrorCode(0x66)))]
+    );
+}
+
+/// With DIRECTIONAL_RESET announced, the raw peer sees the flags.
+#[test]
+fn a_peer_with_directional_reset_gets_one_reset_per_direction() {
+    let settings = Frame::Settings(Settings {
+        ack: false,
+        values: SettingsValues {
+            extensions: Some(DIRECTIONAL_RESET),
+            ..SettingsValues::default()
+        },
+    });
+    let mut raw = Raw::server(
+        Config::default(),
+        &[settings, frames::data(1, b"hi", false)],
+    );
+    let sid = raw.conn.accept().unwrap();
+    raw.sent();
+    raw.conn.stop(raw.now, sid, ErrorCode(0x67));
+    raw.conn.reset_send(raw.now, sid, ErrorCode(0x68));
+    let resets: Vec<Frame> = raw
+        .sent()
+        .into_iter()
+        .filter(|f| matches!(f, Frame::Reset(_)))
+        .collect();
+    let scoped = |code, scope| {
+        Frame::Reset(Reset {
+            stream: frames::id(1),
+            code: ErrorCode(code),
+            scope,
+        })
+    };
+    assert_eq!(
+        resets,
+        [
+            scoped(0x68, ResetScope::Send),
+            scoped(0x67, ResetScope::Receive)
+        ]
+    );
+    // The peer's RESET SEND for a direction this side already stopped
+    // changes nothing (SPEC §6.6), and the stream, reset both ways and let
+    // go of, is forgotten.
+    raw.feed(&[Frame::Reset(Reset {
+        stream: frames::id(1),
+        code: ErrorCode(0x69),
+        scope: ResetScope::Send,
+    })]);
+    assert!(raw.conn.error().is_none(), "{:?}", raw.conn.error());
+    raw.conn.release(raw.now, sid);
+    assert_eq!(raw.conn.stats().open_streams, 0);
+}
+
+/// Letting go of a stream whose writing was reset must still end the
+/// peer's direction: nobody reads it any more. (Without it the peer's bytes
+/// piled up in a stream nobody held, its writer stalled on credit that
+/// never came back, and the stream was never forgotten; found by
+/// tests/soak.rs.)
+#[test]
+fn letting_go_after_a_send_reset_stops_the_peer() {
+    let (mut pair, id, sid) = pair_with_stream();
+    pair.client.reset_send(pair.now, id, ErrorCode(0x6a));
+    pair.drive();
+    pair.client.release(pair.now, id);
+    pair.drive();
+    assert_eq!(
+        pair.server.write(pair.now, sid, b"reply"),
+        Err(StreamError::Reset {
+            code: ErrorCode::CANCEL,
+            initiator: Initiator::Remote
+        })
+    );
+    assert_eq!(pair.client.stats().open_streams, 0);
+    assert_eq!(pair.client.stats().recv_buffered, 0);
+    pair.server.release(pair.now, sid);
+    pair.drive();
+    assert_eq!(pair.server.stats().open_streams, 0);
+    // Each side counted the stream once, by its first reset.
+    let ended =
+        |s: ConnectionStats| s.streams_completed + s.streams_reset_local + s.streams_reset_remote;
+    assert_eq!(ended(pair.client.stats()), 1);
+    assert_eq!(ended(pair.server.stats()), 1);
 }

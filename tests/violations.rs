@@ -41,10 +41,7 @@ fn protocol_violations_end_the_connection_with_the_specified_code() {
         (
             vec![
                 frames::settings(),
-                Frame::Reset(Reset {
-                    stream: StreamId::new(5).unwrap(),
-                    code: ErrorCode::CANCEL,
-                }),
+                Frame::Reset(Reset::both(StreamId::new(5).unwrap(), ErrorCode::CANCEL)),
             ],
             ErrorCode::PROTOCOL_ERROR,
         ),

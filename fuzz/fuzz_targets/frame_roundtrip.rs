@@ -12,9 +12,10 @@
 use arbitrary::Arbitrary;
 use bytes::{Bytes, BytesMut};
 use creditmux::frame::{
-    Blocked, BlockedOn, CONNECTION_WINDOW, Data, Decoded, ErrorCode, Frame, FrameDecoder, GoAway,
-    INITIAL_STREAM_WINDOW, MAX_CREDIT, MAX_FRAME_PAYLOAD, MAX_STREAMS, MaxStreams, Ping, Reset,
-    SettingSpec, Settings, SettingsValues, StreamId, WindowUpdate,
+    Blocked, BlockedOn, CONNECTION_WINDOW, Data, Decoded, EXTENSIONS, ErrorCode, Frame,
+    FrameDecoder, GoAway, INITIAL_STREAM_WINDOW, MAX_CREDIT, MAX_FRAME_PAYLOAD, MAX_STREAMS,
+    MaxStreams, Ping, Reset, ResetScope, SettingSpec, Settings, SettingsValues, StreamId,
+    WindowUpdate,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -60,6 +61,7 @@ enum FuzzFrame {
     Reset {
         stream: u32,
         code: u32,
+        scope: u8,
     },
     Ping {
         ack: bool,
@@ -76,6 +78,7 @@ enum FuzzFrame {
         connection_window: Option<u32>,
         max_frame_payload: Option<u32>,
         max_streams: Option<u32>,
+        extensions: Option<u32>,
     },
 }
 
@@ -130,9 +133,18 @@ impl FuzzFrame {
                 },
                 limit: credit(limit),
             }),
-            FuzzFrame::Reset { stream, code } => Frame::Reset(Reset {
+            FuzzFrame::Reset {
+                stream,
+                code,
+                scope,
+            } => Frame::Reset(Reset {
                 stream: some_stream(stream),
                 code: ErrorCode(code),
+                scope: match scope % 3 {
+                    0 => ResetScope::Both,
+                    1 => ResetScope::Send,
+                    _ => ResetScope::Receive,
+                },
             }),
             FuzzFrame::Ping { ack, payload } => Frame::Ping(Ping { ack, payload }),
             FuzzFrame::GoAway {
@@ -153,6 +165,7 @@ impl FuzzFrame {
                 connection_window,
                 max_frame_payload,
                 max_streams,
+                extensions,
             } => {
                 // An acknowledgement carries no parameters (SPEC §5.8); the
                 // encoder does not enforce that, so the sender must.
@@ -167,6 +180,7 @@ impl FuzzFrame {
                         connection_window: setting(connection_window, CONNECTION_WINDOW),
                         max_frame_payload: setting(max_frame_payload, MAX_FRAME_PAYLOAD),
                         max_streams: setting(max_streams, MAX_STREAMS),
+                        extensions: setting(extensions, EXTENSIONS),
                     }
                 };
                 Frame::Settings(Settings { ack, values })

@@ -99,7 +99,8 @@ use creditmux::error::ConnectionError;
 use creditmux::frame::{
     Blocked, BlockedOn, CONNECTION_WINDOW, Data, Decoded, ErrorCode, Frame, FrameDecoder, GoAway,
     HEADER_LEN, Header, INITIAL_STREAM_WINDOW, MAX_FRAME_PAYLOAD, MAX_STREAMS, MaxStreams,
-    PREFACE_LEN, Ping, Reset, Settings, SettingsValues, StreamId, WindowUpdate, encode_preface,
+    PREFACE_LEN, Ping, Reset, ResetScope, Settings, SettingsValues, StreamId, WindowUpdate,
+    encode_preface,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -178,8 +179,8 @@ enum Grant {
     Streams(u64),
     /// The peer finished its direction of the stream.
     Fin(StreamId),
-    /// The peer reset the stream.
-    Reset(StreamId),
+    /// The peer reset the stream, both directions or one.
+    Reset(StreamId, ResetScope),
 }
 
 /// A stream the application holds.
@@ -197,6 +198,8 @@ struct Ledger {
     // SUT -> peer: what the peer granted, as far as the SUT has received it.
     peer_max_frame: u32,
     peer_stream_window: u64,
+    /// The peer's SETTINGS announced DIRECTIONAL_RESET.
+    peer_directional_reset: bool,
     granted_conn: u64,
     granted_stream: HashMap<StreamId, u64>,
     granted_streams: u64,
@@ -205,8 +208,10 @@ struct Ledger {
     sut_stream_sent: HashMap<StreamId, u64>,
     /// Streams on which the SUT sent FIN.
     sut_fin: HashSet<StreamId>,
-    /// Streams on which the SUT sent RESET.
-    sut_reset: HashSet<StreamId>,
+    /// Streams whose sending direction the SUT reset (RESET, or SEND).
+    sut_send_reset: HashSet<StreamId>,
+    /// Streams whose receiving direction the SUT reset (RESET, or RECEIVE).
+    sut_recv_reset: HashSet<StreamId>,
     /// Index one past the highest SUT stream announced on the wire.
     sut_announced: u64,
     sut_goaway: bool,
@@ -224,8 +229,12 @@ struct Ledger {
     peer_pings: HashSet<[u8; 8]>,
     /// Streams on which the SUT received the peer's FIN.
     peer_fin: HashSet<StreamId>,
-    /// Streams on which the SUT received the peer's RESET.
-    peer_reset: HashSet<StreamId>,
+    /// Streams on which the SUT received a RESET of its sending direction
+    /// (RESET, or RECEIVE).
+    peer_reset_sut_send: HashSet<StreamId>,
+    /// Streams on which the SUT received a RESET of its receiving
+    /// direction (RESET, or SEND).
+    peer_reset_sut_recv: HashSet<StreamId>,
     peer_over_credit: bool,
     peer_over_streams: bool,
     peer_garbage: bool,
@@ -276,6 +285,7 @@ impl Harness {
         let ledger = Ledger {
             peer_max_frame,
             peer_stream_window: u64::from(values.get(INITIAL_STREAM_WINDOW)),
+            peer_directional_reset: settings.directional_reset,
             granted_conn: u64::from(values.get(CONNECTION_WINDOW)),
             granted_streams: u64::from(values.get(MAX_STREAMS)),
             sut_conn_limit: u64::from(CONN_WINDOW),
@@ -357,8 +367,13 @@ impl Harness {
                 Grant::Fin(id) => {
                     l.peer_fin.insert(id);
                 }
-                Grant::Reset(id) => {
-                    l.peer_reset.insert(id);
+                Grant::Reset(id, scope) => {
+                    if scope != ResetScope::Send {
+                        l.peer_reset_sut_send.insert(id);
+                    }
+                    if scope != ResetScope::Receive {
+                        l.peer_reset_sut_recv.insert(id);
+                    }
                 }
             }
         }
@@ -480,14 +495,19 @@ impl Harness {
                     limit: limit.value(current),
                 })
             }
-            PeerFrame::Reset { stream, code } => {
+            PeerFrame::Reset {
+                stream,
+                code,
+                scope,
+            } => {
                 let id = self.pick(stream);
                 if self.peer_knows(id) {
-                    grant = Some(Grant::Reset(id));
+                    grant = Some(Grant::Reset(id, scope.get()));
                 }
                 Frame::Reset(Reset {
                     stream: id,
                     code: code.get(),
+                    scope: scope.get(),
                 })
             }
             PeerFrame::Ping { ack, echo, payload } => {
@@ -713,6 +733,18 @@ impl Harness {
                 if let Some(i) = self.held(h) {
                     let handle = self.handles.swap_remove(i);
                     self.conn.release(self.now, handle.id);
+                }
+            }
+            Op::ResetSend { h, code } => {
+                if let Some(i) = self.held(h) {
+                    self.conn
+                        .reset_send(self.now, self.handles[i].id, code.get());
+                }
+            }
+            Op::Stop { h, code } => {
+                if let Some(i) = self.held(h) {
+                    self.handles[i].reading = false;
+                    self.conn.stop(self.now, self.handles[i].id, code.get());
                 }
             }
             Op::StopReading(h) => {

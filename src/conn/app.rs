@@ -151,6 +151,15 @@ impl Connection {
         self.streams.get(&id).and_then(|s| s.reset())
     }
 
+    /// The reset that ended the writing of `id` (a RESET either way, or the
+    /// peer's RESET RECEIVE), with who sent it, if one did.
+    pub fn send_reset(&self, id: StreamId) -> Option<(ErrorCode, Initiator)> {
+        match self.streams.get(&id)?.send {
+            SendState::Reset(code, initiator) => Some((code, initiator)),
+            _ => None,
+        }
+    }
+
     /// True once the FIN of `id` went out (or the stream is gone).
     pub fn is_finish_sent(&self, id: StreamId) -> bool {
         self.streams
@@ -235,45 +244,154 @@ impl Connection {
         }
     }
 
-    /// Aborts `id` in both directions with `code` (SPEC §8.7).
+    /// Aborts `id` in both directions with `code` (SPEC §8.7): unsent and
+    /// unread bytes are dropped, and writes and reads fail with the code.
+    /// The RESET covers the directions still open; none goes out on a
+    /// closed stream (both FINs exchanged, only unread data left).
     pub fn reset(&mut self, now: Instant, id: StreamId, code: ErrorCode) {
         self.now = now;
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
-        if stream.reset().is_some() || (stream.send_done() && stream.recv_done()) {
+        let both_reset = matches!(stream.send, SendState::Reset(..))
+            && matches!(stream.recv, RecvState::Reset(..));
+        if both_reset || (stream.send_done() && stream.recv_done()) {
             return;
         }
-        // SPEC §8.7: no RESET on a closed stream (both FINs exchanged, only
-        // unread data left): the reset is local, the peer is done with it.
-        let closed = stream.is_closed();
-        stream.send = SendState::Reset(code, Initiator::Local);
-        stream.recv = RecvState::Reset(code, Initiator::Local);
-        stream.clear_send();
-        if stream.queued == Queued::ConnBlocked {
-            // Leave the connection-credit queue now, so the stream can be
-            // forgotten without waiting for connection credit.
-            stream.queued = Queued::No;
-            self.queues.conn_blocked.retain(|&queued| queued != id);
+        let first = stream.reset().is_none();
+        let owe_send = stream.send_open();
+        let owe_recv = stream.recv_open();
+        if !matches!(stream.send, SendState::Reset(..)) {
+            stream.send = SendState::Reset(code, Initiator::Local);
         }
-        let discarded = stream.discard_recv();
-        let _ = stream.recv_credit.release(discarded);
-        stream.owe_window_update = false;
-        if !closed {
-            stream.owe_reset = Some(code);
-            if !stream.needs_open {
+        if !matches!(stream.recv, RecvState::Reset(..)) {
+            stream.recv = RecvState::Reset(code, Initiator::Local);
+        }
+        if owe_send {
+            stream.owe_reset = true;
+        }
+        if owe_recv {
+            stream.owe_stop = true;
+        }
+        self.drop_send(id);
+        let discarded = self.drop_recv(id);
+        if owe_send || owe_recv {
+            // A stream the peer has not heard of yet: its id used
+            // stream-count credit (SPEC §9.6) that only a frame on it
+            // returns, so write_data still sends the opening frame, in id
+            // order (§8.2), with this RESET right behind it.
+            if self.streams.get(&id).is_some_and(|s| !s.needs_open) {
                 self.queue_control(id);
             }
-            self.count_closed(Closed::ResetLocal);
+            if first {
+                self.count_closed(Closed::ResetLocal);
+            }
         }
-        // Otherwise the peer has not heard of the stream, but its id used
-        // stream-count credit (SPEC §9.6) that only a frame on it returns:
-        // write_data still sends the opening frame, in id order (§8.2),
-        // with this RESET right behind it.
         self.release_conn_credit(discarded);
         self.stop_watching(id);
         self.wake(id);
         self.maybe_reap(id);
+    }
+
+    /// Aborts only the writing of `id` with `code` (SPEC §8.7.1, RESET
+    /// SEND): unsent bytes are dropped and writes fail with the code, while
+    /// the peer's direction stays readable. A peer that did not announce
+    /// DIRECTIONAL_RESET cannot be told one direction apart: then both are
+    /// reset ([`Connection::reset`]). Nothing happens once the FIN went out.
+    pub fn reset_send(&mut self, now: Instant, id: StreamId, code: ErrorCode) {
+        if !self.peer_resets_directions() {
+            self.reset(now, id, code);
+            return;
+        }
+        self.now = now;
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if !stream.send_open() {
+            return;
+        }
+        let first = stream.reset().is_none();
+        stream.send = SendState::Reset(code, Initiator::Local);
+        stream.owe_reset = true;
+        let announced = !stream.needs_open;
+        self.drop_send(id);
+        if announced {
+            self.queue_control(id);
+        }
+        self.end_stream_probe(now, id);
+        if first {
+            self.count_closed(Closed::ResetLocal);
+        }
+        self.wake(id);
+        self.maybe_reap(id);
+    }
+
+    /// Stops reading `id` with `code` (SPEC §8.7.1, RESET RECEIVE): unread
+    /// bytes are dropped, reads fail with the code, and the peer stops
+    /// sending (its writes fail with the code); this side's writing goes
+    /// on. A peer that did not announce DIRECTIONAL_RESET keeps sending,
+    /// and what arrives is dropped with its credit returned
+    /// ([`Connection::stop_reading`]).
+    pub fn stop(&mut self, now: Instant, id: StreamId, code: ErrorCode) {
+        let open = self.streams.get(&id).is_some_and(|s| s.recv_open());
+        if !self.peer_resets_directions() || !open {
+            self.stop_reading(now, id);
+            return;
+        }
+        self.now = now;
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        let first = stream.reset().is_none();
+        stream.recv = RecvState::Reset(code, Initiator::Local);
+        stream.owe_stop = true;
+        // Not waiting for the peer's FIN any more (SPEC §12.4).
+        stream.half_closed_at = None;
+        let announced = !stream.needs_open;
+        let discarded = self.drop_recv(id);
+        if announced {
+            self.queue_control(id);
+        }
+        self.release_conn_credit(discarded);
+        if first {
+            self.count_closed(Closed::ResetLocal);
+        }
+        self.wake(id);
+        self.maybe_reap(id);
+    }
+
+    /// The peer announced DIRECTIONAL_RESET (SPEC §7.1).
+    pub(super) fn peer_resets_directions(&self) -> bool {
+        self.handshake.peer.is_some_and(|p| p.directional_reset)
+    }
+
+    /// The send direction of `id` ended by a reset: its unsent bytes, a
+    /// BLOCKED owed for it and its place in the connection-credit queue go.
+    pub(super) fn drop_send(&mut self, id: StreamId) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        stream.clear_send();
+        stream.owe_blocked = false;
+        if stream.queued == Queued::ConnBlocked {
+            // Leave the connection-credit queue now, so the stream can be
+            // forgotten without waiting for connection credit (§11.1).
+            stream.queued = Queued::No;
+            self.queues.conn_blocked.retain(|&queued| queued != id);
+        }
+    }
+
+    /// The receive direction of `id` ended by a reset: its unread bytes go,
+    /// and with them a WINDOW_UPDATE owed for it. Returns the byte count,
+    /// whose connection credit the caller releases (SPEC §9.7).
+    pub(super) fn drop_recv(&mut self, id: StreamId) -> u64 {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return 0;
+        };
+        let discarded = stream.discard_recv();
+        let _ = stream.recv_credit.release(discarded);
+        stream.owe_window_update = false;
+        discarded
     }
 
     /// The application dropped its handle to `id` (SPEC §8.8). Unread
@@ -295,7 +413,8 @@ impl Connection {
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
-        if stream.reset().is_none() && stream.takes_data() {
+        if stream.takes_data() {
+            // The peer may still send, to a reader that is gone.
             match stream.send {
                 SendState::Finishing => {
                     // The write side was finished: its bytes and FIN still
@@ -305,17 +424,19 @@ impl Connection {
                     stream.recv = RecvState::Discarding;
                     stream.cancel_after_fin = true;
                 }
-                SendState::Finished => self.reset(now, id, ErrorCode::CANCEL),
-                // Abandoned mid-write: abort both directions (§8.7).
-                SendState::Open | SendState::Reset(..) => self.reset(now, id, ErrorCode::CANCEL),
+                // Finished, or abandoned mid-write, or the writing was
+                // reset already: the RESET stops what is still open (§8.7;
+                // only the peer's direction, if the writing is over).
+                SendState::Finished | SendState::Open | SendState::Reset(..) => {
+                    self.reset(now, id, ErrorCode::CANCEL);
+                }
             }
-        } else if stream.reset().is_none() {
-            // The peer finished (or nobody reads any more): this side
-            // finishes too, after what it buffered.
-            if stream.send == SendState::Open {
-                stream.send = SendState::Finishing;
-                self.schedule_data(id);
-            }
+        } else if stream.send == SendState::Open {
+            // The peer finished or reset its direction, or nobody reads any
+            // more (arriving bytes are dropped): this side finishes too,
+            // after what it buffered.
+            stream.send = SendState::Finishing;
+            self.schedule_data(id);
         }
         self.maybe_reap(id);
     }

@@ -11,7 +11,7 @@ use super::timer::Timer;
 use super::{Closed, Connection, Phase};
 use crate::error::Initiator;
 use crate::frame::{
-    Blocked, BlockedOn, ErrorCode, Frame, MAX_STREAMS, Reset, StreamId, WindowUpdate,
+    Blocked, BlockedOn, ErrorCode, Frame, MAX_STREAMS, Reset, ResetScope, StreamId, WindowUpdate,
 };
 
 /// Received payloads smaller than this are copied out of the read buffer,
@@ -212,10 +212,16 @@ impl Connection {
             }
             return;
         }
+        if let RecvState::Reset(..) = stream.recv {
+            // SPEC §8.7.1: this direction was reset while the other goes
+            // on; what the peer sent before it saw the RESET is counted,
+            // released at once and dropped, as on a closed stream (§8.4 [e]).
+            self.release_conn_credit(n);
+            self.count_closed_stream_data(now, n, no_op);
+            return;
+        }
         if stream.recv != RecvState::Open {
-            // SPEC §14: DATA after FIN is a stream error. (A direction
-            // reset while the stream stays open is not possible yet: every
-            // reset so far ends the stream, see `is_closed` above.)
+            // SPEC §14: DATA after FIN is a stream error.
             self.release_conn_credit(n);
             self.count_flood(now, Flood::Reset);
             self.reset(now, id, ErrorCode::STREAM_CLOSED);
@@ -286,7 +292,7 @@ impl Connection {
         let Some(stream) = self.streams.get_mut(&id) else {
             return false;
         };
-        let counts_stream = !stream.is_closed() && stream.counts_recv_credit();
+        let counts_stream = !stream.is_closed() && stream.recv_open();
         if counts_stream && let Err(err) = stream.recv_credit.receive(n) {
             self.protocol_error(ErrorCode::FLOW_CONTROL_ERROR, format!("stream {id}: {err}"));
             return false;
@@ -376,7 +382,9 @@ impl Connection {
             );
             return;
         }
-        self.queues.stray_resets.push_back(Reset { stream, code });
+        self.queues
+            .stray_resets
+            .push_back(Reset::both(stream, code));
     }
 
     pub(super) fn on_window_update(&mut self, now: Instant, update: WindowUpdate) {
@@ -447,7 +455,7 @@ impl Connection {
                         // SPEC §12.4: a peer blocked by our credit keeps a
                         // half-closed(local) stream alive.
                         stream.peer_frame(now);
-                        if stream.counts_recv_credit() {
+                        if stream.recv_open() {
                             stream.owe_window_update = true;
                             self.queue_control(id);
                         }
@@ -472,13 +480,32 @@ impl Connection {
             self.on_unheld_stream(now, id, "RESET");
             return;
         };
-        if stream.is_closed() {
-            // SPEC §8.4: ignored on a closed stream, so data the application
-            // has not read yet stays readable (§8.6).
+        // SPEC §6.6: ignored on a closed stream, so data the application
+        // has not read yet stays readable (§8.6); likewise a RESET whose
+        // every direction already ended here.
+        let aborts = match reset.scope {
+            ResetScope::Both => !stream.is_closed(),
+            // The peer's sending direction: this side's receiving one.
+            ResetScope::Send => stream.recv_open(),
+            // The peer's receiving direction: this side's sending one.
+            ResetScope::Receive => stream.send_open(),
+        };
+        if !aborts {
             self.count_flood(now, Flood::StrayFrame);
             return;
         }
-        self.close_by_peer(id, reset.code);
+        let first = stream.reset().is_none();
+        match reset.scope {
+            ResetScope::Both => self.close_by_peer(id, reset.code),
+            ResetScope::Send => {
+                self.recv_reset_by_peer(id, reset.code);
+                self.after_reset_by_peer(id, first);
+            }
+            ResetScope::Receive => {
+                self.send_reset_by_peer(now, id, reset.code);
+                self.after_reset_by_peer(id, first);
+            }
+        }
         self.maybe_reap(id);
     }
 
@@ -489,27 +516,64 @@ impl Connection {
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
-        stream.send = SendState::Reset(code, Initiator::Remote);
-        stream.clear_send();
+        let first = stream.reset().is_none();
+        // Writes fail with the peer's code, even after this side's FIN.
+        if !matches!(stream.send, SendState::Reset(..)) {
+            stream.send = SendState::Reset(code, Initiator::Remote);
+        }
+        self.drop_send(id);
         // SPEC §8.7: after the peer's FIN its direction is complete, and its
         // bytes stay readable; otherwise they go.
-        let discarded = if stream.fin_received() {
-            0
-        } else {
-            stream.recv = RecvState::Reset(code, Initiator::Remote);
-            stream.discard_recv()
-        };
-        let _ = stream.recv_credit.release(discarded);
-        stream.owe_window_update = false;
-        stream.owe_blocked = false;
-        if stream.queued == Queued::ConnBlocked {
-            // Not waiting for connection credit any more (SPEC §11.1).
-            stream.queued = Queued::No;
-            self.queues.conn_blocked.retain(|&queued| queued != id);
-        }
+        self.recv_reset_by_peer(id, code);
         self.stop_watching(id);
+        if first {
+            self.count_closed(Closed::ResetRemote);
+        }
+        self.wake(id);
+    }
+
+    /// The peer aborted its sending direction of `id` (RESET, or RESET
+    /// SEND): unless its FIN already arrived, unread bytes go and reads
+    /// fail with `code` (SPEC §8.7, §8.7.1).
+    fn recv_reset_by_peer(&mut self, id: StreamId, code: ErrorCode) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if !stream.recv_open() {
+            return;
+        }
+        stream.recv = RecvState::Reset(code, Initiator::Remote);
+        let discarded = self.drop_recv(id);
         self.release_conn_credit(discarded);
-        self.count_closed(Closed::ResetRemote);
+    }
+
+    /// The peer stopped reading `id` (RESET RECEIVE, SPEC §8.7.1): unsent
+    /// bytes go and writes fail with `code`; the stream probes no more.
+    fn send_reset_by_peer(&mut self, now: Instant, id: StreamId, code: ErrorCode) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        stream.send = SendState::Reset(code, Initiator::Remote);
+        self.drop_send(id);
+        self.end_stream_probe(now, id);
+    }
+
+    /// After a RESET for one direction of `id`: a stream now closed stops
+    /// its half-close watch, a receive direction that ended stops waiting
+    /// for the peer's FIN (SPEC §12.4), the stream is counted if this was
+    /// its `first` reset, and the application hears of it.
+    fn after_reset_by_peer(&mut self, id: StreamId, first: bool) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if stream.is_closed() {
+            self.stop_watching(id);
+        } else if !stream.recv_open() {
+            stream.half_closed_at = None;
+        }
+        if first {
+            self.count_closed(Closed::ResetRemote);
+        }
         self.wake(id);
     }
 }

@@ -128,7 +128,7 @@ impl Connection {
         let Some(stream) = self
             .streams
             .get(&id)
-            .filter(|s| !s.is_closed() && s.counts_recv_credit())
+            .filter(|s| !s.is_closed() && s.recv_open())
         else {
             return true;
         };

@@ -223,6 +223,8 @@ enum Phase {
 struct PeerSettings {
     stream_window: u64,
     max_frame_payload: usize,
+    /// The peer honours RESET SEND and RECEIVE (SPEC §8.7.1).
+    directional_reset: bool,
 }
 
 /// A creditmux connection endpoint, without I/O.
@@ -607,7 +609,10 @@ impl Connection {
         self.check_drained();
     }
 
-    /// Counts a stream that just became closed (SPEC §8.3), by how.
+    /// Counts a stream by how it ended (SPEC §8.3): both FINs, or the first
+    /// reset of either of its directions (later resets of the other
+    /// direction are not counted again, so both sides count each stream
+    /// once).
     fn count_closed(&mut self, how: Closed) {
         match how {
             Closed::Completed => self.stats.streams_completed += 1,
@@ -619,11 +624,13 @@ impl Connection {
     /// Applies the peer's SETTINGS (SPEC §7).
     fn apply_peer_settings(&mut self, values: &SettingsValues) {
         use crate::frame::{
-            CONNECTION_WINDOW, INITIAL_STREAM_WINDOW, MAX_FRAME_PAYLOAD, MAX_STREAMS,
+            CONNECTION_WINDOW, DIRECTIONAL_RESET, EXTENSIONS, INITIAL_STREAM_WINDOW,
+            MAX_FRAME_PAYLOAD, MAX_STREAMS,
         };
         self.handshake.peer = Some(PeerSettings {
             stream_window: u64::from(values.get(INITIAL_STREAM_WINDOW)),
             max_frame_payload: values.get(MAX_FRAME_PAYLOAD) as usize,
+            directional_reset: values.get(EXTENSIONS) & DIRECTIONAL_RESET != 0,
         });
         self.conn_send = SendCredit::new(u64::from(values.get(CONNECTION_WINDOW)));
         self.open_send.raise(u64::from(values.get(MAX_STREAMS)));

@@ -5,13 +5,13 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::stream::{Queued, SendState, StreamState};
+use super::stream::{Queued, RecvState, SendState, StreamState};
 use super::transmit::TransmitBuf;
 use super::{Closed, Connection, Phase};
 use crate::frame::StreamId;
 use crate::frame::{
-    Blocked, BlockedOn, Data, ErrorCode, Frame, HEADER_LEN, MaxStreams, Ping, Reset, Settings,
-    SettingsValues, WindowUpdate, encode_preface,
+    Blocked, BlockedOn, DIRECTIONAL_RESET, Data, ErrorCode, Frame, HEADER_LEN, MaxStreams, Ping,
+    Reset, ResetScope, Settings, SettingsValues, WindowUpdate, encode_preface,
 };
 
 /// Largest DATA payload the scheduler puts in one frame, whatever the peer
@@ -40,6 +40,8 @@ impl Connection {
                 connection_window: Some(self.config.connection_window),
                 max_frame_payload: Some(self.config.max_frame_payload),
                 max_streams: Some(self.config.max_incoming_streams),
+                // SPEC §8.7.1: this side honours RESET SEND and RECEIVE.
+                extensions: Some(DIRECTIONAL_RESET),
             };
             self.put_frame(out, &Frame::Settings(Settings { ack: false, values }));
         }
@@ -93,7 +95,7 @@ impl Connection {
             && self
                 .streams
                 .iter()
-                .any(|(&id, s)| side.owns(id) && s.needs_open && s.reset().is_none());
+                .any(|(&id, s)| side.owns(id) && s.needs_open && s.send_open());
         if !hold_goaway && let Some(goaway) = self.owed.goaway.take() {
             self.put_frame(out, &Frame::GoAway(goaway));
         }
@@ -151,31 +153,30 @@ impl Connection {
         while let Some(reset) = self.queues.stray_resets.pop_front() {
             self.put_frame(out, &Frame::Reset(reset));
         }
+        let directional = self.peer_resets_directions();
         while let Some(id) = self.queues.control.pop_front() {
             let Some(stream) = self.streams.get_mut(&id) else {
                 continue;
             };
             stream.in_control_queue = false;
+            let resets = take_resets(id, stream, directional);
             let mut frames: [Option<Frame>; 2] = [None, None];
-            if let Some(code) = stream.owe_reset.take() {
-                stream.owe_window_update = false;
-                stream.owe_blocked = false;
-                frames[0] = Some(Frame::Reset(Reset { stream: id, code }));
-            } else {
-                // SPEC §6.3: no stream update once the receive side is
-                // finished (a FIN may have arrived since it was owed).
-                if std::mem::take(&mut stream.owe_window_update) && stream.counts_recv_credit() {
-                    let limit = stream.recv_credit.announce();
-                    frames[0] = Some(Frame::WindowUpdate(WindowUpdate { stream: id, limit }));
-                }
-                if std::mem::take(&mut stream.owe_blocked) {
-                    stream.blocked_unanswered = true;
-                    let limit = stream.send_credit.limit();
-                    frames[1] = Some(Frame::Blocked(Blocked {
-                        on: BlockedOn::Stream(id),
-                        limit,
-                    }));
-                }
+            // SPEC §6.3: no stream update once the receive side is finished
+            // or reset (a FIN may have arrived since it was owed).
+            if std::mem::take(&mut stream.owe_window_update) && stream.recv_open() {
+                let limit = stream.recv_credit.announce();
+                frames[0] = Some(Frame::WindowUpdate(WindowUpdate { stream: id, limit }));
+            }
+            if std::mem::take(&mut stream.owe_blocked) {
+                stream.blocked_unanswered = true;
+                let limit = stream.send_credit.limit();
+                frames[1] = Some(Frame::Blocked(Blocked {
+                    on: BlockedOn::Stream(id),
+                    limit,
+                }));
+            }
+            for reset in resets.into_iter().flatten() {
+                self.put_frame(out, &Frame::Reset(reset));
             }
             for frame in frames.into_iter().flatten() {
                 self.put_frame(out, &frame);
@@ -187,6 +188,7 @@ impl Connection {
     fn write_data(&mut self, now: Instant, out: &mut TransmitBuf, max_bytes: usize, base: u64) {
         let max_frame = self.peer_max_frame_payload().min(QUEUED_FRAME_MAX);
         let send_buffer = self.config.send_buffer as usize;
+        let directional = self.peer_resets_directions();
         while out.len() < max_bytes {
             let Some(id) = self.queues.data.pop_front() else {
                 break;
@@ -196,16 +198,16 @@ impl Connection {
                 continue;
             };
             stream.queued = Queued::No;
-            if stream.needs_open
-                && let Some(code) = stream.owe_reset.take()
-            {
+            if stream.needs_open && stream.owe_reset {
                 // Reset before it was announced (see `reset`): an empty
                 // opening frame, then the RESET, close the id on both sides.
                 stream.needs_open = false;
                 out.put_slice(&Data::header_for(id, 0, false).encode());
                 stream.emitted_until = base + out.len() as u64;
                 self.stats.frames_sent += 1;
-                self.put_frame(out, &Frame::Reset(Reset { stream: id, code }));
+                for reset in take_resets(id, stream, directional).into_iter().flatten() {
+                    self.put_frame(out, &Frame::Reset(reset));
+                }
                 self.maybe_reap(id);
                 continue;
             }
@@ -233,7 +235,9 @@ impl Connection {
             let payload: Bytes = stream.take_send(allowed);
             let n = payload.len();
             let fin = stream.send == SendState::Finishing && stream.send_buffered == 0;
-            stream.needs_open = false;
+            // A RESET RECEIVE owed since before the stream was announced
+            // may follow the opening frame now (see `stop`).
+            let opened_owing = std::mem::take(&mut stream.needs_open) && stream.owes_reset();
             out.put_slice(&Data::header_for(id, n, fin).encode());
             out.put_bytes(payload);
             stream.emitted_until = base + out.len() as u64;
@@ -258,6 +262,9 @@ impl Connection {
             }
             if wake {
                 self.wake(id);
+            }
+            if opened_owing {
+                self.queue_control(id);
             }
             if again {
                 self.schedule_data(id);
@@ -439,5 +446,41 @@ impl Connection {
     /// See [`rollback_direct`](Connection::rollback_direct).
     pub fn fuzz_rollback_direct(&mut self, id: StreamId, bytes: usize, frames: usize) {
         self.rollback_direct(id, bytes, frames)
+    }
+}
+
+/// The RESETs owed for `stream` (SPEC §6.6), taken: one for both directions
+/// when both are owed with the same code, or when the peer cannot tell
+/// directions apart (then only one direction is still open on this side,
+/// and a RESET for both says the same, §8.7); otherwise one per direction.
+fn take_resets(id: StreamId, stream: &mut StreamState, directional: bool) -> [Option<Reset>; 2] {
+    let reset = |code, scope| Reset {
+        stream: id,
+        code,
+        scope,
+    };
+    let owe_send = std::mem::take(&mut stream.owe_reset);
+    let owe_stop = std::mem::take(&mut stream.owe_stop);
+    // An owed RESET carries the code its direction was reset with.
+    let send = match stream.send {
+        SendState::Reset(code, _) if owe_send => Some(code),
+        _ => None,
+    };
+    let stop = match stream.recv {
+        RecvState::Reset(code, _) if owe_stop => Some(code),
+        _ => None,
+    };
+    match (send, stop) {
+        (Some(send), Some(stop)) if send == stop || !directional => {
+            [Some(Reset::both(id, send)), None]
+        }
+        (Some(send), Some(stop)) => [
+            Some(reset(send, ResetScope::Send)),
+            Some(reset(stop, ResetScope::Receive)),
+        ],
+        (Some(send), None) if directional => [Some(reset(send, ResetScope::Send)), None],
+        (None, Some(stop)) if directional => [Some(reset(stop, ResetScope::Receive)), None],
+        (Some(code), None) | (None, Some(code)) => [Some(Reset::both(id, code)), None],
+        (None, None) => [None, None],
     }
 }

@@ -183,7 +183,8 @@ impl Connection {
                 stream.in_control_queue = false;
                 stream.owe_window_update = false;
                 stream.owe_blocked = false;
-                stream.owe_reset = None;
+                stream.owe_reset = false;
+                stream.owe_stop = false;
                 stream.clear_send();
             }
             self.wake(id);

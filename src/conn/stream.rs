@@ -138,7 +138,12 @@ pub(crate) struct StreamState {
     /// Owed control frames (coalesced: one of each at most).
     pub(crate) owe_window_update: bool,
     pub(crate) owe_blocked: bool,
-    pub(crate) owe_reset: Option<ErrorCode>,
+    /// A RESET owed for the send direction, and one for the receive
+    /// direction, with the code of the direction's `Reset` state; owed
+    /// together with the same code, one RESET covers both (SPEC §6.6,
+    /// §8.7.1).
+    pub(crate) owe_reset: bool,
+    pub(crate) owe_stop: bool,
     pub(crate) in_control_queue: bool,
     pub(crate) queued: Queued,
     pub(crate) in_wake_queue: bool,
@@ -192,7 +197,8 @@ impl StreamState {
             send_handle_dropped: false,
             owe_window_update: false,
             owe_blocked: false,
-            owe_reset: None,
+            owe_reset: false,
+            owe_stop: false,
             in_control_queue: false,
             queued: Queued::No,
             in_wake_queue: false,
@@ -229,12 +235,6 @@ impl StreamState {
             RecvState::Finished => self.recv_buf.is_empty(),
             RecvState::Open | RecvState::Discarding => false,
         }
-    }
-
-    /// Received DATA still counts against the stream credit (SPEC §6.2):
-    /// the peer's direction is neither finished nor reset.
-    pub(crate) fn counts_recv_credit(&self) -> bool {
-        matches!(self.recv, RecvState::Open | RecvState::Discarding)
     }
 
     /// Still receiving DATA for a reader: not reset, not finished, not
@@ -279,7 +279,24 @@ impl StreamState {
 
     /// Owes a control frame.
     pub(crate) fn owes_control(&self) -> bool {
-        self.owe_window_update || self.owe_blocked || self.owe_reset.is_some()
+        self.owe_window_update || self.owe_blocked || self.owes_reset()
+    }
+
+    /// Owes a RESET, for either direction.
+    pub(crate) fn owes_reset(&self) -> bool {
+        self.owe_reset || self.owe_stop
+    }
+
+    /// The send direction may still carry DATA (not finished, not reset).
+    pub(crate) fn send_open(&self) -> bool {
+        matches!(self.send, SendState::Open | SendState::Finishing)
+    }
+
+    /// The peer's direction may still carry DATA for this side to keep
+    /// (no FIN from the peer, not reset); received DATA then counts
+    /// against the stream credit (SPEC §6.2).
+    pub(crate) fn recv_open(&self) -> bool {
+        matches!(self.recv, RecvState::Open | RecvState::Discarding)
     }
 
     /// Has something for the DATA scheduler: bytes, a FIN, or the opening frame.

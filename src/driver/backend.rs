@@ -55,6 +55,8 @@ pub(crate) trait RecvBackend {
     fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, StreamError>>;
     /// As many bytes as fit into `buf` (AsyncRead).
     fn poll_fill(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>>;
+    /// Stops reading with `code`: the peer stops sending (SPEC §8.7.1).
+    fn stop(&mut self, code: ErrorCode);
 }
 
 /// What a stream's write half does.
@@ -71,7 +73,10 @@ pub(crate) trait SendBackend {
     /// Finishes, then ready once the FIN is on the transport.
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     fn finish(&mut self) -> Result<(), StreamError>;
+    /// Aborts both directions.
     fn reset(&mut self, code: ErrorCode);
+    /// Aborts only the writing (SPEC §8.7.1).
+    fn reset_send(&mut self, code: ErrorCode);
     /// The peer stopped the stream (`Some(code)`), or this side's writing
     /// is over and delivered (`None`).
     fn poll_stopped(
@@ -165,6 +170,9 @@ impl RecvBackend for RecvImp {
     fn poll_fill(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         delegate!(RecvImp, self, |x| x.poll_fill(cx, buf))
     }
+    fn stop(&mut self, code: ErrorCode) {
+        delegate!(RecvImp, self, |x| x.stop(code))
+    }
 }
 
 impl SendBackend for SendImp {
@@ -191,6 +199,9 @@ impl SendBackend for SendImp {
     }
     fn reset(&mut self, code: ErrorCode) {
         delegate!(SendImp, self, |x| x.reset(code))
+    }
+    fn reset_send(&mut self, code: ErrorCode) {
+        delegate!(SendImp, self, |x| x.reset_send(code))
     }
     fn poll_stopped(
         &mut self,

@@ -259,6 +259,12 @@ impl RecvBackend for MuxRecv {
         }
     }
 
+    fn stop(&mut self, code: ErrorCode) {
+        let mut inner = self.handle.shared.lock();
+        inner.conn.stop(now(), self.handle.id, code);
+        inner.after_command();
+    }
+
     /// Copies as many buffered bytes as fit into `buf` under one lock (a
     /// chunk is at most one frame, so a large read would otherwise take one
     /// call per frame). Pending only when nothing was buffered.
@@ -478,6 +484,12 @@ impl SendBackend for MuxSend {
         inner.after_command();
     }
 
+    fn reset_send(&mut self, code: ErrorCode) {
+        let mut inner = self.handle.shared.lock();
+        inner.conn.reset_send(now(), self.handle.id, code);
+        inner.after_command();
+    }
+
     /// The peer's RESET (`Some`), or this side's FIN on the transport
     /// (`None`); a local reset or the end of the connection is an error.
     fn poll_stopped(
@@ -486,7 +498,7 @@ impl SendBackend for MuxSend {
     ) -> Poll<Result<Option<ErrorCode>, StreamError>> {
         let id = self.handle.id;
         let mut inner = self.handle.shared.lock();
-        match inner.conn.stream_reset(id) {
+        match inner.conn.send_reset(id) {
             Some((code, Initiator::Remote)) => return Poll::Ready(Ok(Some(code))),
             Some((code, initiator)) => {
                 return Poll::Ready(Err(StreamError::Reset { code, initiator }));

@@ -19,22 +19,59 @@ fn be_u32(bytes: &[u8], at: usize) -> u32 {
     u32::from_be_bytes(raw)
 }
 
-/// Abort of one stream in both directions (SPEC §6.6).
+/// Which directions of a stream a RESET aborts, named from its sender's
+/// side (SPEC §6.6, §8.7.1).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ResetScope {
+    /// Both directions: no flag (or both flags) on the wire.
+    #[default]
+    Both,
+    /// Only the direction the sender sends in (flag SEND): it writes no
+    /// more.
+    Send,
+    /// Only the direction the sender receives in (flag RECEIVE): it
+    /// stopped reading, and its peer stops sending.
+    Receive,
+}
+
+/// Abort of one stream, in both directions or one (SPEC §6.6).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Reset {
     /// The stream aborted; never 0.
     pub stream: StreamId,
     /// Why.
     pub code: ErrorCode,
+    /// Which directions. Anything but [`ResetScope::Both`] only after the
+    /// peer announced DIRECTIONAL_RESET (SPEC §7.1).
+    pub scope: ResetScope,
 }
 
 impl Reset {
+    /// Flag SEND: only the sender's sending direction.
+    pub const FLAG_SEND: u8 = 0x1;
+    /// Flag RECEIVE: only the sender's receiving direction.
+    pub const FLAG_RECEIVE: u8 = 0x2;
+
+    /// A RESET of both directions.
+    pub fn both(stream: StreamId, code: ErrorCode) -> Reset {
+        Reset {
+            stream,
+            code,
+            scope: ResetScope::Both,
+        }
+    }
+
     /// The frame's header.
     pub fn header(&self) -> Header {
+        let flags = match self.scope {
+            ResetScope::Both => 0,
+            ResetScope::Send => Reset::FLAG_SEND,
+            ResetScope::Receive => Reset::FLAG_RECEIVE,
+        };
         Header {
             len: RESET_PAYLOAD_LEN,
             kind: FrameKind::Reset as u8,
-            flags: 0,
+            flags,
             stream: self.stream,
         }
     }
@@ -44,9 +81,18 @@ impl Reset {
     }
 
     pub(super) fn decode(header: &Header, payload: &[u8]) -> Reset {
+        let send = header.flags & Reset::FLAG_SEND != 0;
+        let receive = header.flags & Reset::FLAG_RECEIVE != 0;
+        let scope = match (send, receive) {
+            (true, false) => ResetScope::Send,
+            (false, true) => ResetScope::Receive,
+            // Neither, or both: both directions (SPEC §6.6).
+            _ => ResetScope::Both,
+        };
         Reset {
             stream: header.stream,
             code: ErrorCode(be_u32(payload, 0)),
+            scope,
         }
     }
 }

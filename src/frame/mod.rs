@@ -19,7 +19,7 @@ mod settings;
 use bytes::{BufMut, Bytes, BytesMut};
 
 pub use codec::{Decoded, FrameDecoder};
-pub use control::{GoAway, Ping, Reset};
+pub use control::{GoAway, Ping, Reset, ResetScope};
 pub use credit::{Blocked, BlockedOn, MAX_CREDIT, MaxStreams, WindowUpdate};
 pub use data::Data;
 pub use error::FrameError;
@@ -27,8 +27,8 @@ pub use header::{FrameKind, HEADER_LEN, Header, MAX_PAYLOAD_LIMIT};
 pub use ids::{ErrorCode, StreamId};
 pub use preface::{MAGIC, PREFACE_LEN, PrefaceError, VERSION, decode_preface, encode_preface};
 pub use settings::{
-    CONNECTION_WINDOW, INITIAL_STREAM_WINDOW, KNOWN_SETTINGS, MAX_FRAME_PAYLOAD, MAX_STREAMS,
-    SettingSpec, Settings, SettingsValues,
+    CONNECTION_WINDOW, DIRECTIONAL_RESET, EXTENSIONS, INITIAL_STREAM_WINDOW, KNOWN_SETTINGS,
+    MAX_FRAME_PAYLOAD, MAX_STREAMS, SettingSpec, Settings, SettingsValues,
 };
 
 /// One frame of a type version 1 knows.

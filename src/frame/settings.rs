@@ -58,12 +58,26 @@ pub const MAX_STREAMS: SettingSpec = SettingSpec {
     max: 1 << 30,
 };
 
+/// Optional behaviour the announcing side handles, one bit each (SPEC
+/// §7.1); bits not defined are ignored.
+pub const EXTENSIONS: SettingSpec = SettingSpec {
+    id: 0x5,
+    name: "EXTENSIONS",
+    default: 0,
+    min: 0,
+    max: u32::MAX,
+};
+
+/// EXTENSIONS bit: RESET's SEND and RECEIVE flags (SPEC §6.6, §8.7.1).
+pub const DIRECTIONAL_RESET: u32 = 0x1;
+
 /// Every parameter version 1 knows, in id order.
-pub const KNOWN_SETTINGS: [SettingSpec; 4] = [
+pub const KNOWN_SETTINGS: [SettingSpec; 5] = [
     INITIAL_STREAM_WINDOW,
     CONNECTION_WINDOW,
     MAX_FRAME_PAYLOAD,
     MAX_STREAMS,
+    EXTENSIONS,
 ];
 
 // The largest SETTINGS frame fits the smallest frame maximum, so it can be
@@ -83,6 +97,8 @@ pub struct SettingsValues {
     pub max_frame_payload: Option<u32>,
     /// MAX_STREAMS.
     pub max_streams: Option<u32>,
+    /// EXTENSIONS.
+    pub extensions: Option<u32>,
 }
 
 impl SettingsValues {
@@ -92,6 +108,7 @@ impl SettingsValues {
             0x2 => Some(&mut self.connection_window),
             0x3 => Some(&mut self.max_frame_payload),
             0x4 => Some(&mut self.max_streams),
+            0x5 => Some(&mut self.extensions),
             _ => None,
         }
     }
@@ -103,6 +120,7 @@ impl SettingsValues {
             self.connection_window,
             self.max_frame_payload,
             self.max_streams,
+            self.extensions,
         ];
         KNOWN_SETTINGS
             .into_iter()
@@ -117,6 +135,7 @@ impl SettingsValues {
             0x2 => self.connection_window,
             0x3 => self.max_frame_payload,
             0x4 => self.max_streams,
+            0x5 => self.extensions,
             _ => None,
         };
         value.unwrap_or(spec.default)

@@ -23,10 +23,7 @@ pub fn data(stream: u32, payload: &[u8], fin: bool) -> Frame {
 }
 
 pub fn reset(stream: u32, code: ErrorCode) -> Frame {
-    Frame::Reset(Reset {
-        stream: id(stream),
-        code,
-    })
+    Frame::Reset(Reset::both(id(stream), code))
 }
 
 pub fn goaway(last: u32, code: ErrorCode) -> Frame {

@@ -61,6 +61,7 @@ pub fn parse_frame(repr: &str) -> Frame {
                 "2" => values.connection_window = Some(v),
                 "3" => values.max_frame_payload = Some(v),
                 "4" => values.max_streams = Some(v),
+                "5" => values.extensions = Some(v),
                 other => panic!("unknown setting {other} in repr"),
             }
         }
@@ -98,6 +99,12 @@ pub fn parse_frame(repr: &str) -> Frame {
         "RESET" => Frame::Reset(Reset {
             stream: stream(&map, "stream"),
             code: ErrorCode(num(&map, "code") as u32),
+            scope: match map.get("only").map(String::as_str) {
+                None => ResetScope::Both,
+                Some("send") => ResetScope::Send,
+                Some("receive") => ResetScope::Receive,
+                Some(other) => panic!("unknown RESET scope only={other}"),
+            },
         }),
         "PING" => {
             let bytes = hex_decode(&map["payload"]);

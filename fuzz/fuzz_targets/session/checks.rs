@@ -87,9 +87,9 @@ impl Harness {
                 // SPEC §8.4: no WINDOW_UPDATE on a closed stream, nor once
                 // the peer has finished sending.
                 assert!(
-                    !l.sut_reset.contains(&u.stream)
-                        && !(exact && l.peer_reset.contains(&u.stream)),
-                    "WINDOW_UPDATE on closed stream {}",
+                    !l.sut_recv_reset.contains(&u.stream)
+                        && !(exact && l.peer_reset_sut_recv.contains(&u.stream)),
+                    "WINDOW_UPDATE on {}, whose receiving direction was reset",
                     u.stream
                 );
                 assert!(
@@ -109,10 +109,10 @@ impl Harness {
                 // stream closed.
                 if let BlockedOn::Stream(id) = b.on {
                     assert!(
-                        !l.sut_reset.contains(&id)
-                            && !(exact && l.peer_reset.contains(&id))
+                        !l.sut_send_reset.contains(&id)
+                            && !(exact && l.peer_reset_sut_send.contains(&id))
                             && !l.sut_fin.contains(&id),
-                        "BLOCKED on {id}, which is closed or half-closed(local)"
+                        "BLOCKED on {id}, whose sending direction was finished or reset"
                     );
                 }
                 // SPEC §11.1: the probe names the limit the SUT is stuck at,
@@ -134,10 +134,26 @@ impl Harness {
                 );
             }
             Frame::Reset(r) => {
-                // SPEC §8.7: at most one RESET per stream.
+                // SPEC §6.6: at most one RESET covers each direction.
+                if r.scope != ResetScope::Receive {
+                    assert!(
+                        l.sut_send_reset.insert(r.stream),
+                        "a second RESET of the sending direction of {}",
+                        r.stream
+                    );
+                }
+                if r.scope != ResetScope::Send {
+                    assert!(
+                        l.sut_recv_reset.insert(r.stream),
+                        "a second RESET of the receiving direction of {}",
+                        r.stream
+                    );
+                }
+                // SPEC §6.6: the flags only to a peer that announced them.
                 assert!(
-                    l.sut_reset.insert(r.stream),
-                    "a second RESET on {}",
+                    r.scope == ResetScope::Both || l.peer_directional_reset,
+                    "RESET {:?} on {} to a peer without DIRECTIONAL_RESET",
+                    r.scope,
                     r.stream
                 );
             }
@@ -169,7 +185,7 @@ impl Harness {
             "DATA on {id} after the connection ended"
         );
         assert!(
-            !l.sut_fin.contains(&id) && !l.sut_reset.contains(&id),
+            !l.sut_fin.contains(&id) && !l.sut_send_reset.contains(&id),
             "DATA on {id} after the SUT's FIN or RESET"
         );
         assert!(
@@ -242,7 +258,7 @@ impl Harness {
             "DATA on {id} at offset {off} carries bytes the application did not write there"
         );
         assert!(
-            !exact || !l.peer_reset.contains(&id),
+            !exact || !l.peer_reset_sut_send.contains(&id),
             "DATA on {id} after the peer reset it"
         );
         if data.fin {

@@ -2,7 +2,7 @@
 //! mirror types that `session.rs` turns into mostly well-formed frames.
 
 use arbitrary::Arbitrary;
-use creditmux::frame::{ErrorCode, MAX_CREDIT, SettingsValues};
+use creditmux::frame::{DIRECTIONAL_RESET, ErrorCode, MAX_CREDIT, ResetScope, SettingsValues};
 
 #[derive(Arbitrary, Debug)]
 pub(super) struct Input {
@@ -24,6 +24,9 @@ pub(super) struct PeerSettings {
     pub(super) max_frame_payload: Option<u16>,
     /// 0 ..= 11.
     pub(super) max_streams: Option<u8>,
+    /// The peer announces DIRECTIONAL_RESET (SPEC §7.1): the SUT may send
+    /// RESET SEND and RECEIVE.
+    pub(super) directional_reset: bool,
 }
 
 impl PeerSettings {
@@ -33,6 +36,7 @@ impl PeerSettings {
             connection_window: self.connection_window.map(|v| 1024 + u32::from(v)),
             max_frame_payload: self.max_frame_payload.map(|v| 1024 + u32::from(v) % 2049),
             max_streams: self.max_streams.map(|v| u32::from(v) % 12),
+            extensions: self.directional_reset.then_some(DIRECTIONAL_RESET),
         }
     }
 }
@@ -100,6 +104,16 @@ pub(super) enum Op {
         len: u16,
         taken: u8,
     },
+    /// Abort only the writing (`reset_send`, SPEC §8.7.1).
+    ResetSend {
+        h: u8,
+        code: Code,
+    },
+    /// Stop reading and tell the peer (`stop`, SPEC §8.7.1).
+    Stop {
+        h: u8,
+        code: Code,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -124,6 +138,7 @@ pub(super) enum PeerFrame {
     Reset {
         stream: StreamSel,
         code: Code,
+        scope: Scope,
     },
     /// `echo`: acknowledge the SUT's latest PING with its payload.
     Ping {
@@ -178,6 +193,24 @@ pub(super) enum Credit {
     Plus(u16),
     /// Any value up to MAX_CREDIT.
     Absolute(u64),
+}
+
+/// Which directions a peer RESET aborts.
+#[derive(Arbitrary, Clone, Copy, Debug)]
+pub(super) enum Scope {
+    Both,
+    Send,
+    Receive,
+}
+
+impl Scope {
+    pub(super) fn get(self) -> ResetScope {
+        match self {
+            Scope::Both => ResetScope::Both,
+            Scope::Send => ResetScope::Send,
+            Scope::Receive => ResetScope::Receive,
+        }
+    }
 }
 
 #[derive(Arbitrary, Debug, Clone, Copy)]

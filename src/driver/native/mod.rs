@@ -155,6 +155,7 @@ impl Shared {
                 stream: recv,
                 waker: None,
                 remote_reset: None,
+                local_stop: None,
             }),
             recv_finished: AtomicBool::new(false),
             bytes_sent: AtomicU64::new(0),

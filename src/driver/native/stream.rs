@@ -30,7 +30,7 @@ pub(crate) struct StreamRef {
     pub(super) recv_finished: AtomicBool,
     pub(super) bytes_sent: AtomicU64,
     pub(super) bytes_received: AtomicU64,
-    /// The code this side reset the stream with, if it did.
+    /// The code this side reset its sending direction with, if it did.
     pub(super) local_reset: Mutex<Option<ErrorCode>>,
     /// The peer stopped this side's sending direction (counted once).
     pub(super) remote_stop: AtomicBool,
@@ -46,6 +46,9 @@ pub(super) struct RecvSlot {
     /// The peer's RESET_STREAM code: quinn reports it once, every later
     /// read must report it again.
     pub(super) remote_reset: Option<ErrorCode>,
+    /// The code this side stopped reading with (a reset of both
+    /// directions, or a stop of this one): reads fail with it.
+    pub(super) local_stop: Option<ErrorCode>,
 }
 
 impl StreamRef {
@@ -72,13 +75,13 @@ impl StreamRef {
         cx: &mut Context<'_>,
         max: usize,
     ) -> Poll<Result<Option<Bytes>, StreamError>> {
-        if let Some(code) = self.local_reset() {
+        let mut slot = self.slot();
+        if let Some(code) = slot.local_stop {
             return Poll::Ready(Err(StreamError::Reset {
                 code,
                 initiator: Initiator::Local,
             }));
         }
-        let mut slot = self.slot();
         if let Some(code) = slot.remote_reset {
             return Poll::Ready(Err(StreamError::Reset {
                 code,
@@ -118,11 +121,10 @@ impl StreamRef {
                 drop(slot);
                 Poll::Ready(Err(self.shared.stream_error(&err)))
             }
-            // Stopped by this side: only through a local reset, reported
-            // above; or a 0-RTT or unordered-read error that this mode
-            // cannot produce.
+            // Stopped by this side: reported above; or a 0-RTT or
+            // unordered-read error that this mode cannot produce.
             Poll::Ready(Err(_)) => Poll::Ready(Err(StreamError::Reset {
-                code: self.local_reset().unwrap_or(ErrorCode::CANCEL),
+                code: slot.local_stop.unwrap_or(ErrorCode::CANCEL),
                 initiator: Initiator::Local,
             })),
         }
@@ -147,6 +149,18 @@ impl StreamRef {
                 Poll::Pending => return false,
             }
         }
+    }
+
+    /// This side stopped reading (reads fail with the code it gave).
+    fn stopped_locally(&self) -> bool {
+        self.slot().local_stop.is_some()
+    }
+
+    /// Stops reading with `code` (STOP_SENDING, SPEC §18.4): pending and
+    /// later reads fail with it.
+    fn stop_reading(&self, code: ErrorCode) {
+        self.slot().local_stop.get_or_insert(code);
+        self.stop(code);
     }
 
     /// Stops the receive direction with `code` and wakes its reader.
@@ -178,7 +192,7 @@ impl StreamRef {
     fn reset(&self, send: &mut quinn::SendStream, code: ErrorCode) {
         *self.local_reset_slot() = Some(code);
         let _ = send.reset(VarInt::from_u32(code.0));
-        self.stop(code);
+        self.stop_reading(code);
     }
 
     fn stats(&self) -> StreamStats {
@@ -256,6 +270,11 @@ impl RecvBackend for NativeRecv {
         self.half.handle.poll_chunk(cx, usize::MAX)
     }
 
+    fn stop(&mut self, code: ErrorCode) {
+        self.leftover = Bytes::new();
+        self.half.handle.stop_reading(code);
+    }
+
     fn poll_fill(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         if self.leftover.is_empty() {
             match ready!(self.half.handle.poll_chunk(cx, buf.remaining())) {
@@ -279,7 +298,7 @@ impl Drop for RecvHalf {
     fn drop(&mut self) {
         if !self.alone
             || self.handle.recv_finished.load(Ordering::Relaxed)
-            || self.handle.local_reset().is_some()
+            || self.handle.stopped_locally()
         {
             return;
         }
@@ -458,10 +477,20 @@ impl SendBackend for SendHalf {
     fn reset(&mut self, code: ErrorCode) {
         if self.finished {
             *self.handle.local_reset_slot() = Some(code);
-            self.handle.stop(code);
+            self.handle.stop_reading(code);
         } else {
             self.handle.reset(&mut self.send, code);
         }
+    }
+
+    /// Aborts only the writing (RESET_STREAM, SPEC §8.7.1, §18.4); nothing
+    /// once the write side is finished.
+    fn reset_send(&mut self, code: ErrorCode) {
+        if self.finished || self.handle.local_reset().is_some() {
+            return;
+        }
+        *self.handle.local_reset_slot() = Some(code);
+        let _ = self.send.reset(VarInt::from_u32(code.0));
     }
 
     fn stats(&self) -> Option<StreamStats> {

@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use creditmux::frame::{
     BlockedOn, CONNECTION_WINDOW, Frame, INITIAL_STREAM_WINDOW, MAX_FRAME_PAYLOAD, MAX_STREAMS,
+    ResetScope,
 };
 
 use super::strategies::*;
@@ -66,9 +67,13 @@ impl Ledger {
                 let d = &mut self.dirs[to];
                 d.streams_limit = d.streams_limit.max(m.count);
             }
-            Frame::Reset(r) => {
+            // A RESET for both directions, or SEND, ends the DATA of its
+            // sender; RECEIVE only asks the receiver to stop, and its DATA
+            // may already be on the way (SPEC §8.7.1).
+            Frame::Reset(r) if r.scope != ResetScope::Receive => {
                 self.dirs[from].sender_done.insert(r.stream.get());
             }
+            Frame::Reset(_) => {}
             Frame::Blocked(b) => {
                 // SPEC §11.1: a probe carries the limit the sender is stuck
                 // at, which the receiver must have announced.
