@@ -274,8 +274,9 @@ impl RecvBackend for MuxRecv {
         let mut copied = false;
         let mut waiting = Waiting::default();
         let mut inner = shared.lock_for("recv: fill");
+        let t = now();
         while buf.remaining() > 0 {
-            match inner.conn.read(now(), id, buf.remaining()) {
+            match inner.conn.read(t, id, buf.remaining()) {
                 Ok(ReadOutcome::Data(bytes)) => {
                     buf.put_slice(&bytes);
                     copied = true;
