@@ -443,3 +443,77 @@ fn a_write_after_a_quiet_spell_probes_one_interval_after_the_write() {
         "no BLOCKED one probe interval after the write"
     );
 }
+
+/// A server core whose client announced a connection window of `window`
+/// bytes, past the handshake.
+fn server_with_peer_connection_window(window: u32) -> Raw {
+    let mut raw = Raw::server(
+        Config::default(),
+        &[Frame::Settings(Settings {
+            ack: false,
+            values: SettingsValues {
+                connection_window: Some(window),
+                ..Default::default()
+            },
+        })],
+    );
+    raw.sent();
+    raw.feed(&[Frame::Settings(Settings {
+        ack: true,
+        values: SettingsValues::default(),
+    })]);
+    assert!(raw.conn.is_established());
+    raw
+}
+
+/// Found by fuzz target `session` from an empty corpus
+/// (`session/conn-wait-before-transmit`): a stream opened after the
+/// connection credit ran out sits in the DATA queue for its opening frame,
+/// and its data waits on the connection credit from the write (SPEC
+/// §11.1). The core started the connection probe only when a transmit moved
+/// the stream to the connection-credit queue, so with no transmit (a
+/// transport that takes nothing) no BLOCKED was ever scheduled; and a
+/// running probe, left by a stream reset since, was ended while the new
+/// stream waited.
+#[test]
+fn data_waiting_on_connection_credit_before_its_first_transmit_is_probed() {
+    for reset_the_first in [false, true] {
+        let mut raw = server_with_peer_connection_window(1024);
+        let mut checker = InvariantChecker::new();
+        let first = raw.conn.open(raw.now).unwrap().unwrap();
+        // The first stream takes the whole connection credit, or, if it
+        // is reset later, waits on it with more to send.
+        let len = if reset_the_first { 2048 } else { 1024 };
+        raw.conn.write(raw.now, first, &pattern(len, 1)).unwrap();
+        raw.sent();
+        assert_eq!(raw.conn.stats().send_window, 0);
+        let second = raw.conn.open(raw.now).unwrap().unwrap();
+        if reset_the_first {
+            raw.conn.reset(raw.now, first, ErrorCode::CANCEL);
+        }
+        raw.conn.write(raw.now, second, &pattern(100, 2)).unwrap();
+        // Nothing is transmitted from here on.
+        let ids = [first, second];
+        let interval = raw.conn.config().probe_interval();
+        let end = raw.now + interval * 3;
+        while raw.now < end {
+            raw.run_for(Duration::from_millis(100));
+            checker
+                .check(&raw.conn, raw.now, ids, true)
+                .unwrap_or_else(|v| panic!("reset_the_first={reset_the_first}: {v}"));
+        }
+        assert!(raw.conn.stats().probes_sent >= 1);
+        // The next transmit sends the BLOCKED the probe scheduled.
+        let sent = raw.sent();
+        assert!(
+            sent.iter().any(|f| matches!(
+                f,
+                Frame::Blocked(Blocked {
+                    on: BlockedOn::Connection,
+                    ..
+                })
+            )),
+            "no connection BLOCKED in {sent:?}"
+        );
+    }
+}

@@ -529,29 +529,46 @@ impl Connection {
 
     /// Puts a stream with something to send into the right queue.
     fn schedule_data(&mut self, id: StreamId) {
+        let now = self.now;
         let conn_available = self.conn_send.available();
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
-        if stream.queued != Queued::No || !stream.wants_to_send() || self.handshake.peer.is_none() {
+        if !stream.wants_to_send() || self.handshake.peer.is_none() {
             return;
         }
         let needs_credit = stream.send_buffered > 0;
-        if needs_credit && stream.send_credit.available() == 0 && !stream.needs_open {
+        let stream_credit = stream.send_credit.available() > 0;
+        // SPEC §11.1: data with stream credit and no connection credit
+        // waits on the connection from now, wherever the stream is queued.
+        // An unannounced stream (or one queued before the credit ran out)
+        // sits in the DATA queue for its turn, and only then moves to the
+        // connection-credit queue; the probe counts from now all the same.
+        let waits_on_conn = needs_credit && stream_credit && conn_available == 0;
+        match stream.queued {
+            Queued::ConnBlocked => return,
+            Queued::Data => {
+                if waits_on_conn {
+                    self.start_connection_probe(now);
+                }
+                return;
+            }
+            Queued::No => {}
+        }
+        if needs_credit && !stream_credit && !stream.needs_open {
             // Waits for a WINDOW_UPDATE, probing meanwhile (SPEC §11).
-            let now = self.now;
             self.start_stream_probe(now, id);
             return;
         }
-        if needs_credit && conn_available == 0 && !stream.needs_open {
+        if waits_on_conn && !stream.needs_open {
             stream.queued = Queued::ConnBlocked;
             self.queues.conn_blocked.push_back(id);
-            // SPEC §11.1: blocked on the connection credit, so it is probed.
-            let now = self.now;
-            self.start_connection_probe(now);
         } else {
             stream.queued = Queued::Data;
             self.queues.data.push_back(id);
+        }
+        if waits_on_conn {
+            self.start_connection_probe(now);
         }
     }
 

@@ -15,7 +15,7 @@ impl Connection {
         let interval_cap = self.config.probe_max;
         let mut next: Option<Instant> = None;
         let mut earliest = |at: Instant| next = Some(next.map_or(at, |n: Instant| n.min(at)));
-        if self.queues.conn_blocked.is_empty()
+        if !self.data_waits_on_connection()
             && let Some(probe) = self.probes.conn.take()
         {
             // SPEC §11.1: blocked on the connection only while a stream
@@ -134,6 +134,24 @@ impl Connection {
                 self.probes.watched.remove(&id);
             }
         }
+    }
+
+    /// Whether data waits on connection credit (SPEC §11.1): a stream in
+    /// the connection-credit queue, or one in the DATA queue that holds
+    /// data and stream credit while the connection has none (it has not
+    /// had its turn since the credit ran out; the next transmit moves it to
+    /// the connection-credit queue). The scan stops at the first such
+    /// stream, which is nearly always the first in the queue.
+    pub(super) fn data_waits_on_connection(&self) -> bool {
+        if !self.queues.conn_blocked.is_empty() {
+            return true;
+        }
+        self.conn_send.available() == 0
+            && self.queues.data.iter().any(|id| {
+                self.streams
+                    .get(id)
+                    .is_some_and(|s| s.send_buffered > 0 && s.send_credit.available() > 0)
+            })
     }
 
     /// Starts the probe of the connection credit.

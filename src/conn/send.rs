@@ -284,6 +284,12 @@ impl Connection {
                 self.maybe_reap(id);
             }
         }
+        // Out of room with the connection credit used up: the streams still
+        // queued with data wait on that credit from now (SPEC §11.1), though
+        // they move to the connection-credit queue only at their turn.
+        if self.probes.conn.is_none() && self.data_waits_on_connection() {
+            self.start_connection_probe(now);
+        }
     }
 }
 
