@@ -9,7 +9,7 @@ use creditmux::{Config, ConnectionError, ErrorCode, OpenError, Session, StreamEr
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use support::choppy::choppy_pair;
 use support::sessions::{serve_echo, tcp_pair};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 fn payload(seed: u64, len: usize) -> Vec<u8> {
     let mut rng = StdRng::seed_from_u64(seed);
@@ -679,4 +679,39 @@ async fn a_half_dropped_alone_ends_only_its_direction() {
 
     // Both streams released on both sides: the close completes.
     client.close(ErrorCode::NO_ERROR).await.unwrap();
+}
+
+/// One poll of `stream`'s flush.
+fn poll_flush_once(stream: &mut creditmux::Stream) -> std::task::Poll<std::io::Result<()>> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    std::pin::Pin::new(stream).poll_flush(&mut cx)
+}
+
+/// A flush (and a shutdown) writes what the core owes from the flushing
+/// task itself when the transport's writer is free, as the driver task
+/// would on its next turn: it completes in its first poll, without a hop
+/// to the driver. On this single-threaded runtime the driver cannot run
+/// between the write and the flush, so without that the flush would wait.
+#[tokio::test]
+async fn a_flush_writes_queued_bytes_itself_when_the_writer_is_free() {
+    let (client, server) = tcp_pair(Config::default()).await;
+    let echo = tokio::spawn(serve_echo(server));
+    for round in 0..3u8 {
+        let mut stream = client.open().await.unwrap();
+        // A new stream's first bytes are queued behind its opening frame,
+        // not written directly.
+        stream.write_all(&[round; 100]).await.unwrap();
+        assert_eq!(client.stats().data_bytes_sent, 100 * u64::from(round));
+        assert!(
+            poll_flush_once(&mut stream).is_ready(),
+            "the flush waited for the driver"
+        );
+        assert_eq!(client.stats().data_bytes_sent, 100 * u64::from(round + 1));
+        stream.shutdown().await.unwrap();
+        let mut back = Vec::new();
+        stream.read_to_end(&mut back).await.unwrap();
+        assert_eq!(back, vec![round; 100]);
+    }
+    client.close(ErrorCode::NO_ERROR).await.unwrap();
+    echo.await.unwrap();
 }

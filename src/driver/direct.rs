@@ -121,6 +121,77 @@ impl Shared {
         bytes
     }
 
+    /// Writes what the core owes (every stream's frames, in the order the
+    /// driver would write them) from the calling task, if the writer is
+    /// free and holds nothing: the driver's write turn without the hop to
+    /// the driver task. A flush waits on exactly that turn, so a task that
+    /// flushes (or finishes) takes it itself. The caller holds no lock;
+    /// the locks are taken as in `write_direct`: the writer, the core for
+    /// `poll_transmit`, the write holding only the writer, then the core
+    /// to record the flush. A transport that would block, or a flush that
+    /// cannot complete now, is left to the driver (see `handoff`).
+    pub(crate) fn transmit_direct(&self) {
+        if !self.direct_writes {
+            return;
+        }
+        let Some(mut writer) = self.try_writer() else {
+            return;
+        };
+        if !writer.tx.is_empty() {
+            return;
+        }
+        let t = super::now();
+        {
+            let mut inner = self.lock_for("transmit_direct: emit");
+            if inner.driver_done {
+                return;
+            }
+            inner
+                .conn
+                .poll_transmit(t, &mut writer.tx, super::WRITE_BATCH);
+            inner.dispatch();
+            // What the driver would do after its own transmit: a turn for
+            // a connection that ended with it (a drained graceful close),
+            // a wake for more owed than one batch, a deadline re-armed.
+            if inner.conn.is_finished() {
+                inner.owe_driver_turn();
+            } else {
+                inner.after_task_change();
+            }
+        }
+        if writer.tx.is_empty() && !writer.flush_pending {
+            return;
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut outcome = Ok(());
+        while !writer.tx.is_empty() {
+            match writer.poll_write_tx(&mut cx) {
+                Poll::Ready(Ok(_)) => writer.progress_at = t,
+                Poll::Pending => break,
+                Poll::Ready(Err(err)) => {
+                    outcome = Err(err);
+                    break;
+                }
+            }
+        }
+        let flushed = outcome.is_ok()
+            && writer.tx.is_empty()
+            && matches!(writer.io.as_mut().poll_flush(&mut cx), Poll::Ready(Ok(())));
+        let mut inner = self.lock_for("transmit_direct: flushed");
+        if let Err(err) = outcome {
+            inner.conn.handle_transport_error(ConnectionError::io(&err));
+            inner.dispatch();
+            inner.wake_driver();
+            return;
+        }
+        if flushed {
+            writer.flush_pending = false;
+            inner.note_flushed(writer.written);
+        } else {
+            Self::handoff(&mut inner, &mut writer);
+        }
+    }
+
     /// Leaves the rest of a direct write to the driver, which writes with
     /// its own waker registered.
     fn handoff(inner: &mut Inner, writer: &mut Writer) {

@@ -21,7 +21,6 @@ pub(crate) mod native;
 mod shared;
 
 use std::future::Future;
-use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -43,9 +42,7 @@ pub(crate) use shared::{Shared, now};
 /// frame payload this side accepts.
 const READ_CHUNK: usize = 64 * 1024;
 /// Bytes gathered for one (vectored) write.
-const WRITE_BATCH: usize = 256 * 1024;
-/// Slices per vectored write.
-const MAX_IOVECS: usize = 64;
+pub(crate) const WRITE_BATCH: usize = 256 * 1024;
 /// Loop turns per poll before yielding to other tasks.
 const TURNS_PER_POLL: usize = 32;
 /// Once the connection has ended and its last bytes are written: the most
@@ -134,25 +131,10 @@ impl Driver {
                 }
                 writer.progress_at = t;
             }
-            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let mut count = 0;
-            for chunk in writer.tx.chunks().take(MAX_IOVECS) {
-                slices[count] = IoSlice::new(chunk);
-                count += 1;
-            }
-            match writer.io.as_mut().poll_write_vectored(cx, &slices[..count]) {
+            match writer.poll_write_tx(cx) {
                 Poll::Pending => return Ok(progress),
-                Poll::Ready(Ok(0)) => {
-                    return Err(ConnectionError::Io {
-                        kind: std::io::ErrorKind::WriteZero,
-                        message: "the transport accepted no bytes".into(),
-                    });
-                }
-                Poll::Ready(Ok(n)) => {
-                    writer.tx.advance(n);
-                    writer.written += n as u64;
+                Poll::Ready(Ok(_)) => {
                     writer.progress_at = t;
-                    writer.flush_pending = true;
                     progress = true;
                 }
                 Poll::Ready(Err(err)) => return Err(ConnectionError::io(&err)),

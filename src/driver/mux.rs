@@ -443,22 +443,33 @@ impl SendBackend for MuxSend {
     /// and the transport has taken and flushed up to where it ends.
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let id = self.handle.id;
-        let mut inner = self.handle.shared.lock();
-        match inner.conn.flush_state(id) {
-            Err(err) => Poll::Ready(Err(err.into())),
-            Ok(Flush::Emitted(upto)) if inner.flushed >= upto => Poll::Ready(Ok(())),
-            Ok(_) if inner.driver_done => Poll::Ready(Err(inner.lost().into())),
-            Ok(Flush::Waiting) => {
-                // Woken when the core has emitted the rest.
-                inner.park_writer(id, cx.waker());
-                inner.after_task_change();
-                Poll::Pending
-            }
-            Ok(Flush::Emitted(_)) => {
-                // The driver (or a direct write) flushes and wakes us.
-                inner.wait_flush(cx.waker());
-                inner.wake_driver();
-                Poll::Pending
+        let mut transmitted = false;
+        loop {
+            let mut inner = self.handle.shared.lock();
+            match inner.conn.flush_state(id) {
+                Err(err) => return Poll::Ready(Err(err.into())),
+                Ok(Flush::Emitted(upto)) if inner.flushed >= upto => return Poll::Ready(Ok(())),
+                Ok(_) if inner.driver_done => return Poll::Ready(Err(inner.lost().into())),
+                Ok(_) if !transmitted => {
+                    // Write (and flush) what is owed from this task if the
+                    // writer is free, rather than wait for the driver's
+                    // turn; then look again.
+                    drop(inner);
+                    transmitted = true;
+                    self.handle.shared.transmit_direct();
+                }
+                Ok(Flush::Waiting) => {
+                    // Woken when the core has emitted the rest.
+                    inner.park_writer(id, cx.waker());
+                    inner.after_task_change();
+                    return Poll::Pending;
+                }
+                Ok(Flush::Emitted(_)) => {
+                    // The driver (or a direct write) flushes and wakes us.
+                    inner.wait_flush(cx.waker());
+                    inner.wake_driver();
+                    return Poll::Pending;
+                }
             }
         }
     }

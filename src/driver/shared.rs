@@ -1,7 +1,7 @@
 //! State shared between the driver task and the handles.
 
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::task::{Context, Poll, Wake, Waker};
@@ -13,6 +13,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::conn::{Connection, Event, TransmitBuf};
 use crate::error::ConnectionError;
 use crate::frame::StreamId;
+
+/// Slices per vectored write.
+const MAX_IOVECS: usize = 64;
 
 /// The clock the driver feeds the core: tokio's, so tests can pause it.
 pub(crate) fn now() -> Instant {
@@ -232,7 +235,10 @@ impl Inner {
 /// - a stream task writing directly `try_lock`s the writer (never waits for
 ///   it), then takes the core briefly to reserve credit, releases it, does
 ///   the I/O holding only the writer, and takes the core again to commit;
-///   a task reading directly does the same with the reader;
+///   a task reading directly does the same with the reader; a task that
+///   flushes `try_lock`s the writer too, takes the core briefly for
+///   `poll_transmit` (the driver's refill), and writes holding only the
+///   writer (`Shared::transmit_direct`);
 /// - nobody takes the writer or the reader while holding the core, and
 ///   nobody holds the writer and the reader at once.
 ///
@@ -255,6 +261,33 @@ pub(crate) struct Writer {
     /// Bytes the transport has taken since the connection began, counted
     /// like the core's `transport_bytes_sent` (the same bytes, in order).
     pub(crate) written: u64,
+}
+
+impl Writer {
+    /// Writes the front of `tx` with one vectored write; `Ready(Ok(n))`
+    /// with n > 0 bytes taken (counted in `written`), or the transport's
+    /// error (a transport that takes nothing is one).
+    pub(crate) fn poll_write_tx(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+        let mut count = 0;
+        for chunk in self.tx.chunks().take(MAX_IOVECS) {
+            slices[count] = IoSlice::new(chunk);
+            count += 1;
+        }
+        match self.io.as_mut().poll_write_vectored(cx, &slices[..count]) {
+            Poll::Ready(Ok(0)) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "the transport accepted no bytes",
+            ))),
+            Poll::Ready(Ok(n)) => {
+                self.tx.advance(n);
+                self.written += n as u64;
+                self.flush_pending = true;
+                Poll::Ready(Ok(n))
+            }
+            other => other,
+        }
+    }
 }
 
 /// The read side of the transport, shared by the driver and the
