@@ -66,7 +66,7 @@ impl Session {
     where
         T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        Session::start(io, config, Side::Client).await
+        Session::start(io, config, Side::Client, None).await
     }
 
     /// Runs the server side of the handshake over `io`. Server streams have
@@ -75,17 +75,58 @@ impl Session {
     where
         T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        Session::start(io, config, Side::Server).await
+        Session::start(io, config, Side::Server, None).await
     }
 
-    async fn start<T>(io: T, config: Config, side: Side) -> Result<Session, ConnectionError>
+    /// [`Session::client`] over a transport whose remote address is
+    /// `peer` (it goes in the session's span).
+    pub(crate) async fn client_at<T>(
+        io: T,
+        config: Config,
+        peer: Option<std::net::SocketAddr>,
+    ) -> Result<Session, ConnectionError>
     where
         T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
+        Session::start(io, config, Side::Client, peer).await
+    }
+
+    /// [`Session::server`] over a transport whose remote address is `peer`.
+    pub(crate) async fn server_at<T>(
+        io: T,
+        config: Config,
+        peer: Option<std::net::SocketAddr>,
+    ) -> Result<Session, ConnectionError>
+    where
+        T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        Session::start(io, config, Side::Server, peer).await
+    }
+
+    /// The handshake over `io`, for `side`; `peer` is the transport's
+    /// remote address where it has one (it goes in the session's span).
+    async fn start<T>(
+        io: T,
+        config: Config,
+        side: Side,
+        peer: Option<std::net::SocketAddr>,
+    ) -> Result<Session, ConnectionError>
+    where
+        T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        // Every event of the driver task (input handled, timers, what it
+        // writes) is in this span; the core's events name the stream.
+        let span = tracing::debug_span!("session", side = ?side, peer = tracing::field::Empty);
+        if let Some(peer) = peer {
+            span.record("peer", tracing::field::display(peer));
+        }
         let conn = Connection::new(side, config, now());
         let (read, write) = tokio::io::split(io);
         let shared = Arc::new(Shared::new(conn, Box::pin(read), Box::pin(write)));
-        tokio::spawn(Driver::new(shared.clone()));
+        tokio::spawn(tracing::Instrument::instrument(
+            Driver::new(shared.clone()),
+            span,
+        ));
         let session = Session {
             imp: SessionImp::Mux(MuxSession(shared.clone())),
         };

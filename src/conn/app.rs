@@ -258,6 +258,7 @@ impl Connection {
         if both_reset || (stream.send_done() && stream.recv_done()) {
             return;
         }
+        tracing::debug!(side = ?self.side, stream = %id, %code, "stream reset (both directions)");
         let first = stream.reset().is_none();
         let owe_send = stream.send_open();
         let owe_recv = stream.recv_open();
@@ -310,6 +311,7 @@ impl Connection {
         if !stream.send_open() {
             return;
         }
+        tracing::debug!(side = ?self.side, stream = %id, %code, "stream reset (sending)");
         let first = stream.reset().is_none();
         stream.send = SendState::Reset(code, Initiator::Local);
         stream.owe_reset = true;
@@ -318,7 +320,7 @@ impl Connection {
         if announced {
             self.queue_control(id);
         }
-        self.end_stream_probe(now, id);
+        self.end_stream_probe(now, id, false);
         if first {
             self.count_closed(Closed::ResetLocal);
         }
@@ -339,6 +341,7 @@ impl Connection {
             return;
         }
         self.now = now;
+        tracing::debug!(side = ?self.side, stream = %id, %code, "stream reset (receiving)");
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };

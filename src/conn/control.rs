@@ -554,6 +554,7 @@ impl ControlPlane {
             );
             return;
         };
+        tracing::debug!(code = %goaway.code, last_stream = %last, "GOAWAY received (native QUIC)");
         // SPEC §13.1: this side's streams above `last` were not processed.
         self.refuse_owed = Some(last);
         let debug =
@@ -576,6 +577,7 @@ impl ControlPlane {
         let Some(last) = self.goaways.send(self.last_accepted, ErrorCode::NO_ERROR) else {
             return;
         };
+        tracing::debug!(code = %ErrorCode::NO_ERROR, last_stream = %last, "GOAWAY sent (native QUIC)");
         self.goaway_owed = Some(GoAway {
             last_stream: last,
             code: ErrorCode::NO_ERROR,

@@ -392,7 +392,9 @@ impl Connection {
             let answers_probe = std::mem::take(&mut self.probes.conn_unanswered);
             if self.conn_send.raise(update.limit) {
                 if let Some(probe) = self.probes.conn.take() {
-                    self.stats.blocked_on_connection += now.saturating_duration_since(probe.since);
+                    let blocked = now.saturating_duration_since(probe.since);
+                    self.stats.blocked_on_connection += blocked;
+                    tracing::debug!(side = ?self.side, ?blocked, "connection credit restored");
                 }
                 while let Some(id) = self.queues.conn_blocked.pop_front() {
                     if let Some(stream) = self.streams.get_mut(&id) {
@@ -420,7 +422,7 @@ impl Connection {
         stream.peer_frame(now);
         let answers_probe = std::mem::take(&mut stream.blocked_unanswered);
         if stream.send_credit.raise(update.limit) {
-            self.end_stream_probe(now, id);
+            self.end_stream_probe(now, id, true);
             let Some(stream) = self.streams.get_mut(&id) else {
                 return;
             };
@@ -494,6 +496,13 @@ impl Connection {
             self.count_flood(now, Flood::StrayFrame);
             return;
         }
+        tracing::debug!(
+            side = ?self.side,
+            stream = %id,
+            code = %reset.code,
+            scope = ?reset.scope,
+            "stream reset by the peer"
+        );
         let first = stream.reset().is_none();
         match reset.scope {
             ResetScope::Both => self.close_by_peer(id, reset.code),
@@ -555,7 +564,7 @@ impl Connection {
         };
         stream.send = SendState::Reset(code, Initiator::Remote);
         self.drop_send(id);
-        self.end_stream_probe(now, id);
+        self.end_stream_probe(now, id, false);
     }
 
     /// After a RESET for one direction of `id`: a stream now closed stops

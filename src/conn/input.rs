@@ -243,6 +243,7 @@ impl Connection {
             match timer {
                 Timer::Handshake => {
                     if !self.is_established() {
+                        tracing::debug!(side = ?self.side, "handshake timeout");
                         self.send_goaway(ErrorCode::SETTINGS_TIMEOUT, b"handshake timed out");
                         self.fail(ConnectionError::HandshakeTimeout);
                     }
@@ -250,6 +251,7 @@ impl Connection {
                 Timer::KeepAlive => self.ping(now),
                 Timer::Idle => {
                     // SPEC §12.2: nothing received within interval + timeout.
+                    tracing::debug!(side = ?self.side, "idle timeout");
                     self.send_goaway(
                         ErrorCode::IDLE_TIMEOUT,
                         b"nothing received within the idle timeout",
@@ -263,6 +265,7 @@ impl Connection {
                     // SPEC §12.2: a frame that does not complete within the
                     // frame timeout (a peer trickling bytes to look alive).
                     let timeout = self.config.frame_timeout.unwrap_or_default();
+                    tracing::debug!(side = ?self.side, ?timeout, "frame timeout");
                     self.protocol_error(
                         ErrorCode::IDLE_TIMEOUT,
                         format!("a frame stayed incomplete for {timeout:?}"),

@@ -20,7 +20,9 @@ impl Connection {
         {
             // SPEC §11.1: blocked on the connection only while a stream
             // waits for its credit; the ones that did were reset since.
-            self.stats.blocked_on_connection += now.saturating_duration_since(probe.since);
+            let blocked = now.saturating_duration_since(probe.since);
+            self.stats.blocked_on_connection += blocked;
+            tracing::debug!(side = ?self.side, ?blocked, "connection credit wait ended: no stream waits");
         }
         // SPEC §11.2: at most 50 BLOCKED in any 1 s; probes beyond that
         // wait for the budget. The connection and stream-count probes go
@@ -30,6 +32,7 @@ impl Connection {
                 self.owed.blocked_connection = true;
                 self.stats.probes_sent += 1;
                 probe.backoff(now, interval_cap);
+                tracing::debug!(side = ?self.side, scope = "connection", "probe sent (BLOCKED)");
             }
             earliest(probe.next_at.max(self.probes.budget.available_at(now)));
         }
@@ -38,6 +41,7 @@ impl Connection {
                 self.owed.blocked_streams = true;
                 self.stats.probes_sent += 1;
                 probe.backoff(now, interval_cap);
+                tracing::debug!(side = ?self.side, scope = "stream count", "probe sent (BLOCKED)");
             }
             earliest(probe.next_at.max(self.probes.budget.available_at(now)));
         }
@@ -72,6 +76,7 @@ impl Connection {
             }
         }
         for id in expired {
+            tracing::debug!(side = ?self.side, stream = %id, "half-close timeout");
             // SPEC §12.4. A RESET on this side's own timer is no reaction
             // to a peer frame: it does not count toward the flood limit
             // (§16.1), or many streams timing out at once would end the
@@ -97,6 +102,7 @@ impl Connection {
             stream.owe_blocked = true;
             stream.stats.probes_sent = stream.stats.probes_sent.saturating_add(1);
             self.stats.probes_sent += 1;
+            tracing::debug!(side = ?self.side, stream = %id, "probe sent (BLOCKED)");
             self.queue_control(id);
         }
         if let Some(at) = next {
@@ -112,6 +118,12 @@ impl Connection {
         {
             stream.probe = Some(Box::new(Probe::start(now, interval)));
             stream.stats.zero_window_events = stream.stats.zero_window_events.saturating_add(1);
+            tracing::debug!(
+                side = ?self.side,
+                stream = %id,
+                limit = stream.send_credit.limit(),
+                "stream credit exhausted"
+            );
             self.stats.zero_window_events += 1;
             self.probes.watched.insert(id, ());
             self.arm_probe_timer(now + interval);
@@ -119,8 +131,8 @@ impl Connection {
     }
 
     /// Ends the zero-window probe of stream `id`, if one runs: credit
-    /// came, or nothing is left to send (SPEC §11.1).
-    pub(super) fn end_stream_probe(&mut self, now: Instant, id: StreamId) {
+    /// came (`restored`), or nothing is left to send (SPEC §11.1).
+    pub(super) fn end_stream_probe(&mut self, now: Instant, id: StreamId, restored: bool) {
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
@@ -130,6 +142,11 @@ impl Connection {
                 .stats
                 .blocked_on_stream_ns
                 .saturating_add(u64::try_from(blocked.as_nanos()).unwrap_or(u64::MAX));
+            if restored {
+                tracing::debug!(side = ?self.side, stream = %id, ?blocked, "stream credit restored");
+            } else {
+                tracing::debug!(side = ?self.side, stream = %id, ?blocked, "stream credit wait ended: nothing left to send");
+            }
             if stream.half_closed_at.is_none() {
                 self.probes.watched.remove(&id);
             }
@@ -159,6 +176,11 @@ impl Connection {
         if self.probes.conn.is_none() {
             self.probes.conn = Some(Probe::start(now, self.config.probe_interval));
             self.stats.zero_window_events += 1;
+            tracing::debug!(
+                side = ?self.side,
+                limit = self.conn_send.limit(),
+                "connection credit exhausted"
+            );
             self.arm_probe_timer(now + self.config.probe_interval);
         }
     }

@@ -273,7 +273,7 @@ impl Connection {
                 // A writer that waited for credit with nothing buffered
                 // and then finished leaves a probe behind: nothing is
                 // blocked any more (SPEC §8.4: no BLOCKED once finished).
-                self.end_stream_probe(now, id);
+                self.end_stream_probe(now, id, false);
                 self.watch_half_close(now, id);
                 self.wake(id);
                 if cancel {

@@ -18,6 +18,7 @@ impl Connection {
     /// streams still open are reset with CANCEL; the connection ends once
     /// those RESETs are written (`check_drained`, after `poll_transmit`).
     pub(super) fn drain_deadline(&mut self, now: Instant) {
+        tracing::debug!(side = ?self.side, "drain timeout");
         let open: Vec<StreamId> = self
             .streams
             .iter()
@@ -40,6 +41,12 @@ impl Connection {
             );
             return;
         };
+        tracing::debug!(
+            side = ?self.side,
+            code = %goaway.code,
+            last_stream = %last,
+            "GOAWAY received"
+        );
         self.conn_event = true;
         // SPEC §13.2: open() fails from now on; nothing waits for
         // stream-count credit, so nothing probes for it.
@@ -112,6 +119,7 @@ impl Connection {
         let max_payload = self.handshake.peer.map_or(1024, |p| p.max_frame_payload);
         let max_debug = max_payload.saturating_sub(8).min(1024);
         let debug = &debug[..debug.len().min(max_debug)];
+        tracing::debug!(side = ?self.side, %code, last_stream = %last, "GOAWAY sent");
         self.owed.goaway = Some(GoAway {
             last_stream: last,
             code,

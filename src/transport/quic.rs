@@ -360,8 +360,9 @@ pub async fn client(
                 .await
                 .map_err(|_| ConnectError::Timeout(timeout))?
                 .map_err(ConnectError::Connection)?;
+            let peer = Some(connection.remote_address());
             let io = FramedIo::new(connection, send, recv, config.drain_timeout());
-            Session::client(io, config)
+            Session::client_at(io, config, peer)
                 .await
                 .map_err(ConnectError::Handshake)
         }
@@ -449,7 +450,7 @@ pub async fn server(
                     .map_err(|_| AcceptError::Timeout { peer })?
                     .map_err(|source| AcceptError::Connection { peer, source })?;
             let io = FramedIo::new(connection, send, recv, config.drain_timeout());
-            Session::server(io, config)
+            Session::server_at(io, config, Some(peer))
                 .await
                 .map_err(|source| AcceptError::Handshake { peer, source })
         }

@@ -48,7 +48,8 @@ pub async fn connect(addr: impl ToSocketAddrs, config: Config) -> Result<Session
         .map_err(ConnectError::Connect)?;
     // Best effort: a socket that refuses the option still works.
     let _ = socket.set_nodelay(true);
-    Session::client(socket, config)
+    let peer = socket.peer_addr().ok();
+    Session::client_at(socket, config, peer)
         .await
         .map_err(ConnectError::Handshake)
 }
@@ -141,7 +142,7 @@ impl Incoming {
             config,
         } = self;
         async move {
-            Session::server(socket, config)
+            Session::server_at(socket, config, Some(peer))
                 .await
                 .map_err(|source| AcceptError::Handshake { peer, source })
         }

@@ -265,7 +265,8 @@ pub async fn connect(
     .await
     .map_err(|_| ConnectError::Timeout(timeout))??;
     check_alpn(tls.get_ref().1.alpn_protocol(), ALPN)?;
-    Session::client(TlsStream::Client(tls), config)
+    let peer = tls.get_ref().0.peer_addr().ok();
+    Session::client_at(TlsStream::Client(tls), config, peer)
         .await
         .map_err(ConnectError::Handshake)
 }
@@ -377,7 +378,7 @@ impl Incoming {
                 })?;
             check_alpn(tls.get_ref().1.alpn_protocol(), ALPN)
                 .map_err(|source| AcceptError::Tls { peer, source })?;
-            Session::server(TlsStream::Server(tls), config)
+            Session::server_at(TlsStream::Server(tls), config, Some(peer))
                 .await
                 .map_err(|source| AcceptError::Handshake { peer, source })
         }
