@@ -73,6 +73,8 @@ const DEFAULT_MAX_FRAME_PAYLOAD: u32 = 256 * 1024;
 pub struct Config {
     pub(crate) stream_window: u32,
     pub(crate) connection_window: u32,
+    pub(crate) max_stream_window: u32,
+    pub(crate) max_connection_window: u32,
     pub(crate) max_frame_payload: u32,
     pub(crate) max_incoming_streams: u32,
     pub(crate) accept_backlog: u32,
@@ -95,6 +97,10 @@ impl Default for Config {
         Config {
             stream_window: DEFAULT_STREAM_WINDOW,
             connection_window: CONNECTION_WINDOW.default,
+            // No tuning unless asked for (SPEC §9.8): 0 means "the
+            // initial window".
+            max_stream_window: 0,
+            max_connection_window: 0,
             max_frame_payload: DEFAULT_MAX_FRAME_PAYLOAD,
             max_incoming_streams: MAX_STREAMS.default,
             accept_backlog: 256,
@@ -163,6 +169,27 @@ impl Config {
     /// Connection receive window in bytes (CONNECTION_WINDOW).
     pub fn connection_window(&self) -> u32 {
         self.connection_window
+    }
+
+    /// The most a stream's receive window grows to (SPEC §9.8); no less
+    /// than [`Config::stream_window`].
+    pub fn max_stream_window(&self) -> u32 {
+        self.max_stream_window.max(self.stream_window)
+    }
+
+
+    /// The most the connection's receive window grows to: the budget of
+    /// bytes the peer may make this side buffer (SPEC §9.8); no less than
+    /// [`Config::connection_window`].
+    pub fn max_connection_window(&self) -> u32 {
+        self.max_connection_window.max(self.connection_window)
+    }
+
+    /// Whether receive windows are tuned: a maximum above its initial
+    /// window.
+    pub fn tunes_windows(&self) -> bool {
+        self.max_stream_window() > self.stream_window
+            || self.max_connection_window() > self.connection_window
     }
     /// Largest frame payload this side accepts, in bytes.
     pub fn max_frame_payload(&self) -> u32 {
@@ -235,7 +262,7 @@ impl Config {
     /// on every stream that can be open (both directions' limits). Control
     /// state, per-stream bookkeeping and transport buffers come on top.
     pub fn max_buffered_bytes(&self, outgoing_streams: u64) -> u64 {
-        self.connection_window as u64
+        self.max_connection_window() as u64
             + (self.max_incoming_streams as u64 + outgoing_streams) * self.send_buffer as u64
     }
 }
@@ -265,6 +292,22 @@ impl ConfigBuilder {
     setter!(
         /// Connection receive window in bytes: 1 KiB ..= 2 GiB. Default 8 MiB.
         connection_window: u32
+    );
+    setter!(
+        /// Receive-window tuning (SPEC §9.8): the most a stream's window
+        /// may grow to while it is what limits the stream's rate, in bytes:
+        /// 1 KiB ..= 1 GiB, at most a quarter of `max_connection_window`.
+        /// At or below `stream_window` (the default is 0) stream windows
+        /// stay fixed.
+        max_stream_window: u32
+    );
+    setter!(
+        /// Receive-window tuning (SPEC §9.8): the most the connection's
+        /// window may grow to, in bytes: 1 KiB ..= 2 GiB. Everything the
+        /// peer may make this side buffer stays within it (the memory
+        /// budget). At or below `connection_window` (the default is 0) the
+        /// connection window stays fixed.
+        max_connection_window: u32
     );
     setter!(
         /// Largest frame payload accepted, in bytes: 1 KiB ..= 16 MiB - 1.
@@ -371,6 +414,18 @@ impl ConfigBuilder {
             CONNECTION_WINDOW.max as u64,
         )?;
         range(
+            "max_stream_window",
+            c.max_stream_window() as u64,
+            INITIAL_STREAM_WINDOW.min as u64,
+            INITIAL_STREAM_WINDOW.max as u64,
+        )?;
+        range(
+            "max_connection_window",
+            c.max_connection_window() as u64,
+            CONNECTION_WINDOW.min as u64,
+            CONNECTION_WINDOW.max as u64,
+        )?;
+        range(
             "max_frame_payload",
             c.max_frame_payload as u64,
             MAX_FRAME_PAYLOAD.min as u64,
@@ -413,6 +468,12 @@ impl ConfigBuilder {
                 connection: c.connection_window,
             });
         }
+        if c.max_stream_window() as u64 * 4 > c.max_connection_window() as u64 {
+            return Err(ConfigError::StreamWindowTooLarge {
+                stream: c.max_stream_window(),
+                connection: c.max_connection_window(),
+            });
+        }
         for (name, d) in [
             ("handshake_timeout", c.handshake_timeout),
             ("keepalive_timeout", c.keepalive_timeout),
@@ -453,6 +514,30 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         assert_eq!(Config::builder().build(), Ok(Config::default()));
+    }
+
+    #[test]
+    fn windows_are_tuned_only_when_a_maximum_is_above_its_initial_window() {
+        assert!(!Config::default().tunes_windows());
+        let small = Config::builder()
+            .stream_window(64 * 1024)
+            .build()
+            .unwrap();
+        assert!(!small.tunes_windows(), "an unset maximum follows the initial window");
+        assert_eq!(small.max_stream_window(), 64 * 1024);
+        let tuned = Config::builder()
+            .max_stream_window(16 << 20)
+            .max_connection_window(64 << 20)
+            .build()
+            .unwrap();
+        assert!(tuned.tunes_windows());
+        assert_eq!(tuned.max_buffered_bytes(0), (64 << 20) + 100 * 256 * 1024);
+        let err = Config::builder()
+            .max_stream_window(16 << 20)
+            .max_connection_window(32 << 20)
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::StreamWindowTooLarge { .. }), "{err:?}");
     }
 
     #[test]

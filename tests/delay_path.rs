@@ -219,3 +219,75 @@ async fn creditmux_session_through_the_delay_path_echoes_every_stream_exactly() 
     })
     .await;
 }
+
+/// Receive-window tuning (SPEC §9.8.1) through a 10 ms path: while the
+/// reader keeps up, the receiver's windows grow from small initial ones;
+/// while it reads slowly they shrink back; every byte arrives in order, and
+/// the receiver never buffers more than its budget
+/// (`max_connection_window`) nor a stream more than its maximum window.
+#[tokio::test]
+async fn tuned_windows_grow_and_shrink_within_the_budget() {
+    const BUDGET: u32 = 16 << 20;
+    const MAX_STREAM: u32 = 4 << 20;
+    bounded(async {
+        let tuned = Config::builder()
+            .stream_window(64 * 1024)
+            .connection_window(256 * 1024)
+            .max_stream_window(MAX_STREAM)
+            .max_connection_window(BUDGET)
+            .build()
+            .unwrap();
+        let listener = tcp::Listener::bind("127.0.0.1:0", tuned).await.unwrap();
+        let proxy = DelayProxy::start(listener.local_addr().unwrap(), Link::new(ms(10), RATE))
+            .await
+            .unwrap();
+        let server = tokio::spawn(async move { listener.accept().await.unwrap().0 });
+        let client = tcp::connect(proxy.addr(), Config::default()).await.unwrap();
+        let server = server.await.unwrap();
+        let data = payload(7, 12 << 20);
+        let sent = data.clone();
+        let mut stream = client.open().await.unwrap();
+        let writer = tokio::spawn(async move {
+            stream.write_all(&sent).await.unwrap();
+            stream.shutdown().await.unwrap();
+            stream
+        });
+        let mut incoming = server.accept().await.unwrap().unwrap();
+        let mut got = Vec::with_capacity(data.len());
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut grown_fast = 0;
+        loop {
+            // Fast for 8 MiB, then 1 MiB at 64 KiB per 100 ms, then fast.
+            let slow = (8 << 20..9 << 20).contains(&got.len());
+            if slow {
+                tokio::time::sleep(ms(100)).await;
+            }
+            let n = incoming.read(&mut buf[..]).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+            let stats = server.stats();
+            assert!(
+                stats.recv_buffered <= u64::from(BUDGET),
+                "buffered {} above the budget",
+                stats.recv_buffered
+            );
+            let stream = incoming.stats().unwrap();
+            assert!(stream.recv_buffered <= u64::from(MAX_STREAM));
+            if got.len() < 8 << 20 {
+                grown_fast = stats.windows_grown;
+            }
+        }
+        assert!(got == data, "the bytes differ");
+        let stats = server.stats();
+        assert!(grown_fast > 0, "no window grew while the reader kept up");
+        assert!(
+            stats.windows_shrunk > 0,
+            "no window shrank while the reader was slow"
+        );
+        drop(writer.await.unwrap());
+        client.close(creditmux::ErrorCode::NO_ERROR).await.unwrap();
+    })
+    .await;
+}

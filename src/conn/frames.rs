@@ -89,6 +89,7 @@ impl Connection {
                     return;
                 }
                 self.handshake.settings_acked = true;
+                self.note_settings_acked(now);
                 self.check_established();
             }
             Frame::Settings(settings) => {

@@ -93,7 +93,7 @@ impl InvariantChecker {
     ) -> Result<(), String> {
         let config = conn.config();
         let stats = conn.stats();
-        let stream_window = u64::from(config.stream_window());
+        let stream_window = u64::from(config.max_stream_window());
         let mut live = Vec::new();
         let mut recv_buffered = 0u64;
         let mut peer_streams = 0u64;
@@ -126,7 +126,7 @@ impl InvariantChecker {
             live.push((id, s));
         }
         // (b) SPEC §9.4: unread data within the connection window.
-        let conn_window = u64::from(config.connection_window());
+        let conn_window = u64::from(config.max_connection_window());
         if stats.recv_buffered > conn_window {
             return Err(format!(
                 "(b) §9.4: the connection buffers {} bytes, window {conn_window}",

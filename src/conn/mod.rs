@@ -42,6 +42,7 @@ mod shutdown;
 mod stream;
 mod timer;
 mod transmit;
+mod tuning;
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -172,6 +173,11 @@ pub struct ConnectionStats {
     pub probes_sent: u64,
     /// BLOCKED probes received and answered.
     pub probes_answered: u64,
+    /// Times a receive window (a stream's or the connection's) was grown
+    /// by the tuning (SPEC §9.8).
+    pub windows_grown: u64,
+    /// Times a receive window was shrunk back by the tuning.
+    pub windows_shrunk: u64,
     /// Latest PING round-trip time.
     pub rtt: Option<Duration>,
     /// Streams that closed with both FINs exchanged: every byte either
@@ -259,6 +265,11 @@ pub struct Connection {
     flood: FloodCounters,
     stats: ConnectionStats,
     closed_streams_blocked: Duration,
+    /// Receive-window tuning (SPEC §9.8).
+    tuning: tuning::Tuning,
+    /// When the connection was created: stream timestamps are kept as
+    /// milliseconds since.
+    epoch: Instant,
     /// The latest time passed in, by an input or a command; helpers that
     /// take no time of their own (scheduling, probes) use it.
     now: Instant,
@@ -358,6 +369,8 @@ impl Connection {
             flood: FloodCounters::new(config.flood),
             stats: ConnectionStats::default(),
             closed_streams_blocked: Duration::ZERO,
+            tuning: tuning::Tuning::default(),
+            epoch: now,
             now,
             config,
         }

@@ -15,7 +15,8 @@ impl Connection {
         let interval_cap = self.config.probe_max;
         let mut next: Option<Instant> = None;
         let mut earliest = |at: Instant| next = Some(next.map_or(at, |n: Instant| n.min(at)));
-        if !self.data_waits_on_connection()
+        if self.probes.conn.is_some()
+            && !self.data_waits_on_connection()
             && let Some(probe) = self.probes.conn.take()
         {
             // SPEC §11.1: blocked on the connection only while a stream
@@ -158,7 +159,8 @@ impl Connection {
     /// data and stream credit while the connection has none (it has not
     /// had its turn since the credit ran out; the next transmit moves it to
     /// the connection-credit queue). The scan stops at the first such
-    /// stream, which is nearly always the first in the queue.
+    /// stream; it is the first in the queue unless streams with only an
+    /// opening frame or a FIN to send lead it.
     pub(super) fn data_waits_on_connection(&self) -> bool {
         if !self.queues.conn_blocked.is_empty() {
             return true;

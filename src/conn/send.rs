@@ -34,6 +34,7 @@ impl Connection {
         let base = self.stats.transport_bytes_sent - start as u64;
         if !self.handshake.preface_sent {
             self.handshake.preface_sent = true;
+            self.note_settings_sent(now);
             out.put_slice(&encode_preface());
             let values = SettingsValues {
                 initial_stream_window: Some(self.config.stream_window),
@@ -115,6 +116,7 @@ impl Connection {
             );
         }
         if std::mem::take(&mut self.owed.window_update) {
+            self.tune_connection_window(now);
             let limit = self.conn_recv.announce();
             self.put_frame(
                 out,
@@ -155,6 +157,13 @@ impl Connection {
         }
         let directional = self.peer_resets_directions();
         while let Some(id) = self.queues.control.pop_front() {
+            if self
+                .streams
+                .get(&id)
+                .is_some_and(|s| s.owe_window_update && s.recv_open())
+            {
+                self.tune_stream_window(now, id);
+            }
             let Some(stream) = self.streams.get_mut(&id) else {
                 continue;
             };

@@ -165,6 +165,9 @@ pub(crate) struct StreamState {
     /// A BLOCKED went out and no WINDOW_UPDATE came since: the next one may
     /// be its answer, which is not a flood (SPEC §16.1).
     pub(crate) blocked_unanswered: bool,
+    /// When the receive window was last announced, in milliseconds since
+    /// the connection began (0: never); the window tuning's clock.
+    pub(crate) announced_at_ms: u32,
     pub(crate) stats: StreamCounters,
 }
 
@@ -208,6 +211,7 @@ impl StreamState {
             emitted_until: 0,
             probe: None,
             blocked_unanswered: false,
+            announced_at_ms: 0,
             stats: StreamCounters::default(),
         }
     }

@@ -13,6 +13,11 @@
 //! are copied into the writer's buffer, which the driver empties before
 //! anything else, so frames are never interleaved.
 //!
+//! A flush (or a shutdown) waits for exactly one thing: the driver's next
+//! write turn. With the writer free, the flushing task takes that turn
+//! itself (`transmit_direct`): every stream's owed frames, in the order the
+//! driver would write them, then the transport's flush.
+//!
 //! On the read side the hop is the driver task waking the stream's task
 //! for every message. The transport's read side is registered with one
 //! waker whoever polls it (`ReadWake`), which wakes the last task that
@@ -178,10 +183,11 @@ impl Shared {
             && writer.tx.is_empty()
             && matches!(writer.io.as_mut().poll_flush(&mut cx), Poll::Ready(Ok(())));
         let mut inner = self.lock_for("transmit_direct: flushed");
-        if let Err(err) = outcome {
-            inner.conn.handle_transport_error(ConnectionError::io(&err));
-            inner.dispatch();
-            inner.wake_driver();
+        if outcome.is_err() {
+            // Left to the driver, bytes and all: it writes again, meets the
+            // error, and ends the connection its way (reading the input
+            // already on its way first, which may say why, SPEC §13.3).
+            Self::handoff(&mut inner, &mut writer);
             return;
         }
         if flushed {

@@ -237,8 +237,9 @@ impl Inner {
 ///   the I/O holding only the writer, and takes the core again to commit;
 ///   a task reading directly does the same with the reader; a task that
 ///   flushes `try_lock`s the writer too, takes the core briefly for
-///   `poll_transmit` (the driver's refill), and writes holding only the
-///   writer (`Shared::transmit_direct`);
+///   `poll_transmit` (the driver's refill), writes holding only the
+///   writer, and takes the core again to record the flush or hand the
+///   rest to the driver (`Shared::transmit_direct`);
 /// - nobody takes the writer or the reader while holding the core, and
 ///   nobody holds the writer and the reader at once.
 ///

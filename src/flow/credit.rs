@@ -82,7 +82,9 @@ impl RecvCredit {
     /// late enough to avoid silly-window traffic, early enough that the
     /// sender never stalls on a fast reader.
     pub fn update_due(&self) -> bool {
-        self.released + self.window - self.announced >= (self.window / 2).max(1)
+        // After the window shrank, the announced limit may be past
+        // `released + window` for a while: nothing is due then.
+        (self.released + self.window).saturating_sub(self.announced) >= (self.window / 2).max(1)
     }
 
     /// The limit to send now, recording that the peer will know it. The
@@ -112,9 +114,16 @@ impl RecvCredit {
         self.released
     }
 
-    /// The configured window.
+    /// The window: how far past what was released the next limit goes.
     pub fn window(&self) -> u64 {
         self.window
+    }
+
+    /// Changes the window (receive-window tuning). A larger one takes
+    /// effect with the next update; a smaller one as the credit already
+    /// announced is used up, since a limit never moves backwards.
+    pub fn set_window(&mut self, window: u64) {
+        self.window = window.max(1);
     }
 }
 

@@ -1,0 +1,197 @@
+//! Receive-window tuning (SPEC §9.8, local policy): a window grows while
+//! it is what limits the rate, and shrinks back when its reader slows or
+//! stops, within the bounds and the memory budget in `Config`.
+//!
+//! A receiver announces new credit each time half its window was read
+//! (§9.5), so a window of W bytes draining at R bytes/s is announced every
+//! W / 2R seconds; and a window that limits the rate lets half of itself
+//! through per round trip (the update takes half a round trip to reach
+//! the sender, its data the other half), so its announcements come one
+//! round trip apart. Under one and a half round trips, then, the window
+//! is (nearly) what limits the rate: it doubles, up to its maximum; it
+//! settles between 3 and 8 bandwidth-delay products. Over four round trips
+//! it is at least 8 bandwidth-delay products: it halves, down to the
+//! initial window. A reader that stops announces nothing; its next
+//! announcement, after the long gap, halves the window again each time.
+//!
+//! The connection window bounds everything this side buffers for the peer
+//! (every stream's data counts against it, §9.4), so capping it at
+//! `max_connection_window` keeps memory within that budget however the
+//! stream windows move.
+
+use std::time::{Duration, Instant};
+
+use super::Connection;
+use crate::flow::RecvCredit;
+use crate::frame::StreamId;
+
+/// Below this round trip no window is tuned: the initial windows already
+/// allow gigabytes per second.
+const MIN_TUNED_RTT: Duration = Duration::from_micros(500);
+
+/// What the tuning keeps per connection.
+#[derive(Debug, Default)]
+pub(super) struct Tuning {
+    /// When this side's SETTINGS went out: their acknowledgement gives the
+    /// first round-trip sample, before any PING.
+    pub(super) settings_sent_at: Option<Instant>,
+    /// The round trip of the handshake.
+    pub(super) handshake_rtt: Option<Duration>,
+    /// When the connection window was last announced.
+    pub(super) conn_announced_at: Option<Instant>,
+}
+
+/// Which way a window moved.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(super) enum Change {
+    Grown,
+    Shrunk,
+}
+
+/// The new window for `credit`, announced again `since` after its last
+/// announcement, on a path with round trip `rtt`; `None` if it stays.
+fn tuned(credit: &RecvCredit, since: Duration, rtt: Duration, min: u64, max: u64) -> Option<u64> {
+    let window = credit.window();
+    if since < rtt * 3 / 2 && window < max {
+        Some(window.saturating_mul(2).min(max))
+    } else if since > rtt * 4 && window > min {
+        Some((window / 2).max(min))
+    } else {
+        None
+    }
+}
+
+impl Connection {
+    /// The round trip the tuning uses: the latest PING's, else the
+    /// handshake's; `None` while neither is known or when tuning is off.
+    fn tuning_rtt(&self) -> Option<Duration> {
+        if !self.config.tunes_windows() {
+            return None;
+        }
+        self.pinger
+            .rtt()
+            .or(self.tuning.handshake_rtt)
+            .filter(|&rtt| rtt >= MIN_TUNED_RTT)
+    }
+
+    /// Tunes the window of stream `id` as its update is announced at `now`.
+    pub(super) fn tune_stream_window(&mut self, now: Instant, id: StreamId) {
+        let rtt = self.tuning_rtt();
+        let epoch = self.epoch;
+        let min = u64::from(self.config.stream_window);
+        let max = u64::from(self.config.max_stream_window).max(min);
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        let now_ms = u32::try_from(now.saturating_duration_since(epoch).as_millis())
+            .unwrap_or(u32::MAX)
+            .max(1);
+        let last = std::mem::replace(&mut stream.announced_at_ms, now_ms);
+        let Some(rtt) = rtt else {
+            return;
+        };
+        if last == 0 {
+            return;
+        }
+        let since = Duration::from_millis(u64::from(now_ms.saturating_sub(last)));
+        if let Some(window) = tuned(&stream.recv_credit, since, rtt, min, max) {
+            let change = if window > stream.recv_credit.window() {
+                Change::Grown
+            } else {
+                Change::Shrunk
+            };
+            stream.recv_credit.set_window(window);
+            self.count_window_change(change);
+            tracing::debug!(side = ?self.side, stream = %id, window, ?change, "stream window tuned");
+        }
+    }
+
+    /// Tunes the connection window as its update is announced at `now`.
+    pub(super) fn tune_connection_window(&mut self, now: Instant) {
+        let last = self.tuning.conn_announced_at.replace(now);
+        let (Some(rtt), Some(last)) = (self.tuning_rtt(), last) else {
+            return;
+        };
+        let min = u64::from(self.config.connection_window);
+        let max = u64::from(self.config.max_connection_window).max(min);
+        let since = now.saturating_duration_since(last);
+        if let Some(window) = tuned(&self.conn_recv, since, rtt, min, max) {
+            let change = if window > self.conn_recv.window() {
+                Change::Grown
+            } else {
+                Change::Shrunk
+            };
+            self.conn_recv.set_window(window);
+            self.count_window_change(change);
+            tracing::debug!(side = ?self.side, window, ?change, "connection window tuned");
+        }
+    }
+
+    fn count_window_change(&mut self, change: Change) {
+        match change {
+            Change::Grown => self.stats.windows_grown += 1,
+            Change::Shrunk => self.stats.windows_shrunk += 1,
+        }
+    }
+
+    /// This side's SETTINGS went out at `now`.
+    pub(super) fn note_settings_sent(&mut self, now: Instant) {
+        self.tuning.settings_sent_at = Some(now);
+    }
+
+    /// The peer acknowledged this side's SETTINGS at `now`: one round trip.
+    pub(super) fn note_settings_acked(&mut self, now: Instant) {
+        if let Some(sent) = self.tuning.settings_sent_at.take() {
+            self.tuning.handshake_rtt = Some(now.saturating_duration_since(sent));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn credit(window: u64) -> RecvCredit {
+        RecvCredit::new(window)
+    }
+
+    const RTT: Duration = Duration::from_millis(50);
+
+    #[test]
+    fn a_window_announced_within_one_and_a_half_round_trips_doubles_up_to_its_maximum() {
+        let ms = Duration::from_millis;
+        assert_eq!(
+            tuned(&credit(1 << 20), ms(20), RTT, 1 << 20, 16 << 20),
+            Some(2 << 20)
+        );
+        assert_eq!(
+            tuned(&credit(12 << 20), ms(20), RTT, 1 << 20, 16 << 20),
+            Some(16 << 20)
+        );
+        assert_eq!(
+            tuned(&credit(16 << 20), ms(20), RTT, 1 << 20, 16 << 20),
+            None
+        );
+    }
+
+    #[test]
+    fn a_window_between_one_and_a_half_and_four_round_trips_stays() {
+        for since in [RTT * 3 / 2, RTT * 2, RTT * 4] {
+            assert_eq!(tuned(&credit(4 << 20), since, RTT, 1 << 20, 16 << 20), None);
+        }
+    }
+
+    #[test]
+    fn a_window_announced_after_four_round_trips_halves_down_to_its_minimum() {
+        let long = RTT * 5;
+        assert_eq!(
+            tuned(&credit(8 << 20), long, RTT, 1 << 20, 16 << 20),
+            Some(4 << 20)
+        );
+        assert_eq!(
+            tuned(&credit(3 << 19), long, RTT, 1 << 20, 16 << 20),
+            Some(1 << 20)
+        );
+        assert_eq!(tuned(&credit(1 << 20), long, RTT, 1 << 20, 16 << 20), None);
+    }
+}
