@@ -177,7 +177,6 @@ impl Config {
         self.max_stream_window.max(self.stream_window)
     }
 
-
     /// The most the connection's receive window grows to: the budget of
     /// bytes the peer may make this side buffer (SPEC §9.8); no less than
     /// [`Config::connection_window`].
@@ -519,11 +518,11 @@ mod tests {
     #[test]
     fn windows_are_tuned_only_when_a_maximum_is_above_its_initial_window() {
         assert!(!Config::default().tunes_windows());
-        let small = Config::builder()
-            .stream_window(64 * 1024)
-            .build()
-            .unwrap();
-        assert!(!small.tunes_windows(), "an unset maximum follows the initial window");
+        let small = Config::builder().stream_window(64 * 1024).build().unwrap();
+        assert!(
+            !small.tunes_windows(),
+            "an unset maximum follows the initial window"
+        );
         assert_eq!(small.max_stream_window(), 64 * 1024);
         let tuned = Config::builder()
             .max_stream_window(16 << 20)
@@ -537,7 +536,10 @@ mod tests {
             .max_connection_window(32 << 20)
             .build()
             .unwrap_err();
-        assert!(matches!(err, ConfigError::StreamWindowTooLarge { .. }), "{err:?}");
+        assert!(
+            matches!(err, ConfigError::StreamWindowTooLarge { .. }),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -396,6 +396,11 @@ where
     T: Send + 'static,
     F: FnOnce(Arc<dyn Client>) -> BoxFut<'static, Res<T>> + Send + 'static,
 {
+    if path.is_none() && ctx.kind.only_delayed() {
+        return Err(Failure::Skipped(
+            "measured through the delay proxy only: on loopback it is creditmux".into(),
+        ));
+    }
     run_pair(
         ctx.timeout,
         move |addr_tx| {
