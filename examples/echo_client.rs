@@ -415,6 +415,13 @@ fn print_summary(
         c.blocked_on_streams_ms,
         c.rtt_us.map_or("-".to_string(), |r| format!("{r} µs"))
     )?;
+    writeln!(
+        out,
+        "  windows     grown {}  shrunk {}  connection receive window at the end {} KiB",
+        c.windows_grown,
+        c.windows_shrunk,
+        c.recv_window / 1024
+    )?;
     if s.mismatches > 0 {
         writeln!(out, "  mismatches  {}", s.mismatches)?;
     }

@@ -52,6 +52,12 @@ impl Default for FloodLimits {
 /// every round trip of a WINDOW_UPDATE. Buffering stays bounded by the
 /// connection window, which is unchanged.
 const DEFAULT_STREAM_WINDOW: u32 = 1024 * 1024;
+/// Receive-window tuning (SPEC §9.8.1): a stream window grows to 16 MiB
+/// and the connection window to 64 MiB, the memory budget. That is three
+/// times the bandwidth-delay product of 1 Gbit/s at 50 ms round trip for
+/// one stream; the budget is the quarter rule of §7.3 applied to it.
+const DEFAULT_MAX_STREAM_WINDOW: u32 = 16 << 20;
+const DEFAULT_MAX_CONNECTION_WINDOW: u32 = 64 << 20;
 
 /// The largest frame payload this side accepts by default, above the
 /// protocol's default (SPEC §7.1): a lone bulk stream's direct writes then
@@ -66,7 +72,9 @@ const DEFAULT_MAX_FRAME_PAYLOAD: u32 = 256 * 1024;
 ///
 /// Defaults, next to what the peers use: stream window 1 MiB (h2 64 KiB,
 /// yamux 256 KiB, quinn 1.25 MiB), connection window 8 MiB (h2 64 KiB, yamux
-/// none, quinn 12.5 MiB), frame payload 256 KiB (h2 16 KiB, yamux none),
+/// none, quinn 12.5 MiB), both tuned on paths whose round trip is 0.5 ms or
+/// more up to 16 MiB and a 64 MiB budget (yamux grows windows without a
+/// budget, h2 and quinn not at all), frame payload 256 KiB (h2 16 KiB, yamux none),
 /// 100 concurrent inbound streams (h2 unlimited by default in the client,
 /// 100 typical; quinn 100).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,10 +105,8 @@ impl Default for Config {
         Config {
             stream_window: DEFAULT_STREAM_WINDOW,
             connection_window: CONNECTION_WINDOW.default,
-            // No tuning unless asked for (SPEC §9.8): 0 means "the
-            // initial window".
-            max_stream_window: 0,
-            max_connection_window: 0,
+            max_stream_window: DEFAULT_MAX_STREAM_WINDOW,
+            max_connection_window: DEFAULT_MAX_CONNECTION_WINDOW,
             max_frame_payload: DEFAULT_MAX_FRAME_PAYLOAD,
             max_incoming_streams: MAX_STREAMS.default,
             accept_backlog: 256,
@@ -295,17 +301,18 @@ impl ConfigBuilder {
     setter!(
         /// Receive-window tuning (SPEC §9.8): the most a stream's window
         /// may grow to while it is what limits the stream's rate, in bytes:
-        /// 1 KiB ..= 1 GiB, at most a quarter of `max_connection_window`.
-        /// At or below `stream_window` (the default is 0) stream windows
-        /// stay fixed.
+        /// at most a quarter of `max_connection_window`. Default 16 MiB;
+        /// 0 (or anything at or below `stream_window`) keeps stream
+        /// windows fixed.
         max_stream_window: u32
     );
     setter!(
         /// Receive-window tuning (SPEC §9.8): the most the connection's
-        /// window may grow to, in bytes: 1 KiB ..= 2 GiB. Everything the
-        /// peer may make this side buffer stays within it (the memory
-        /// budget). At or below `connection_window` (the default is 0) the
-        /// connection window stays fixed.
+        /// window may grow to, in bytes, up to 2 GiB. Everything the peer
+        /// may make this side buffer stays within it: the connection's
+        /// memory budget. Default 64 MiB; a server holding many
+        /// connections may want less. 0 (or anything at or below
+        /// `connection_window`) keeps the connection window fixed.
         max_connection_window: u32
     );
     setter!(
@@ -517,13 +524,15 @@ mod tests {
 
     #[test]
     fn windows_are_tuned_only_when_a_maximum_is_above_its_initial_window() {
-        assert!(!Config::default().tunes_windows());
-        let small = Config::builder().stream_window(64 * 1024).build().unwrap();
-        assert!(
-            !small.tunes_windows(),
-            "an unset maximum follows the initial window"
-        );
-        assert_eq!(small.max_stream_window(), 64 * 1024);
+        assert!(Config::default().tunes_windows());
+        let fixed = Config::builder()
+            .max_stream_window(0)
+            .max_connection_window(0)
+            .build()
+            .unwrap();
+        assert!(!fixed.tunes_windows(), "0 keeps the initial windows");
+        assert_eq!(fixed.max_stream_window(), 1 << 20);
+        assert_eq!(fixed.max_buffered_bytes(0), (8 << 20) + 100 * 256 * 1024);
         let tuned = Config::builder()
             .max_stream_window(16 << 20)
             .max_connection_window(64 << 20)

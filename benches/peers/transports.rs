@@ -50,11 +50,11 @@ pub enum Kind {
     Tcp,
     /// creditmux over one TCP connection, default configuration.
     Creditmux,
-    /// creditmux over one TCP connection with receive-window tuning
-    /// (SPEC §9.8.1): windows grow to 16 MiB per stream within a 64 MiB
-    /// budget. Only measured through the delay proxy: on loopback the
-    /// round trip is below the tuning's floor and it is `Creditmux`.
-    CreditmuxTuned,
+    /// creditmux over one TCP connection with receive-window tuning off
+    /// (SPEC §9.8.1): the initial windows stay. Only measured through the
+    /// delay proxy: on loopback the round trip is below the tuning's floor
+    /// and it is `Creditmux`.
+    CreditmuxFixed,
     /// yamux 0.13 over one TCP connection, default configuration.
     Yamux,
     /// h2 0.4 over one TCP connection (h2c), default windows (64 KiB).
@@ -76,7 +76,7 @@ impl Kind {
     pub const ALL: [Kind; 10] = [
         Kind::Tcp,
         Kind::Creditmux,
-        Kind::CreditmuxTuned,
+        Kind::CreditmuxFixed,
         Kind::Yamux,
         Kind::H2,
         Kind::H2Large,
@@ -91,7 +91,7 @@ impl Kind {
         match self {
             Kind::Tcp => "tcp",
             Kind::Creditmux => "creditmux",
-            Kind::CreditmuxTuned => "creditmux-tuned",
+            Kind::CreditmuxFixed => "creditmux-fixed",
             Kind::Yamux => "yamux",
             Kind::H2 => "h2",
             Kind::H2Large => "h2-large",
@@ -107,7 +107,7 @@ impl Kind {
         match self {
             Kind::Tcp => "raw TCP",
             Kind::Creditmux => "creditmux",
-            Kind::CreditmuxTuned => "creditmux, tuned windows",
+            Kind::CreditmuxFixed => "creditmux, fixed windows",
             Kind::Yamux => "yamux 0.13",
             Kind::H2 => "h2 0.4",
             Kind::H2Large => "h2 0.4 large windows",
@@ -125,20 +125,18 @@ impl Kind {
 
     /// The creditmux configuration of this kind: the default one, with
     /// the stream limit every implementation gets, and for
-    /// `CreditmuxTuned` window tuning.
+    /// `CreditmuxFixed` no window tuning.
     fn creditmux_config(self, limits: Limits) -> Config {
         let mut builder = Config::builder().max_incoming_streams(limits.max_streams);
-        if self == Kind::CreditmuxTuned {
-            builder = builder
-                .max_stream_window(16 << 20)
-                .max_connection_window(64 << 20);
+        if self == Kind::CreditmuxFixed {
+            builder = builder.max_stream_window(0).max_connection_window(0);
         }
         builder.build().expect("a valid creditmux config")
     }
 
-    /// Measured only through the delay proxy (see `CreditmuxTuned`).
+    /// Measured only through the delay proxy (see `CreditmuxFixed`).
     pub fn only_delayed(self) -> bool {
-        self == Kind::CreditmuxTuned
+        self == Kind::CreditmuxFixed
     }
 
     /// Runs over UDP (QUIC), so a TCP path such as the delay proxy
@@ -172,7 +170,7 @@ impl Kind {
         let (socket, _) = listener.accept().await.map_err(s)?;
         socket.set_nodelay(true).map_err(s)?;
         match self {
-            Kind::Creditmux | Kind::CreditmuxTuned => {
+            Kind::Creditmux | Kind::CreditmuxFixed => {
                 let session = Session::server(socket, self.creditmux_config(limits))
                     .await
                     .map_err(s)?;
@@ -201,7 +199,7 @@ impl Kind {
         let socket = TcpStream::connect(addr).await.map_err(s)?;
         socket.set_nodelay(true).map_err(s)?;
         match self {
-            Kind::Creditmux | Kind::CreditmuxTuned => {
+            Kind::Creditmux | Kind::CreditmuxFixed => {
                 let session = Session::client(socket, self.creditmux_config(limits))
                     .await
                     .map_err(s)?;

@@ -121,6 +121,11 @@ pub struct SessionCounters {
     pub blocked_on_connection_ms: u64,
     pub blocked_on_streams_ms: u64,
     pub rtt_us: Option<u64>,
+    /// Receive-window tuning on this side (SPEC §9.8.1): windows grown and
+    /// shrunk, and the connection's receive credit open at the end.
+    pub windows_grown: u64,
+    pub windows_shrunk: u64,
+    pub recv_window: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -297,6 +302,9 @@ pub async fn run_client(
         blocked_on_connection_ms: stats.blocked_on_connection.as_millis() as u64,
         blocked_on_streams_ms: stats.blocked_on_streams.as_millis() as u64,
         rtt_us: stats.rtt.map(|d| d.as_micros() as u64),
+        windows_grown: stats.windows_grown,
+        windows_shrunk: stats.windows_shrunk,
+        recv_window: stats.recv_window,
     };
     summary
 }

@@ -127,6 +127,10 @@ fn config() -> &'static Config {
         Config::builder()
             .stream_window(STREAM_WINDOW)
             .connection_window(CONN_WINDOW)
+            // Window tuning (SPEC §9.8.1) within small bounds, so the
+            // invariants' window bounds stay tight.
+            .max_stream_window(4 * STREAM_WINDOW)
+            .max_connection_window(4 * CONN_WINDOW)
             .max_frame_payload(MAX_FRAME)
             .max_incoming_streams(MAX_INCOMING)
             .accept_backlog(BACKLOG)
