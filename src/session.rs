@@ -78,34 +78,9 @@ impl Session {
         Session::start(io, config, Side::Server, None).await
     }
 
-    /// [`Session::client`] over a transport whose remote address is
-    /// `peer` (it goes in the session's span).
-    pub(crate) async fn client_at<T>(
-        io: T,
-        config: Config,
-        peer: Option<std::net::SocketAddr>,
-    ) -> Result<Session, ConnectionError>
-    where
-        T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    {
-        Session::start(io, config, Side::Client, peer).await
-    }
-
-    /// [`Session::server`] over a transport whose remote address is `peer`.
-    pub(crate) async fn server_at<T>(
-        io: T,
-        config: Config,
-        peer: Option<std::net::SocketAddr>,
-    ) -> Result<Session, ConnectionError>
-    where
-        T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    {
-        Session::start(io, config, Side::Server, peer).await
-    }
-
     /// The handshake over `io`, for `side`; `peer` is the transport's
     /// remote address where it has one (it goes in the session's span).
-    async fn start<T>(
+    pub(crate) async fn start<T>(
         io: T,
         config: Config,
         side: Side,

@@ -320,13 +320,7 @@ fn an_error_goaway_fails_streams_above_last_stream_id_as_refused() {
 
 #[test]
 fn streams_refused_by_goaway_stop_probing() {
-    let server = Config::builder()
-        .stream_window(1024)
-        .connection_window(4096)
-        .build()
-        .unwrap();
-    let mut pair = Pair::new(Config::default(), server);
-    pair.connect();
+    let mut pair = Pair::with_small_server_windows();
     let a = pair.client.open(pair.now).unwrap().unwrap();
     let b = pair.client.open(pair.now).unwrap().unwrap();
     pair.client.write(pair.now, b, &[1u8; 2000]).unwrap();

@@ -279,13 +279,7 @@ fn a_blocked_stream_keeps_probing_after_the_peer_finishes() {
 
 #[test]
 fn a_stream_waiting_for_connection_credit_probes_the_connection() {
-    let server = Config::builder()
-        .stream_window(1024)
-        .connection_window(4096)
-        .build()
-        .unwrap();
-    let mut pair = Pair::new(Config::default(), server);
-    pair.connect();
+    let mut pair = Pair::with_small_server_windows();
     let probes = count_frames(&mut pair.to_server, |f| {
         matches!(
             f,
@@ -314,13 +308,7 @@ fn a_stream_waiting_for_connection_credit_probes_the_connection() {
 /// second stream's arrival.
 #[test]
 fn a_stream_joining_a_connection_wait_keeps_the_probes_backoff() {
-    let server = Config::builder()
-        .stream_window(1024)
-        .connection_window(4096)
-        .build()
-        .unwrap();
-    let mut pair = Pair::new(Config::default(), server);
-    pair.connect();
+    let mut pair = Pair::with_small_server_windows();
     let probes = count_frames(&mut pair.to_server, |f| {
         matches!(
             f,
@@ -364,13 +352,7 @@ fn a_stream_joining_a_connection_wait_keeps_the_probes_backoff() {
 
 #[test]
 fn the_connection_probe_stops_when_no_stream_waits_for_connection_credit() {
-    let server = Config::builder()
-        .stream_window(1024)
-        .connection_window(4096)
-        .build()
-        .unwrap();
-    let mut pair = Pair::new(Config::default(), server);
-    pair.connect();
+    let mut pair = Pair::with_small_server_windows();
     let mut last = None;
     for _ in 0..5 {
         let id = pair.client.open(pair.now).unwrap().unwrap();

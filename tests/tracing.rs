@@ -158,13 +158,7 @@ fn a_connection_credit_wait_is_traced() {
     let recorder = Recorder::default();
     let subscriber = tracing_subscriber::registry().with(recorder.clone());
     tracing::subscriber::with_default(subscriber, || {
-        let server = Config::builder()
-            .stream_window(1024)
-            .connection_window(4096)
-            .build()
-            .unwrap();
-        let mut pair = Pair::new(Config::default(), server);
-        pair.connect();
+        let mut pair = Pair::with_small_server_windows();
         // Four streams take the whole connection credit; a fifth waits.
         let mut ids = Vec::new();
         for n in 0..5u8 {

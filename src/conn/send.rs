@@ -156,14 +156,8 @@ impl Connection {
             self.put_frame(out, &Frame::Reset(reset));
         }
         let directional = self.peer_resets_directions();
+        let tuning = self.stream_tuning(now);
         while let Some(id) = self.queues.control.pop_front() {
-            if self
-                .streams
-                .get(&id)
-                .is_some_and(|s| s.owe_window_update && s.recv_open())
-            {
-                self.tune_stream_window(now, id);
-            }
             let Some(stream) = self.streams.get_mut(&id) else {
                 continue;
             };
@@ -172,7 +166,9 @@ impl Connection {
             let mut frames: [Option<Frame>; 2] = [None, None];
             // SPEC §6.3: no stream update once the receive side is finished
             // or reset (a FIN may have arrived since it was owed).
+            let mut grown = None;
             if std::mem::take(&mut stream.owe_window_update) && stream.recv_open() {
+                grown = tuning.apply(id, stream, &mut self.stats);
                 let limit = stream.recv_credit.announce();
                 frames[0] = Some(Frame::WindowUpdate(WindowUpdate { stream: id, limit }));
             }
@@ -189,6 +185,9 @@ impl Connection {
             }
             for frame in frames.into_iter().flatten() {
                 self.put_frame(out, &frame);
+            }
+            if let Some(window) = grown {
+                self.keep_connection_window_above(window);
             }
             self.maybe_reap(id);
         }

@@ -21,7 +21,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::Connection;
+use super::stream::StreamState;
+use super::{Connection, ConnectionStats, Side};
 use crate::flow::RecvCredit;
 use crate::frame::StreamId;
 
@@ -49,7 +50,7 @@ pub(super) struct Tuning {
 
 /// Which way a window moved.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub(super) enum Change {
+enum Change {
     Grown,
     Shrunk,
 }
@@ -67,6 +68,55 @@ fn tuned(credit: &RecvCredit, since: Duration, rtt: Duration, min: u64, max: u64
     }
 }
 
+/// Sets `credit`'s window to `window` and counts the change.
+fn retune(credit: &mut RecvCredit, window: u64, stats: &mut ConnectionStats) -> Change {
+    let change = if window > credit.window() {
+        stats.windows_grown += 1;
+        Change::Grown
+    } else {
+        stats.windows_shrunk += 1;
+        Change::Shrunk
+    };
+    credit.set_window(window);
+    change
+}
+
+/// What tuning a stream's window needs from the connection, taken once
+/// per transmit.
+#[derive(Copy, Clone, Debug)]
+pub(super) struct StreamTuning {
+    side: Side,
+    /// `None`: tuning is off, or no round trip worth tuning for is known.
+    rtt: Option<Duration>,
+    /// The time, in milliseconds since the connection began (never 0).
+    now_ms: u32,
+    min: u64,
+    max: u64,
+}
+
+impl StreamTuning {
+    /// Tunes `stream`'s window as its update is announced; returns the new
+    /// window if it grew (the connection window may have to follow, see
+    /// `keep_connection_window_above`).
+    pub(super) fn apply(
+        self,
+        id: StreamId,
+        stream: &mut StreamState,
+        stats: &mut ConnectionStats,
+    ) -> Option<u64> {
+        let last = std::mem::replace(&mut stream.announced_at_ms, self.now_ms);
+        let rtt = self.rtt?;
+        if last == 0 {
+            return None;
+        }
+        let since = Duration::from_millis(u64::from(self.now_ms.saturating_sub(last)));
+        let window = tuned(&stream.recv_credit, since, rtt, self.min, self.max)?;
+        let change = retune(&mut stream.recv_credit, window, stats);
+        tracing::debug!(side = ?self.side, stream = %id, window, ?change, "stream window tuned");
+        (change == Change::Grown).then_some(window)
+    }
+}
+
 impl Connection {
     /// The round trip the tuning uses: the latest PING's, else the
     /// handshake's; `None` while neither is known or when tuning is off.
@@ -80,38 +130,15 @@ impl Connection {
             .filter(|&rtt| rtt >= MIN_TUNED_RTT)
     }
 
-    /// Tunes the window of stream `id` as its update is announced at `now`.
-    pub(super) fn tune_stream_window(&mut self, now: Instant, id: StreamId) {
-        let rtt = self.tuning_rtt();
-        let epoch = self.epoch;
-        let min = u64::from(self.config.stream_window);
-        let max = u64::from(self.config.max_stream_window).max(min);
-        let Some(stream) = self.streams.get_mut(&id) else {
-            return;
-        };
-        let now_ms = u32::try_from(now.saturating_duration_since(epoch).as_millis())
-            .unwrap_or(u32::MAX)
-            .max(1);
-        let last = std::mem::replace(&mut stream.announced_at_ms, now_ms);
-        let Some(rtt) = rtt else {
-            return;
-        };
-        if last == 0 {
-            return;
-        }
-        let since = Duration::from_millis(u64::from(now_ms.saturating_sub(last)));
-        if let Some(window) = tuned(&stream.recv_credit, since, rtt, min, max) {
-            let change = if window > stream.recv_credit.window() {
-                Change::Grown
-            } else {
-                Change::Shrunk
-            };
-            stream.recv_credit.set_window(window);
-            self.count_window_change(change);
-            tracing::debug!(side = ?self.side, stream = %id, window, ?change, "stream window tuned");
-            if change == Change::Grown {
-                self.keep_connection_window_above(window);
-            }
+    /// What tuning stream windows at `now` needs.
+    pub(super) fn stream_tuning(&self, now: Instant) -> StreamTuning {
+        let since_start = now.saturating_duration_since(self.epoch).as_millis();
+        StreamTuning {
+            side: self.side,
+            rtt: self.tuning_rtt(),
+            now_ms: u32::try_from(since_start).unwrap_or(u32::MAX).max(1),
+            min: u64::from(self.config.stream_window()),
+            max: u64::from(self.config.max_stream_window()),
         }
     }
 
@@ -119,13 +146,12 @@ impl Connection {
     /// window at least four times the largest stream window, within the
     /// budget, so one fast stream is not held back by the connection
     /// window it would otherwise have to grow separately.
-    fn keep_connection_window_above(&mut self, stream_window: u64) {
+    pub(super) fn keep_connection_window_above(&mut self, stream_window: u64) {
         let budget = u64::from(self.config.max_connection_window());
         let wanted = stream_window.saturating_mul(4).min(budget);
         if wanted > self.conn_recv.window() {
-            self.conn_recv.set_window(wanted);
-            self.count_window_change(Change::Grown);
-            tracing::debug!(side = ?self.side, window = wanted, change = ?Change::Grown, "connection window tuned");
+            let change = retune(&mut self.conn_recv, wanted, &mut self.stats);
+            tracing::debug!(side = ?self.side, window = wanted, ?change, "connection window tuned");
             if self.conn_recv.update_due() {
                 self.owed.window_update = true;
             }
@@ -138,25 +164,12 @@ impl Connection {
         let (Some(rtt), Some(last)) = (self.tuning_rtt(), last) else {
             return;
         };
-        let min = u64::from(self.config.connection_window);
-        let max = u64::from(self.config.max_connection_window).max(min);
+        let min = u64::from(self.config.connection_window());
+        let max = u64::from(self.config.max_connection_window());
         let since = now.saturating_duration_since(last);
         if let Some(window) = tuned(&self.conn_recv, since, rtt, min, max) {
-            let change = if window > self.conn_recv.window() {
-                Change::Grown
-            } else {
-                Change::Shrunk
-            };
-            self.conn_recv.set_window(window);
-            self.count_window_change(change);
+            let change = retune(&mut self.conn_recv, window, &mut self.stats);
             tracing::debug!(side = ?self.side, window, ?change, "connection window tuned");
-        }
-    }
-
-    fn count_window_change(&mut self, change: Change) {
-        match change {
-            Change::Grown => self.stats.windows_grown += 1,
-            Change::Shrunk => self.stats.windows_shrunk += 1,
         }
     }
 

@@ -145,56 +145,25 @@ impl Shared {
         if !writer.tx.is_empty() {
             return;
         }
-        let t = super::now();
-        {
-            let mut inner = self.lock_for("transmit_direct: emit");
-            if inner.driver_done {
-                return;
-            }
-            inner
-                .conn
-                .poll_transmit(t, &mut writer.tx, super::WRITE_BATCH);
-            inner.dispatch();
-            // What the driver would do after its own transmit: a turn for
-            // a connection that ended with it (a drained graceful close),
-            // a wake for more owed than one batch, a deadline re-armed.
-            if inner.conn.is_finished() {
-                inner.owe_driver_turn();
-            } else {
-                inner.after_task_change();
-            }
-        }
-        if writer.tx.is_empty() && !writer.flush_pending {
-            return;
-        }
+        // The driver's waker stays registered with the transport: a write
+        // or flush that would block is left to the driver (see `handoff`).
         let mut cx = Context::from_waker(Waker::noop());
-        let mut outcome = Ok(());
-        while !writer.tx.is_empty() {
-            match writer.poll_write_tx(&mut cx) {
-                Poll::Ready(Ok(_)) => writer.progress_at = t,
-                Poll::Pending => break,
-                Poll::Ready(Err(err)) => {
-                    outcome = Err(err);
-                    break;
-                }
-            }
-        }
-        let flushed = outcome.is_ok()
-            && writer.tx.is_empty()
-            && matches!(writer.io.as_mut().poll_flush(&mut cx), Poll::Ready(Ok(())));
-        let mut inner = self.lock_for("transmit_direct: flushed");
-        if outcome.is_err() {
-            // Left to the driver, bytes and all: it writes again, meets the
-            // error, and ends the connection its way (reading the input
-            // already on its way first, which may say why, SPEC §13.3).
+        let outcome = self.write_turn(&mut writer, &mut cx, super::now());
+        let mut inner = self.lock_for("transmit_direct: done");
+        // A write error is left to the driver with its bytes too: it
+        // writes again, meets the error, and ends the connection its way
+        // (reading the input already on its way first, which may say why,
+        // SPEC §13.3). So is a connection the transmit ended (a drained
+        // graceful close), which the driver shuts down.
+        if outcome.is_err()
+            || !writer.tx.is_empty()
+            || writer.flush_pending
+            || inner.conn.is_finished()
+        {
             Self::handoff(&mut inner, &mut writer);
-            return;
-        }
-        if flushed {
-            writer.flush_pending = false;
-            inner.note_flushed(writer.written);
         } else {
-            Self::handoff(&mut inner, &mut writer);
+            // A deadline the transmit set (a PING written, a probe).
+            inner.after_task_change();
         }
     }
 

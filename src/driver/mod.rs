@@ -31,6 +31,7 @@ use tokio::time::Sleep;
 use crate::conn::TransmitBuf;
 use crate::error::ConnectionError;
 
+use shared::Writer;
 pub(crate) use shared::{Shared, now};
 
 /// Free space kept in the read buffer before each read (at least). It
@@ -94,52 +95,14 @@ impl Driver {
     }
 
     /// Writes pending bytes, refilling from the core, until the transport
-    /// would block or nothing is left.
+    /// would block or nothing is left (`Shared::write_turn`).
     fn poll_write_side(
         &mut self,
         cx: &mut Context<'_>,
         t: Instant,
     ) -> Result<bool, ConnectionError> {
         let mut writer = self.shared.writer();
-        let writer = &mut *writer;
-        let mut progress = false;
-        loop {
-            if writer.tx.is_empty() {
-                // Push out what the transport may still buffer (TLS
-                // records): a flush that completes is what lets a stream's
-                // `poll_flush` and `poll_shutdown` return.
-                let mut flushed = None;
-                if writer.flush_pending {
-                    match writer.io.as_mut().poll_flush(cx) {
-                        Poll::Ready(Ok(())) => {
-                            writer.flush_pending = false;
-                            flushed = Some(writer.written);
-                        }
-                        Poll::Ready(Err(err)) => return Err(ConnectionError::io(&err)),
-                        Poll::Pending => {}
-                    }
-                }
-                let mut inner = self.shared.lock();
-                if let Some(upto) = flushed {
-                    inner.note_flushed(upto);
-                }
-                inner.conn.poll_transmit(t, &mut writer.tx, WRITE_BATCH);
-                inner.dispatch();
-                drop(inner);
-                if writer.tx.is_empty() {
-                    return Ok(progress);
-                }
-                writer.progress_at = t;
-            }
-            match writer.poll_write_tx(cx) {
-                Poll::Pending => return Ok(progress),
-                Poll::Ready(Ok(_)) => {
-                    writer.progress_at = t;
-                    progress = true;
-                }
-                Poll::Ready(Err(err)) => return Err(ConnectionError::io(&err)),
-            }
-        }
+        self.shared.write_turn(&mut writer, cx, t)
     }
 
     /// Drops what is left to write after the connection failed.
@@ -271,6 +234,59 @@ impl Driver {
                 false
             }
             None => false,
+        }
+    }
+}
+
+impl Shared {
+    /// A write turn, whoever holds `writer` (the driver, or a flushing
+    /// task, see `transmit_direct`): writes pending bytes, flushes, and
+    /// refills from the core, until the transport would block or nothing
+    /// is left; true if bytes were written. A flush that completes
+    /// records how far the transport has taken and flushed.
+    pub(crate) fn write_turn(
+        &self,
+        writer: &mut Writer,
+        cx: &mut Context<'_>,
+        t: Instant,
+    ) -> Result<bool, ConnectionError> {
+        let mut progress = false;
+        loop {
+            if writer.tx.is_empty() {
+                // Push out what the transport may still buffer (TLS
+                // records): a flush that completes is what lets a stream's
+                // `poll_flush` and `poll_shutdown` return.
+                let mut flushed = None;
+                if writer.flush_pending {
+                    match writer.io.as_mut().poll_flush(cx) {
+                        Poll::Ready(Ok(())) => {
+                            writer.flush_pending = false;
+                            flushed = Some(writer.written);
+                        }
+                        Poll::Ready(Err(err)) => return Err(ConnectionError::io(&err)),
+                        Poll::Pending => {}
+                    }
+                }
+                let mut inner = self.lock();
+                if let Some(upto) = flushed {
+                    inner.note_flushed(upto);
+                }
+                inner.conn.poll_transmit(t, &mut writer.tx, WRITE_BATCH);
+                inner.dispatch();
+                drop(inner);
+                if writer.tx.is_empty() {
+                    return Ok(progress);
+                }
+                writer.progress_at = t;
+            }
+            match writer.poll_write_tx(cx) {
+                Poll::Pending => return Ok(progress),
+                Poll::Ready(Ok(_)) => {
+                    writer.progress_at = t;
+                    progress = true;
+                }
+                Poll::Ready(Err(err)) => return Err(ConnectionError::io(&err)),
+            }
         }
     }
 }

@@ -362,7 +362,7 @@ pub async fn client(
                 .map_err(ConnectError::Connection)?;
             let peer = Some(connection.remote_address());
             let io = FramedIo::new(connection, send, recv, config.drain_timeout());
-            Session::client_at(io, config, peer)
+            Session::start(io, config, Side::Client, peer)
                 .await
                 .map_err(ConnectError::Handshake)
         }
@@ -450,7 +450,7 @@ pub async fn server(
                     .map_err(|_| AcceptError::Timeout { peer })?
                     .map_err(|source| AcceptError::Connection { peer, source })?;
             let io = FramedIo::new(connection, send, recv, config.drain_timeout());
-            Session::server_at(io, config, Some(peer))
+            Session::start(io, config, Side::Server, Some(peer))
                 .await
                 .map_err(|source| AcceptError::Handshake { peer, source })
         }

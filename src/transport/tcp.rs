@@ -30,6 +30,7 @@ use std::net::SocketAddr;
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 
 use crate::config::Config;
+use crate::conn::Side;
 use crate::session::Session;
 
 pub use super::error::{AcceptError, ConnectError};
@@ -49,7 +50,7 @@ pub async fn connect(addr: impl ToSocketAddrs, config: Config) -> Result<Session
     // Best effort: a socket that refuses the option still works.
     let _ = socket.set_nodelay(true);
     let peer = socket.peer_addr().ok();
-    Session::client_at(socket, config, peer)
+    Session::start(socket, config, Side::Client, peer)
         .await
         .map_err(ConnectError::Handshake)
 }
@@ -142,7 +143,7 @@ impl Incoming {
             config,
         } = self;
         async move {
-            Session::server_at(socket, config, Some(peer))
+            Session::start(socket, config, Side::Server, Some(peer))
                 .await
                 .map_err(|source| AcceptError::Handshake { peer, source })
         }

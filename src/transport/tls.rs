@@ -48,6 +48,7 @@ use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
 
 use crate::config::Config;
+use crate::conn::Side;
 use crate::session::Session;
 use crate::tcp;
 
@@ -266,7 +267,7 @@ pub async fn connect(
     .map_err(|_| ConnectError::Timeout(timeout))??;
     check_alpn(tls.get_ref().1.alpn_protocol(), ALPN)?;
     let peer = tls.get_ref().0.peer_addr().ok();
-    Session::client_at(TlsStream::Client(tls), config, peer)
+    Session::start(TlsStream::Client(tls), config, Side::Client, peer)
         .await
         .map_err(ConnectError::Handshake)
 }
@@ -378,7 +379,7 @@ impl Incoming {
                 })?;
             check_alpn(tls.get_ref().1.alpn_protocol(), ALPN)
                 .map_err(|source| AcceptError::Tls { peer, source })?;
-            Session::server_at(TlsStream::Server(tls), config, Some(peer))
+            Session::start(TlsStream::Server(tls), config, Side::Server, Some(peer))
                 .await
                 .map_err(|source| AcceptError::Handshake { peer, source })
         }

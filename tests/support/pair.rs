@@ -115,6 +115,19 @@ impl Pair {
         Pair::new(Config::default(), Config::default())
     }
 
+    /// A connected pair whose server grants 1 KiB per stream and 4 KiB
+    /// per connection: a few client writes use up either credit.
+    pub fn with_small_server_windows() -> Pair {
+        let server = Config::builder()
+            .stream_window(1024)
+            .connection_window(4096)
+            .build()
+            .unwrap();
+        let mut pair = Pair::new(Config::default(), server);
+        pair.connect();
+        pair
+    }
+
     /// Moves bytes once in each direction. Returns true if anything moved.
     pub fn step(&mut self) -> bool {
         let now = self.now;
