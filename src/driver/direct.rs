@@ -249,6 +249,19 @@ impl Shared {
         if reader.closed || !reader.buf.is_empty() {
             return None;
         }
+        // Another reader may have fed input since the caller looked,
+        // moving the decoder into (or past) the payload: ask again with
+        // the reader held, so the count holds until the commit. Reading
+        // past the rest of the payload would take bytes of the frames
+        // after it off the transport, which the commit refuses: they
+        // would be lost and the input misread from there on.
+        let want = {
+            let inner = self.lock_for("read_payload_direct: look again");
+            inner.conn.direct_payload(id).min(want)
+        };
+        if want < DIRECT_PAYLOAD_MIN {
+            return None;
+        }
         let mut cx = Context::from_waker(&self.read_waker);
         // Zeroes the caller's bytes only where they were never
         // initialised (`read` into a slice: never).
