@@ -405,22 +405,25 @@ fn print_summary(
         l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.max_us
     )?;
     let c = &s.session;
+    // "n/a": the session's engine does not know it (native QUIC).
+    let known = |v: Option<u64>, unit: &str| v.map_or("n/a".to_string(), |v| format!("{v}{unit}"));
     writeln!(
         out,
-        "  session     zero-window events {}  probes sent {} / answered {}  blocked on connection {} ms, on streams {} ms  rtt {}",
-        c.zero_window_events,
+        "  session     zero-window events {}  probes sent {} / answered {}  blocked on connection {}, on streams {}  rtt {} (smoothed {})",
+        known(c.zero_window_events, ""),
         c.probes_sent,
-        c.probes_answered,
-        c.blocked_on_connection_ms,
-        c.blocked_on_streams_ms,
-        c.rtt_us.map_or("-".to_string(), |r| format!("{r} µs"))
+        known(c.probes_answered, ""),
+        known(c.blocked_on_connection_ms, " ms"),
+        known(c.blocked_on_streams_ms, " ms"),
+        known(c.rtt_us, " µs"),
+        known(c.smoothed_rtt_us, " µs"),
     )?;
     writeln!(
         out,
-        "  windows     grown {}  shrunk {}  connection receive window at the end {} KiB",
-        c.windows_grown,
-        c.windows_shrunk,
-        c.recv_window / 1024
+        "  windows     grown {}  shrunk {}  connection receive window at the end {}",
+        known(c.windows_grown, ""),
+        known(c.windows_shrunk, ""),
+        known(c.recv_window.map(|w| w / 1024), " KiB"),
     )?;
     if s.mismatches > 0 {
         writeln!(out, "  mismatches  {}", s.mismatches)?;

@@ -66,6 +66,7 @@ pub mod frame;
 pub mod message;
 #[cfg(feature = "runtime")]
 mod session;
+pub mod stats;
 #[cfg(feature = "runtime")]
 mod stream;
 #[cfg(feature = "runtime")]
@@ -85,11 +86,12 @@ pub(crate) fn test_epoch() -> std::time::Instant {
 pub struct ReadmeDoctests;
 
 pub use config::{Config, ConfigBuilder, ConfigError};
-pub use conn::{ConnectionStats, StreamStats};
+pub use conn::Priority;
 pub use error::{ConnectionError, Initiator, OpenError, StreamError};
 pub use frame::{ErrorCode, StreamId};
 #[cfg(feature = "runtime")]
 pub use session::{CloseReport, Session};
+pub use stats::{CodeCounts, SessionStats, StreamStats};
 #[cfg(feature = "runtime")]
 pub use stream::{RecvStream, SendStream, Stream};
 #[cfg(feature = "quic")]

@@ -8,12 +8,13 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::config::Config;
-use crate::conn::{Connection, ConnectionStats, Side};
+use crate::conn::{Connection, Side};
 use crate::driver::backend::{SessionBackend, SessionImp};
 use crate::driver::mux::MuxSession;
 use crate::driver::{Driver, Shared, now};
 use crate::error::{ConnectionError, OpenError};
 use crate::frame::ErrorCode;
+use crate::stats::SessionStats;
 use crate::stream::Stream;
 
 /// One multiplexed connection. Cheap to clone; every clone controls the
@@ -190,10 +191,11 @@ impl Session {
     }
 
     /// Connection-level counters: bytes, frames, windows, blocked time,
-    /// probes, queue depths, RTT, how streams ended. In native QUIC mode
-    /// some come from quinn and some are not available (zero); see
-    /// [`quic`](crate::quic#native-mode) for which.
-    pub fn stats(&self) -> ConnectionStats {
+    /// probes, queue depths, RTT, resets and GOAWAYs by code, how streams
+    /// ended. In native QUIC mode some come from quinn and the ones quinn
+    /// does not report are `None`; see [`SessionStats`] and
+    /// [`quic`](crate::quic#native-mode).
+    pub fn stats(&self) -> SessionStats {
         self.imp.stats()
     }
 

@@ -11,10 +11,11 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::conn::StreamStats;
+use crate::conn::Priority;
 use crate::driver::backend::{RecvBackend, RecvImp, SendBackend, SendImp};
 use crate::error::StreamError;
 use crate::frame::{ErrorCode, StreamId};
+use crate::stats::StreamStats;
 
 /// One bidirectional stream.
 ///
@@ -117,6 +118,19 @@ impl Stream {
     pub fn stats(&self) -> Option<StreamStats> {
         self.send.stats()
     }
+
+    /// Sets this side's send priority for the stream: among the streams
+    /// with data to send, the more urgent go first (see [`Priority`]). It
+    /// applies from the stream's next turn, to bytes already written too.
+    /// Only this side's sending is affected.
+    pub fn set_priority(&mut self, priority: Priority) {
+        self.send.set_priority(priority)
+    }
+
+    /// This side's send priority for the stream.
+    pub fn priority(&self) -> Priority {
+        self.send.priority()
+    }
 }
 
 impl std::fmt::Debug for Stream {
@@ -209,9 +223,19 @@ impl SendStream {
     }
 
     /// Per-stream counters, while the stream is open. In native QUIC mode
-    /// only the byte counts are kept; the rest is zero.
+    /// only the byte counts are kept; the rest is `None`.
     pub fn stats(&self) -> Option<StreamStats> {
         self.imp.stats()
+    }
+
+    /// See [`Stream::set_priority`].
+    pub fn set_priority(&mut self, priority: Priority) {
+        self.imp.set_priority(priority)
+    }
+
+    /// See [`Stream::priority`].
+    pub fn priority(&self) -> Priority {
+        self.imp.priority()
     }
 }
 

@@ -268,25 +268,113 @@ async fn tuned_windows_grow_and_shrink_within_the_budget() {
             }
             got.extend_from_slice(&buf[..n]);
             let stats = server.stats();
+            let buffered = stats.recv_buffered.unwrap();
             assert!(
-                stats.recv_buffered <= u64::from(BUDGET),
-                "buffered {} above the budget",
-                stats.recv_buffered
+                buffered <= u64::from(BUDGET),
+                "buffered {buffered} above the budget",
             );
             let stream = incoming.stats().unwrap();
-            assert!(stream.recv_buffered <= u64::from(MAX_STREAM));
+            assert!(stream.recv_buffered.unwrap() <= u64::from(MAX_STREAM));
             if got.len() < 8 << 20 {
-                grown_fast = stats.windows_grown;
+                grown_fast = stats.windows_grown.unwrap();
             }
         }
         assert!(got == data, "the bytes differ");
         let stats = server.stats();
         assert!(grown_fast > 0, "no window grew while the reader kept up");
         assert!(
-            stats.windows_shrunk > 0,
+            stats.windows_shrunk.unwrap() > 0,
             "no window shrank while the reader was slow"
         );
         drop(writer.await.unwrap());
+        client.close(creditmux::ErrorCode::NO_ERROR).await.unwrap();
+    })
+    .await;
+}
+
+/// Fair shares under one budget (SPEC §9.8.1): 16 streams, each writing
+/// 1 MiB through a 10 ms path to a receiver whose connection window (its
+/// memory budget, 512 KiB) is smaller than their stream windows together,
+/// so they compete for it. Halfway through, every stream has been read
+/// within 20% of every other.
+#[tokio::test]
+async fn sixteen_streams_under_one_budget_get_shares_within_20_percent() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const STREAMS: usize = 16;
+    const EACH: usize = 1 << 20;
+    const BUDGET: u32 = 512 * 1024;
+    bounded(async {
+        let tuned = Config::builder()
+            .stream_window(32 * 1024)
+            .connection_window(128 * 1024)
+            .max_stream_window(BUDGET / 4)
+            .max_connection_window(BUDGET)
+            .build()
+            .unwrap();
+        let listener = tcp::Listener::bind("127.0.0.1:0", tuned).await.unwrap();
+        let proxy = DelayProxy::start(listener.local_addr().unwrap(), Link::new(ms(10), RATE))
+            .await
+            .unwrap();
+        let server = tokio::spawn(async move { listener.accept().await.unwrap().0 });
+        let client = tcp::connect(proxy.addr(), Config::default()).await.unwrap();
+        let server = server.await.unwrap();
+        let read: Arc<Vec<AtomicU64>> = Arc::new((0..STREAMS).map(|_| AtomicU64::new(0)).collect());
+        let snapshot = Arc::new(std::sync::Mutex::new(None::<Vec<u64>>));
+        let mut writers = Vec::new();
+        for i in 0..STREAMS {
+            let mut stream = client.open().await.unwrap();
+            let data = payload(i as u64, EACH);
+            writers.push(tokio::spawn(async move {
+                stream.write_all(&data).await.unwrap();
+                stream.shutdown().await.unwrap();
+                stream
+            }));
+        }
+        let mut readers = Vec::new();
+        for _ in 0..STREAMS {
+            let mut incoming = server.accept().await.unwrap().unwrap();
+            let (read, snapshot, server) = (read.clone(), snapshot.clone(), server.clone());
+            readers.push(tokio::spawn(async move {
+                // The client's streams are 1, 3, 5, ...
+                let index = incoming.id().get() as usize / 2;
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut got = Vec::with_capacity(EACH);
+                loop {
+                    let n = incoming.read(&mut buf[..]).await.unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    read[index].fetch_add(n as u64, Ordering::Relaxed);
+                    let buffered = server.stats().recv_buffered.unwrap();
+                    assert!(buffered <= u64::from(BUDGET), "{buffered} above the budget");
+                    let total: u64 = read.iter().map(|r| r.load(Ordering::Relaxed)).sum();
+                    let mut snapshot = snapshot.lock().unwrap();
+                    if snapshot.is_none() && total >= (STREAMS * EACH / 2) as u64 {
+                        *snapshot = Some(read.iter().map(|r| r.load(Ordering::Relaxed)).collect());
+                    }
+                }
+                (index, got)
+            }));
+        }
+        for reader in readers {
+            let (index, got) = reader.await.unwrap();
+            assert!(got == payload(index as u64, EACH), "stream {index} differs");
+        }
+        let shares = snapshot
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("halfway was reached");
+        let (min, max) = (shares.iter().min().unwrap(), shares.iter().max().unwrap());
+        assert!(
+            *min as f64 >= 0.8 * *max as f64,
+            "shares halfway: {shares:?}"
+        );
+        for writer in writers {
+            drop(writer.await.unwrap());
+        }
         client.close(creditmux::ErrorCode::NO_ERROR).await.unwrap();
     })
     .await;

@@ -4,8 +4,8 @@
 
 mod support;
 
-use creditmux::ConnectionStats;
 use creditmux::config::Config;
+use creditmux::conn::ConnectionStats;
 use creditmux::error::{Initiator, StreamError};
 use creditmux::frame::*;
 use support::conn::{pattern, read_available, try_read_available};

@@ -114,18 +114,21 @@ pub struct Latency {
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
+/// `None` (JSON `null`) where the session's engine does not know the value
+/// (native QUIC, see `creditmux::SessionStats`).
 pub struct SessionCounters {
-    pub zero_window_events: u64,
+    pub zero_window_events: Option<u64>,
     pub probes_sent: u64,
-    pub probes_answered: u64,
-    pub blocked_on_connection_ms: u64,
-    pub blocked_on_streams_ms: u64,
+    pub probes_answered: Option<u64>,
+    pub blocked_on_connection_ms: Option<u64>,
+    pub blocked_on_streams_ms: Option<u64>,
     pub rtt_us: Option<u64>,
+    pub smoothed_rtt_us: Option<u64>,
     /// Receive-window tuning on this side (SPEC §9.8.1): windows grown and
     /// shrunk, and the connection's receive credit open at the end.
-    pub windows_grown: u64,
-    pub windows_shrunk: u64,
-    pub recv_window: u64,
+    pub windows_grown: Option<u64>,
+    pub windows_shrunk: Option<u64>,
+    pub recv_window: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -299,9 +302,10 @@ pub async fn run_client(
         zero_window_events: stats.zero_window_events,
         probes_sent: stats.probes_sent,
         probes_answered: stats.probes_answered,
-        blocked_on_connection_ms: stats.blocked_on_connection.as_millis() as u64,
-        blocked_on_streams_ms: stats.blocked_on_streams.as_millis() as u64,
+        blocked_on_connection_ms: stats.blocked_on_connection.map(|d| d.as_millis() as u64),
+        blocked_on_streams_ms: stats.blocked_on_streams.map(|d| d.as_millis() as u64),
         rtt_us: stats.rtt.map(|d| d.as_micros() as u64),
+        smoothed_rtt_us: stats.smoothed_rtt.map(|d| d.as_micros() as u64),
         windows_grown: stats.windows_grown,
         windows_shrunk: stats.windows_shrunk,
         recv_window: stats.recv_window,

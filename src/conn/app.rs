@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::sched::Priority;
 use super::stream::{Half, Probe, Queued, RecvState, SendState, StreamState};
 use super::timer::Timer;
 use super::{Closed, Connection, Flush, Phase, ReadOutcome};
@@ -242,6 +243,27 @@ impl Connection {
                 initiator: Initiator::Local,
             },
         }
+    }
+
+    /// Sets the send priority of `id` (see [`Priority`]): from its next
+    /// turn, the DATA scheduler serves it at its new urgency. Only this
+    /// side's sending is affected; nothing goes on the wire. No effect on
+    /// a stream the connection does not know.
+    pub fn set_priority(&mut self, now: Instant, id: StreamId, priority: Priority) {
+        self.now = now;
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        let old = std::mem::replace(&mut stream.priority, priority);
+        if stream.queued == Queued::Data && old != priority {
+            self.queues.data.remove(id, old);
+            self.queues.data.push(id, priority);
+        }
+    }
+
+    /// The send priority of `id`, while the connection knows it.
+    pub fn priority(&self, id: StreamId) -> Option<Priority> {
+        self.streams.get(&id).map(|s| s.priority)
     }
 
     /// Aborts `id` in both directions with `code` (SPEC §8.7): unsent and

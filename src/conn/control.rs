@@ -50,6 +50,7 @@ use crate::frame::{
     Decoded, ErrorCode, Frame, FrameDecoder, GoAway, PREFACE_LEN, Ping, PrefaceError, StreamId,
     decode_preface, encode_preface,
 };
+use crate::stats::CodeCounts;
 
 /// What the QUIC glue does to the connection next.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -226,6 +227,21 @@ impl ControlPlane {
     /// The latest PING round trip.
     pub fn rtt(&self) -> Option<Duration> {
         self.pinger.rtt()
+    }
+
+    /// The smoothed PING round trip.
+    pub fn smoothed_rtt(&self) -> Option<Duration> {
+        self.pinger.smoothed_rtt()
+    }
+
+    /// GOAWAY frames sent, by code.
+    pub fn goaways_sent(&self) -> &CodeCounts {
+        self.goaways.sent_codes()
+    }
+
+    /// GOAWAY frames received, by code.
+    pub fn goaways_received(&self) -> &CodeCounts {
+        self.goaways.received_codes()
     }
 
     /// PINGs answered so far.
@@ -488,6 +504,7 @@ impl ControlPlane {
             .encode(out);
         }
         if let Some(goaway) = self.goaway_owed.take() {
+            self.goaways.note_written(goaway.code);
             Frame::GoAway(goaway).encode(out);
         }
         self.check_end();
@@ -542,7 +559,7 @@ impl ControlPlane {
     // ----- internals --------------------------------------------------------
 
     fn on_goaway(&mut self, now: Instant, goaway: GoAway) {
-        let Ok(last) = self.goaways.receive(goaway.last_stream) else {
+        let Ok(last) = self.goaways.receive(goaway.last_stream, goaway.code) else {
             let reason = format!("more than {MAX_GOAWAYS_RECEIVED} GOAWAY frames");
             self.abort(
                 ErrorCode::ENHANCE_YOUR_CALM,

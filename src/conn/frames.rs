@@ -400,7 +400,7 @@ impl Connection {
                 while let Some(id) = self.queues.conn_blocked.pop_front() {
                     if let Some(stream) = self.streams.get_mut(&id) {
                         stream.queued = Queued::Data;
-                        self.queues.data.push_back(id);
+                        self.queues.data.push(id, stream.priority);
                     }
                 }
             } else if !answers_probe {
@@ -470,6 +470,7 @@ impl Connection {
     }
 
     pub(super) fn on_reset(&mut self, now: Instant, reset: Reset) {
+        self.stats.resets_received.add(reset.code);
         let id = reset.stream;
         // SPEC §16.1: RESETs on streams the peer opened are counted (rapid
         // reset). One on a stream this side opened is bounded by this

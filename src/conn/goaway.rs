@@ -3,6 +3,7 @@
 //! harmless.
 
 use crate::frame::{ErrorCode, StreamId};
+use crate::stats::CodeCounts;
 
 /// GOAWAY frames accepted per connection (SPEC §16.1); a conformant peer
 /// sends at most 5 (§13.2), and this side sends at most 2.
@@ -15,6 +16,10 @@ pub(crate) struct Goaways {
     /// The lowest last_stream_id received.
     received: Option<StreamId>,
     received_count: u32,
+    /// GOAWAY frames written, by code.
+    sent_codes: CodeCounts,
+    /// GOAWAY frames received, by code (those past the limit included).
+    received_codes: CodeCounts,
 }
 
 /// A GOAWAY received past the limit of SPEC §16.1.
@@ -42,7 +47,12 @@ impl Goaways {
 
     /// A GOAWAY with `last` arrived; returns the last_stream_id in force
     /// (SPEC §13.2: the lowest received), or an error past the limit.
-    pub(crate) fn receive(&mut self, last: StreamId) -> Result<StreamId, TooManyGoaways> {
+    pub(crate) fn receive(
+        &mut self,
+        last: StreamId,
+        code: ErrorCode,
+    ) -> Result<StreamId, TooManyGoaways> {
+        self.received_codes.add(code);
         self.received_count += 1;
         if self.received_count > MAX_GOAWAYS_RECEIVED {
             return Err(TooManyGoaways);
@@ -50,6 +60,21 @@ impl Goaways {
         let last = self.received.map_or(last, |previous| previous.min(last));
         self.received = Some(last);
         Ok(last)
+    }
+
+    /// A GOAWAY with `code` was written to the transport.
+    pub(crate) fn note_written(&mut self, code: ErrorCode) {
+        self.sent_codes.add(code);
+    }
+
+    /// GOAWAY frames written, by code.
+    pub(crate) fn sent_codes(&self) -> &CodeCounts {
+        &self.sent_codes
+    }
+
+    /// GOAWAY frames received, by code.
+    pub(crate) fn received_codes(&self) -> &CodeCounts {
+        &self.received_codes
     }
 
     /// This side sent (or owes) a GOAWAY.
@@ -88,12 +113,12 @@ mod tests {
     #[test]
     fn the_lowest_last_stream_id_received_holds_and_the_eleventh_is_a_flood() {
         let mut g = Goaways::default();
-        assert_eq!(g.receive(id(9)), Ok(id(9)));
-        assert_eq!(g.receive(id(11)), Ok(id(9)));
-        assert_eq!(g.receive(id(5)), Ok(id(5)));
+        assert_eq!(g.receive(id(9), ErrorCode::NO_ERROR), Ok(id(9)));
+        assert_eq!(g.receive(id(11), ErrorCode::NO_ERROR), Ok(id(9)));
+        assert_eq!(g.receive(id(5), ErrorCode::NO_ERROR), Ok(id(5)));
         for _ in 3..MAX_GOAWAYS_RECEIVED {
-            assert!(g.receive(id(5)).is_ok());
+            assert!(g.receive(id(5), ErrorCode::NO_ERROR).is_ok());
         }
-        assert_eq!(g.receive(id(5)), Err(TooManyGoaways));
+        assert_eq!(g.receive(id(5), ErrorCode::NO_ERROR), Err(TooManyGoaways));
     }
 }

@@ -37,6 +37,7 @@ mod input;
 pub mod invariants;
 pub(crate) mod ping;
 mod probe;
+mod sched;
 mod send;
 mod shutdown;
 mod stream;
@@ -53,10 +54,13 @@ use crate::config::Config;
 use crate::error::ConnectionError;
 use crate::flow::{RecvCredit, SendCredit};
 use crate::frame::{FrameDecoder, GoAway, Reset, SettingsValues, StreamId};
+use crate::stats::CodeCounts;
 
 use flood::{FloodCounters, SendBudget};
 use goaway::Goaways;
 use ping::Pinger;
+use sched::DataQueue;
+pub use sched::Priority;
 pub use stream::{Half, StreamStats};
 use stream::{Probe, Queued, StreamState};
 use timer::{Timer, TimerTable};
@@ -180,6 +184,19 @@ pub struct ConnectionStats {
     pub windows_shrunk: u64,
     /// Latest PING round-trip time.
     pub rtt: Option<Duration>,
+    /// Smoothed PING round-trip time (RFC 6298 weights).
+    pub smoothed_rtt: Option<Duration>,
+    /// Payload bytes written by the application and not yet sent, over
+    /// all streams.
+    pub queued_data_bytes: u64,
+    /// RESET frames sent, by code.
+    pub resets_sent: CodeCounts,
+    /// RESET frames received, by code.
+    pub resets_received: CodeCounts,
+    /// GOAWAY frames sent, by code.
+    pub goaways_sent: CodeCounts,
+    /// GOAWAY frames received, by code.
+    pub goaways_received: CodeCounts,
     /// Streams that closed with both FINs exchanged: every byte either
     /// side wrote was sent (SPEC §8.6).
     pub streams_completed: u64,
@@ -303,7 +320,7 @@ struct InputState {
 #[derive(Debug, Default)]
 struct Queues {
     /// Streams with DATA and credit to send it, in turn order.
-    data: VecDeque<StreamId>,
+    data: DataQueue,
     /// Streams with DATA and stream credit, waiting for connection credit.
     conn_blocked: VecDeque<StreamId>,
     /// Streams owing a control frame (WINDOW_UPDATE, BLOCKED, RESET).
@@ -414,6 +431,10 @@ impl Connection {
     pub fn stats(&self) -> ConnectionStats {
         let mut stats = self.stats.clone();
         stats.rtt = self.pinger.rtt();
+        stats.smoothed_rtt = self.pinger.smoothed_rtt();
+        stats.goaways_sent = self.goaways.sent_codes().clone();
+        stats.goaways_received = self.goaways.received_codes().clone();
+        stats.queued_data_bytes = self.streams.values().map(|s| s.send_buffered as u64).sum();
         stats.send_window = self.conn_send.available();
         stats.recv_window = self.conn_recv.limit() - self.conn_recv.received();
         stats.recv_buffered = self.conn_recv.buffered();
@@ -578,7 +599,7 @@ impl Connection {
             self.queues.conn_blocked.push_back(id);
         } else {
             stream.queued = Queued::Data;
-            self.queues.data.push_back(id);
+            self.queues.data.push(id, stream.priority);
         }
         if waits_on_conn {
             self.start_connection_probe(now);

@@ -21,6 +21,11 @@ pub(crate) struct Pinger {
     /// The acknowledgement owed to the peer's newest PING.
     ack_owed: Option<[u8; 8]>,
     rtt: Option<Duration>,
+    /// Smoothed round trip: the first sample, then 7/8 of the previous
+    /// estimate and 1/8 of each new sample (RFC 6298 §2).
+    srtt: Option<Duration>,
+    /// When the latest round trip was measured.
+    sampled_at: Option<Instant>,
 }
 
 impl Pinger {
@@ -75,7 +80,13 @@ impl Pinger {
         match self.sent {
             Some((sent, at)) if sent == payload => {
                 self.sent = None;
-                self.rtt = Some(now.saturating_duration_since(at));
+                let sample = now.saturating_duration_since(at);
+                self.rtt = Some(sample);
+                self.sampled_at = Some(now);
+                self.srtt = Some(match self.srtt {
+                    Some(srtt) => (srtt * 7 + sample) / 8,
+                    None => sample,
+                });
                 true
             }
             _ => false,
@@ -106,6 +117,16 @@ impl Pinger {
     pub(crate) fn rtt(&self) -> Option<Duration> {
         self.rtt
     }
+
+    /// When the latest round trip was measured.
+    pub(crate) fn sampled_at(&self) -> Option<Instant> {
+        self.sampled_at
+    }
+
+    /// The smoothed round trip.
+    pub(crate) fn smoothed_rtt(&self) -> Option<Duration> {
+        self.srtt
+    }
 }
 
 #[cfg(test)]
@@ -123,7 +144,23 @@ mod tests {
         assert!(!p.on_ack(t0, [9; 8]), "an ACK for nothing");
         assert!(p.on_ack(t0 + Duration::from_millis(7), payload));
         assert_eq!(p.rtt(), Some(Duration::from_millis(7)));
+        assert_eq!(p.smoothed_rtt(), Some(Duration::from_millis(7)));
         assert_eq!(p.completed(), 1);
+    }
+
+    #[test]
+    fn the_smoothed_round_trip_moves_an_eighth_of_the_way_to_each_sample() {
+        let t0 = crate::test_epoch();
+        let mut p = Pinger::default();
+        let mut at = t0;
+        for ms in [8, 16] {
+            assert_eq!(p.request(at), None);
+            let payload = p.take_ping(at).unwrap();
+            at += Duration::from_millis(ms);
+            assert!(p.on_ack(at, payload));
+        }
+        assert_eq!(p.rtt(), Some(Duration::from_millis(16)));
+        assert_eq!(p.smoothed_rtt(), Some(Duration::from_millis(9)));
     }
 
     #[test]

@@ -68,6 +68,11 @@ impl Connection {
             out.put_bytes(frame.to_bytes().slice(HEADER_LEN..));
         }
         self.stats.frames_sent += 1;
+        match frame {
+            Frame::Reset(reset) => self.stats.resets_sent.add(reset.code),
+            Frame::GoAway(goaway) => self.goaways.note_written(goaway.code),
+            _ => {}
+        }
     }
 
     fn write_control(&mut self, now: Instant, out: &mut TransmitBuf) {
@@ -198,7 +203,7 @@ impl Connection {
         let send_buffer = self.config.send_buffer as usize;
         let directional = self.peer_resets_directions();
         while out.len() < max_bytes {
-            let Some(id) = self.queues.data.pop_front() else {
+            let Some(id) = self.queues.data.pop() else {
                 break;
             };
             let conn_available = self.conn_send.available();

@@ -33,7 +33,7 @@ impl Connection {
     }
 
     pub(super) fn on_goaway(&mut self, goaway: GoAway) {
-        let Ok(last) = self.goaways.receive(goaway.last_stream) else {
+        let Ok(last) = self.goaways.receive(goaway.last_stream, goaway.code) else {
             // SPEC §16.1: GOAWAY is capped per connection.
             self.protocol_error(
                 ErrorCode::ENHANCE_YOUR_CALM,

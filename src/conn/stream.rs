@@ -10,6 +10,7 @@ use bytes::{Buf, Bytes, BytesMut};
 /// one frame.
 const GATHER_BELOW: usize = 4096;
 
+use super::sched::Priority;
 use crate::error::Initiator;
 use crate::flow::{RecvCredit, SendCredit};
 use crate::frame::ErrorCode;
@@ -146,6 +147,8 @@ pub(crate) struct StreamState {
     pub(crate) owe_stop: bool,
     pub(crate) in_control_queue: bool,
     pub(crate) queued: Queued,
+    /// Where the DATA scheduler puts it (see `sched`).
+    pub(crate) priority: Priority,
     pub(crate) in_wake_queue: bool,
     /// A write found the send buffer full; wake the writer when it drains.
     pub(crate) writer_waiting: bool,
@@ -204,6 +207,7 @@ impl StreamState {
             owe_stop: false,
             in_control_queue: false,
             queued: Queued::No,
+            priority: Priority::default(),
             in_wake_queue: false,
             writer_waiting: false,
             flush_waiting: false,

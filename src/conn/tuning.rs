@@ -36,6 +36,11 @@ const MIN_TUNED_RTT: Duration = Duration::from_micros(500);
 /// trips); the overshoot is taken back by the shrink rule.
 const GROWTH: u64 = 4;
 
+/// A round trip sample older than this many round trips (and than
+/// `RTT_REFRESH_MIN`) is measured again while windows are tuned.
+const RTT_REFRESH_RTTS: u32 = 8;
+const RTT_REFRESH_MIN: Duration = Duration::from_millis(100);
+
 /// What the tuning keeps per connection.
 #[derive(Debug, Default)]
 pub(super) struct Tuning {
@@ -161,7 +166,11 @@ impl Connection {
     /// Tunes the connection window as its update is announced at `now`.
     pub(super) fn tune_connection_window(&mut self, now: Instant) {
         let last = self.tuning.conn_announced_at.replace(now);
-        let (Some(rtt), Some(last)) = (self.tuning_rtt(), last) else {
+        let Some(rtt) = self.tuning_rtt() else {
+            return;
+        };
+        self.refresh_rtt(now, rtt);
+        let Some(last) = last else {
             return;
         };
         let min = u64::from(self.config.connection_window());
@@ -170,6 +179,24 @@ impl Connection {
         if let Some(window) = tuned(&self.conn_recv, since, rtt, min, max) {
             let change = retune(&mut self.conn_recv, window, &mut self.stats);
             tracing::debug!(side = ?self.side, window, ?change, "connection window tuned");
+        }
+    }
+
+    /// Measures the round trip again with a PING when the latest sample is
+    /// stale. A round trip measured while the path was idle (the
+    /// handshake's) misses the queueing a loaded path adds; with it, a
+    /// window announced once per loaded round trip, which limits its
+    /// stream's rate, looks slow enough to keep, and a stream whose window
+    /// did not grow before the queue filled never gets its share of the
+    /// budget.
+    fn refresh_rtt(&mut self, now: Instant, rtt: Duration) {
+        let stale_after = (rtt * RTT_REFRESH_RTTS).max(RTT_REFRESH_MIN);
+        let stale = self
+            .pinger
+            .sampled_at()
+            .is_none_or(|at| now.saturating_duration_since(at) >= stale_after);
+        if stale && !self.pinger.in_flight() {
+            self.ping(now);
         }
     }
 

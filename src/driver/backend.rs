@@ -19,10 +19,11 @@ use tokio::io::ReadBuf;
 use super::mux::{MuxRecv, MuxSend, MuxSession};
 #[cfg(feature = "quic")]
 use super::native::{NativeRecv, NativeSession, SendHalf};
-use crate::conn::{ConnectionStats, Side, StreamStats};
+use crate::conn::{Priority, Side};
 use crate::error::{ConnectionError, OpenError, StreamError};
 use crate::frame::{ErrorCode, StreamId};
 use crate::session::CloseReport;
+use crate::stats::{SessionStats, StreamStats};
 use crate::stream::Stream;
 
 /// What a session does, whatever carries it.
@@ -38,7 +39,7 @@ pub(crate) trait SessionBackend {
     /// Waits for the end; its cause.
     async fn closed(&self) -> ConnectionError;
     fn error(&self) -> Option<ConnectionError>;
-    fn stats(&self) -> ConnectionStats;
+    fn stats(&self) -> SessionStats;
     fn side(&self) -> Side;
     /// Another handle to the same session.
     fn clone_handle(&self) -> Self;
@@ -84,6 +85,9 @@ pub(crate) trait SendBackend {
         cx: &mut Context<'_>,
     ) -> Poll<Result<Option<ErrorCode>, StreamError>>;
     fn stats(&self) -> Option<StreamStats>;
+    /// This side's send priority for the stream.
+    fn set_priority(&mut self, priority: Priority);
+    fn priority(&self) -> Priority;
 }
 
 /// The engine of a session.
@@ -139,7 +143,7 @@ impl SessionBackend for SessionImp {
     fn error(&self) -> Option<ConnectionError> {
         delegate!(SessionImp, self, |x| x.error())
     }
-    fn stats(&self) -> ConnectionStats {
+    fn stats(&self) -> SessionStats {
         delegate!(SessionImp, self, |x| x.stats())
     }
     fn side(&self) -> Side {
@@ -211,5 +215,11 @@ impl SendBackend for SendImp {
     }
     fn stats(&self) -> Option<StreamStats> {
         delegate!(SendImp, self, |x| x.stats())
+    }
+    fn set_priority(&mut self, priority: Priority) {
+        delegate!(SendImp, self, |x| x.set_priority(priority))
+    }
+    fn priority(&self) -> Priority {
+        delegate!(SendImp, self, |x| x.priority())
     }
 }

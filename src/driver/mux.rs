@@ -16,10 +16,11 @@ use tokio::io::ReadBuf;
 use super::backend::{RecvBackend, RecvImp, SendBackend, SendImp, SessionBackend};
 use super::direct::DIRECT_PAYLOAD_MIN;
 use super::{Shared, now};
-use crate::conn::{ConnectionStats, Flush, Half, ReadOutcome, Side, StreamStats};
+use crate::conn::{Flush, Half, Priority, ReadOutcome, Side};
 use crate::error::{ConnectionError, Initiator, OpenError, StreamError};
 use crate::frame::{ErrorCode, StreamId};
 use crate::session::CloseReport;
+use crate::stats::{SessionStats, StreamStats};
 use crate::stream::Stream;
 
 /// A session of the byte-stream engine.
@@ -44,6 +45,7 @@ impl MuxSession {
                     shared: shared.clone(),
                 },
                 alone: false,
+                priority: Priority::default(),
             }),
         )
     }
@@ -161,8 +163,8 @@ impl SessionBackend for MuxSession {
         self.0.lock().conn.error().cloned()
     }
 
-    fn stats(&self) -> ConnectionStats {
-        self.0.lock().conn.stats()
+    fn stats(&self) -> SessionStats {
+        self.0.lock().conn.stats().into()
     }
 
     fn side(&self) -> Side {
@@ -369,6 +371,7 @@ pub(crate) struct MuxSend {
     handle: StreamRef,
     /// False while part of a whole `Stream`.
     alone: bool,
+    priority: Priority,
 }
 
 impl SendBackend for MuxSend {
@@ -537,7 +540,18 @@ impl SendBackend for MuxSend {
     }
 
     fn stats(&self) -> Option<StreamStats> {
-        self.handle.shared.lock().conn.stream_stats(self.handle.id)
+        let stats = self.handle.shared.lock().conn.stream_stats(self.handle.id);
+        stats.map(StreamStats::from)
+    }
+
+    fn set_priority(&mut self, priority: Priority) {
+        self.priority = priority;
+        let mut inner = self.handle.shared.lock();
+        inner.conn.set_priority(now(), self.handle.id, priority);
+    }
+
+    fn priority(&self) -> Priority {
+        self.priority
     }
 }
 

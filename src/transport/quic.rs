@@ -28,10 +28,10 @@
 //! - A stream reaches the peer's `accept` with its first byte (or FIN), not
 //!   at `open`: write first on a stream you open.
 //! - [`Session::stats`] takes transport bytes (UDP payload), frames (QUIC
-//!   frames) and zero-window events (QUIC `*_BLOCKED` frames sent; the ones
-//!   received count as probes answered) from quinn; the windows, buffered
-//!   bytes, queue depths and blocked time stay inside quinn and read zero.
-//!   Stream stats carry the byte counts only.
+//!   frames), probes sent (QUIC `*_BLOCKED` frames sent) and the smoothed
+//!   RTT from quinn; the windows, buffered bytes, queue depths, blocked
+//!   time and how streams ended stay inside quinn and read `None`. Stream
+//!   stats carry the byte counts only (the rest `None`).
 //! - Buffering: quinn bounds the bytes written and not yet acknowledged
 //!   over all streams by the connection window, in place of the per-stream
 //!   `send_buffer`; `write_timeout` has no equivalent (QUIC's idle timeout
@@ -189,11 +189,13 @@ pub fn server_config(
 /// The QUIC transport parameters of `mode` for a connection's `side`.
 ///
 /// **Framed**: the peer may open exactly the one stream the protocol uses
-/// (a bidirectional stream, client to server) and nothing else, the
-/// connection's receive window is that one stream's (quinn's default,
-/// 1.25 MB), and unread datagrams are not buffered. So a peer cannot make
-/// a framed connection hold more than about one stream window of memory
-/// besides the session's own bounds. `config` does not enter yet.
+/// (a bidirectional stream, client to server) and nothing else, and
+/// unread datagrams are not buffered. That stream's receive window and
+/// the connection's are the largest creditmux connection window
+/// ([`Config::max_connection_window`], SPEC §18.1): QUIC's flow control
+/// then never holds back what creditmux's credit allows on a long path,
+/// and a peer cannot make a framed connection hold more than that window
+/// in quinn besides the session's own bounds.
 ///
 /// **Native**: the parameters carry `config` (SPEC §18.2), the same on
 /// both sides:
@@ -216,8 +218,9 @@ pub fn transport_config(mode: Mode, side: Side, config: &Config) -> quinn::Trans
             transport
                 .max_concurrent_bidi_streams(VarInt::from_u32(u32::from(server)))
                 .max_concurrent_uni_streams(VarInt::from_u32(0))
-                .receive_window(VarInt::from_u32(FRAMED_STREAM_WINDOW))
-                .stream_receive_window(VarInt::from_u32(FRAMED_STREAM_WINDOW))
+                .receive_window(VarInt::from_u32(config.max_connection_window()))
+                .stream_receive_window(VarInt::from_u32(config.max_connection_window()))
+                .send_window(u64::from(config.max_connection_window()))
                 .datagram_receive_buffer_size(None);
         }
         Mode::Native => {
@@ -236,9 +239,6 @@ pub fn transport_config(mode: Mode, side: Side, config: &Config) -> quinn::Trans
     }
     transport
 }
-
-/// The QUIC stream window of framed mode: quinn's default.
-const FRAMED_STREAM_WINDOW: u32 = 1_250_000;
 
 fn quic_client_crypto(
     tls: Arc<rustls::ClientConfig>,

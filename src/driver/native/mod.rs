@@ -29,8 +29,9 @@ use tokio::sync::Notify;
 use super::backend::{RecvImp, SendImp, SessionBackend};
 use crate::config::Config;
 use crate::conn::control::{Action, ControlPlane, TransportEnd};
-use crate::conn::{ConnectionStats, Side};
+use crate::conn::{Priority, Side};
 use crate::driver::now;
+use crate::stats::SessionStats;
 
 mod stream;
 
@@ -176,6 +177,7 @@ impl Shared {
                 alone: false,
                 finished: false,
                 delivered: None,
+                priority: Priority::default(),
             },
         )
     }
@@ -509,7 +511,7 @@ impl SessionBackend for NativeSession {
         self.0.error()
     }
 
-    fn stats(&self) -> ConnectionStats {
+    fn stats(&self) -> SessionStats {
         self.0.stats()
     }
 
@@ -665,7 +667,7 @@ impl Shared {
 
     /// Connection counters, from this side's own counts and quinn's (SPEC
     /// §18.7 says which fields mean what in native mode).
-    pub(crate) fn stats(&self) -> ConnectionStats {
+    pub(crate) fn stats(&self) -> SessionStats {
         let quic = self.connection.stats();
         let blocked =
             |f: &quinn::FrameStats| f.data_blocked + f.stream_data_blocked + f.streams_blocked_bidi;
@@ -694,7 +696,9 @@ impl Shared {
                 + f.stream
         };
         let state = self.lock();
-        ConnectionStats {
+        // quinn keeps the flow control, the queues and the streams' ends
+        // and does not report them: those fields say so (`None`).
+        SessionStats {
             transport_bytes_sent: quic.udp_tx.bytes,
             transport_bytes_received: quic.udp_rx.bytes,
             data_bytes_sent: self.data_sent.load(Ordering::Relaxed),
@@ -702,11 +706,33 @@ impl Shared {
             frames_sent: frames(&quic.frame_tx),
             frames_received: frames(&quic.frame_rx),
             open_streams: state.open_streams,
-            zero_window_events: blocked(&quic.frame_tx),
+            send_window: None,
+            recv_window: None,
+            recv_buffered: None,
+            queued_data_bytes: None,
+            accept_backlog: None,
+            data_queue_depth: None,
+            control_queue_depth: None,
+            blocked_on_connection: None,
+            blocked_on_streams: None,
+            // quinn sends a *_BLOCKED frame when a window closes on data,
+            // not every time: a count of probes, not of zero windows.
+            zero_window_events: None,
             probes_sent: blocked(&quic.frame_tx),
-            probes_answered: blocked(&quic.frame_rx),
-            rtt: state.plane.rtt().or(Some(quic.path.rtt)),
-            ..ConnectionStats::default()
+            // QUIC does not answer a *_BLOCKED frame.
+            probes_answered: None,
+            windows_grown: None,
+            windows_shrunk: None,
+            rtt: state.plane.rtt(),
+            smoothed_rtt: Some(quic.path.rtt),
+            streams_completed: None,
+            streams_reset_local: None,
+            streams_reset_remote: None,
+            streams_cancelled_at_drain: None,
+            resets_sent: None,
+            resets_received: None,
+            goaways_sent: state.plane.goaways_sent().clone(),
+            goaways_received: state.plane.goaways_received().clone(),
         }
     }
 }

@@ -13,11 +13,12 @@ use quinn::VarInt;
 use tokio::io::ReadBuf;
 
 use super::{Shared, error_code};
-use crate::conn::StreamStats;
+use crate::conn::Priority;
 use crate::driver::backend::{RecvBackend, SendBackend};
 use crate::driver::now;
 use crate::error::{ConnectionError, Initiator, StreamError};
 use crate::frame::{ErrorCode, StreamId};
+use crate::stats::StreamStats;
 
 /// Shared by the halves of one native stream.
 pub(crate) struct StreamRef {
@@ -196,10 +197,18 @@ impl StreamRef {
     }
 
     fn stats(&self) -> StreamStats {
+        // quinn keeps the stream's buffers and credit and does not report
+        // them: those fields say so (`None`).
         StreamStats {
             bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
             bytes_received: self.bytes_received.load(Ordering::Relaxed),
-            ..StreamStats::default()
+            send_buffered: None,
+            recv_buffered: None,
+            send_window: None,
+            recv_window: None,
+            blocked_on_stream: None,
+            zero_window_events: None,
+            probes_sent: None,
         }
     }
 
@@ -342,6 +351,7 @@ pub(crate) struct SendHalf {
     /// Resolves once the peer acknowledged every byte and the FIN (quinn's
     /// `stopped`), for `poll_shutdown`.
     pub(super) delivered: Option<Delivered>,
+    pub(super) priority: Priority,
 }
 
 /// quinn's `SendStream::stopped` future.
@@ -495,6 +505,20 @@ impl SendBackend for SendHalf {
 
     fn stats(&self) -> Option<StreamStats> {
         Some(self.handle.stats())
+    }
+
+    /// quinn's stream priority: higher goes first, so urgency 0 is 7.
+    /// quinn shares a level round-robin (its `send_fairness`, on), so a
+    /// stream that is not incremental still takes turns with its level.
+    fn set_priority(&mut self, priority: Priority) {
+        self.priority = priority;
+        let _ = self
+            .send
+            .set_priority(i32::from(Priority::LEAST_URGENT - priority.urgency()));
+    }
+
+    fn priority(&self) -> Priority {
+        self.priority
     }
 }
 
