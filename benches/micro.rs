@@ -31,7 +31,8 @@
 //!   frame (and the [`TransmitBuf`] handing it over) on a client with 1,
 //!   100, 1,000 or 10,000 open streams, every one with data queued and
 //!   credit, so each frame is one round-robin pick among that many ready
-//!   streams. The client and server are handshaken in memory; the client is
+//!   streams; and 10,000 streams spread over the eight urgencies, every
+//!   other one not incremental (`_mixed_priorities`). The client and server are handshaken in memory; the client is
 //!   then fed WINDOW_UPDATEs, as from the server, granting stream and
 //!   connection credit up to the largest value a frame may carry, so credit
 //!   never runs out, and the send buffers are refilled between timed
@@ -52,7 +53,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use creditmux::Config;
-use creditmux::conn::{Connection, Side, TransmitBuf};
+use creditmux::conn::{Connection, Priority, Side, TransmitBuf};
 use creditmux::flow::{RecvCredit, SendCredit};
 use creditmux::frame::{
     Blocked, BlockedOn, Data, Decoded, ErrorCode, Frame, FrameDecoder, MAX_CREDIT, MaxStreams,
@@ -420,7 +421,9 @@ struct Scheduler {
 }
 
 impl Scheduler {
-    fn new(streams: u32) -> Scheduler {
+    /// `mixed`: the streams spread over every urgency, every other one
+    /// not incremental (served one at a time, by id, within its level).
+    fn new(streams: u32, mixed: bool) -> Scheduler {
         let now = Instant::now();
         let client = Config::builder()
             .send_buffer(SEND_BUFFER)
@@ -454,6 +457,11 @@ impl Scheduler {
         }
         client.handle_input(now, &mut updates);
         assert!(client.error().is_none(), "{:?}", client.error());
+        if mixed {
+            for (i, &id) in ids.iter().enumerate() {
+                client.set_priority(now, id, Priority::new((i % 8) as u8, i % 2 == 0));
+            }
+        }
 
         let mut scheduler = Scheduler {
             client,
@@ -513,14 +521,21 @@ impl Scheduler {
 }
 
 fn scheduler(c: &mut Criterion) {
-    let benches = [1, 100, 1_000, 10_000]
-        .into_iter()
-        .map(|streams| {
-            let mut scheduler = Scheduler::new(streams);
-            let run: Run<'_> = Box::new(move |frames| scheduler.run(frames));
-            (format!("data_frame/{streams}_streams"), run)
-        })
-        .collect();
+    let benches = [
+        (1, false),
+        (100, false),
+        (1_000, false),
+        (10_000, false),
+        (10_000, true),
+    ]
+    .into_iter()
+    .map(|(streams, mixed)| {
+        let mut scheduler = Scheduler::new(streams, mixed);
+        let run: Run<'_> = Box::new(move |frames| scheduler.run(frames));
+        let priorities = if mixed { "_mixed_priorities" } else { "" };
+        (format!("data_frame/{streams}_streams{priorities}"), run)
+    })
+    .collect();
     run_group(c, "scheduler", benches);
 }
 

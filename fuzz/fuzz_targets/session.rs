@@ -94,7 +94,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use creditmux::config::Config;
 use creditmux::conn::invariants::InvariantChecker;
-use creditmux::conn::{Connection, Event, ReadOutcome, Side, TransmitBuf};
+use creditmux::conn::{Connection, Event, Priority, ReadOutcome, Side, TransmitBuf};
 use creditmux::error::ConnectionError;
 use creditmux::frame::{
     Blocked, BlockedOn, CONNECTION_WINDOW, Data, Decoded, ErrorCode, Frame, FrameDecoder, GoAway,
@@ -188,6 +188,14 @@ enum Grant {
 }
 
 /// A stream the application holds.
+/// A send priority that varies with the stream id (without taking input
+/// bytes, so earlier inputs decode as before): every urgency, both
+/// flags, so the scheduler's levels and id-ordered sets are exercised.
+fn priority_of(id: StreamId) -> Priority {
+    let n = id.get();
+    Priority::new((n.wrapping_mul(3) % 8) as u8, n % 3 != 0)
+}
+
 #[derive(Debug)]
 struct Handle {
     id: StreamId,
@@ -708,6 +716,7 @@ impl Harness {
                     );
                     assert!(self.accepted.insert(id), "accepted {id} twice");
                     self.ids.insert(id);
+                    self.conn.set_priority(self.now, id, priority_of(id));
                     self.handles.push(Handle { id, reading: true });
                 }
             }
@@ -717,6 +726,7 @@ impl Harness {
                     assert_eq!(Some(id), expected, "open() skipped or reused an id");
                     self.opened.push(id);
                     self.ids.insert(id);
+                    self.conn.set_priority(self.now, id, priority_of(id));
                     self.handles.push(Handle { id, reading: true });
                 }
             }
