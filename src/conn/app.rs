@@ -255,7 +255,9 @@ impl Connection {
             return;
         };
         let old = std::mem::replace(&mut stream.priority, priority);
-        if stream.queued == Queued::Data && old != priority {
+        // A stream not yet announced waits for its opening turn, in id
+        // order; its priority applies from the turn after.
+        if stream.queued == Queued::Data && !stream.needs_open && old != priority {
             self.queues.data.remove(id, old);
             self.queues.data.push(id, priority);
         }

@@ -599,7 +599,11 @@ impl Connection {
             self.queues.conn_blocked.push_back(id);
         } else {
             stream.queued = Queued::Data;
-            self.queues.data.push(id, stream.priority);
+            if stream.needs_open {
+                self.queues.data.push_opening(id);
+            } else {
+                self.queues.data.push(id, stream.priority);
+            }
         }
         if waits_on_conn {
             self.start_connection_probe(now);

@@ -1,8 +1,11 @@
 //! The DATA scheduler's queue: which stream with data and credit sends
 //! next (SPEC §10.2, local policy), by each stream's [`Priority`].
 //!
-//! Urgency first: a stream of a more urgent level always goes before one
-//! of a less urgent level. Within a level, the streams that are not
+//! A stream's first frame, which opens it, goes before everything else,
+//! in the order the streams were opened: the peer must see stream ids in
+//! increasing order (SPEC §8.1), whatever their priorities. After that,
+//! urgency: a stream of a more urgent level always goes before one of a
+//! less urgent level. Within a level, the streams that are not
 //! incremental go one at a time, lowest stream id first, each until it has
 //! nothing more to send now; then the incremental ones take turns of one
 //! frame each, round-robin. This is RFC 9218's model (§4) for a
@@ -78,6 +81,8 @@ impl Default for Priority {
 /// Streams with data and credit, by priority.
 #[derive(Debug, Default)]
 pub(super) struct DataQueue {
+    /// Streams not yet announced, in the order they were opened.
+    opening: VecDeque<StreamId>,
     /// Per urgency: the streams that go one at a time, lowest id first.
     sequential: [BTreeSet<StreamId>; LEVELS],
     /// Per urgency: the streams that take turns.
@@ -88,6 +93,13 @@ pub(super) struct DataQueue {
 }
 
 impl DataQueue {
+    /// Queues `id`, not yet announced, for its opening frame: after the
+    /// streams opened before it, before any other turn.
+    pub(super) fn push_opening(&mut self, id: StreamId) {
+        self.opening.push_back(id);
+        self.len += 1;
+    }
+
     /// Queues `id` at `priority` (for its next turn, if incremental).
     pub(super) fn push(&mut self, id: StreamId, priority: Priority) {
         let level = usize::from(priority.urgency);
@@ -102,6 +114,10 @@ impl DataQueue {
 
     /// The stream whose turn it is, out of the queue.
     pub(super) fn pop(&mut self) -> Option<StreamId> {
+        if let Some(id) = self.opening.pop_front() {
+            self.len -= 1;
+            return Some(id);
+        }
         if self.occupied == 0 {
             return None;
         }
@@ -117,7 +133,8 @@ impl DataQueue {
         Some(id)
     }
 
-    /// Takes `id`, queued at `priority`, out of the queue.
+    /// Takes `id`, queued at `priority` (not for its opening), out of the
+    /// queue.
     pub(super) fn remove(&mut self, id: StreamId, priority: Priority) {
         let level = usize::from(priority.urgency);
         let removed = if priority.incremental {
@@ -146,9 +163,9 @@ impl DataQueue {
 
     /// Every queued stream, in no particular order.
     pub(super) fn iter(&self) -> impl Iterator<Item = &StreamId> + '_ {
-        self.sequential
+        self.opening
             .iter()
-            .flatten()
+            .chain(self.sequential.iter().flatten())
             .chain(self.incremental.iter().flatten())
     }
 
@@ -203,6 +220,16 @@ mod tests {
         q.remove(id(3), Priority::new(2, false));
         assert_eq!(q.len(), 1);
         assert_eq!(drain(&mut q), vec![5]);
+    }
+
+    #[test]
+    fn streams_to_open_go_first_in_the_order_they_came() {
+        let mut q = DataQueue::default();
+        q.push(id(1), Priority::new(0, false));
+        q.push_opening(id(7));
+        q.push_opening(id(5));
+        assert_eq!(q.len(), 3);
+        assert_eq!(drain(&mut q), vec![7, 5, 1]);
     }
 
     #[test]
