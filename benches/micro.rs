@@ -31,8 +31,8 @@
 //!   frame (and the [`TransmitBuf`] handing it over) on a client with 1,
 //!   100, 1,000 or 10,000 open streams, every one with data queued and
 //!   credit, so each frame is one round-robin pick among that many ready
-//!   streams; and 10,000 streams spread over the eight urgencies, every
-//!   other one not incremental (`_mixed_priorities`). The client and server are handshaken in memory; the client is
+//!   streams; and 10,000 streams spread over the eight urgencies, half of
+//!   each urgency not incremental (`_mixed_priorities`). The client and server are handshaken in memory; the client is
 //!   then fed WINDOW_UPDATEs, as from the server, granting stream and
 //!   connection credit up to the largest value a frame may carry, so credit
 //!   never runs out, and the send buffers are refilled between timed
@@ -459,7 +459,7 @@ impl Scheduler {
         assert!(client.error().is_none(), "{:?}", client.error());
         if mixed {
             for (i, &id) in ids.iter().enumerate() {
-                client.set_priority(now, id, Priority::new((i % 8) as u8, i % 2 == 0));
+                client.set_priority(now, id, Priority::new((i % 8) as u8, (i / 8) % 2 == 0));
             }
         }
 

@@ -405,7 +405,8 @@ fn print_summary(
         l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.max_us
     )?;
     let c = &s.session;
-    // "n/a": the session's engine does not know it (native QUIC).
+    // "n/a": the session's engine does not know it (native QUIC), or no
+    // PING completed yet (the round trips).
     let known = |v: Option<u64>, unit: &str| v.map_or("n/a".to_string(), |v| format!("{v}{unit}"));
     writeln!(
         out,

@@ -87,7 +87,8 @@ impl fmt::Debug for CodeCounts {
 /// Counters of a session, from [`Session::stats`](crate::Session::stats).
 ///
 /// `None` marks what the session's engine cannot know (native QUIC); over
-/// TCP, TLS and framed QUIC every field is `Some`.
+/// TCP, TLS and framed QUIC every field is `Some`, but for the round trips,
+/// which are `None` until a PING completes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SessionStats {

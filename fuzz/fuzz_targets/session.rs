@@ -187,7 +187,6 @@ enum Grant {
     Reset(StreamId, ResetScope),
 }
 
-/// A stream the application holds.
 /// A send priority that varies with the stream id (without taking input
 /// bytes, so earlier inputs decode as before): every urgency, both
 /// flags, so the scheduler's levels and id-ordered sets are exercised.
@@ -196,6 +195,7 @@ fn priority_of(id: StreamId) -> Priority {
     Priority::new((n.wrapping_mul(3) % 8) as u8, n % 3 != 0)
 }
 
+/// A stream the application holds.
 #[derive(Debug)]
 struct Handle {
     id: StreamId,
@@ -730,7 +730,18 @@ impl Harness {
                     self.handles.push(Handle { id, reading: true });
                 }
             }
-            Op::Write { h, len } => self.write(h, len, false),
+            Op::Write { h, len } => {
+                // Now and then a priority changes mid-stream (decided from
+                // the length, so inputs decode as before).
+                if len % 7 == 0
+                    && let Some(i) = self.held(h)
+                {
+                    let id = self.handles[i].id;
+                    let priority = priority_of(StreamId::new(u32::from(len) | 1).unwrap_or(id));
+                    self.conn.set_priority(self.now, id, priority);
+                }
+                self.write(h, len, false)
+            }
             Op::WriteBytes { h, len } => self.write(h, len, true),
             Op::Finish(h) => {
                 if let Some(i) = self.held(h) {

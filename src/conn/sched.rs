@@ -118,23 +118,30 @@ impl DataQueue {
             self.len -= 1;
             return Some(id);
         }
-        if self.occupied == 0 {
-            return None;
+        while self.occupied != 0 {
+            let level = self.occupied.trailing_zeros() as usize;
+            let id = self.sequential[level]
+                .pop_first()
+                .or_else(|| self.incremental[level].pop_front());
+            self.clear_if_empty(level);
+            if let Some(id) = id {
+                self.len -= 1;
+                return Some(id);
+            }
         }
-        let level = self.occupied.trailing_zeros() as usize;
-        let id = match self.sequential[level].pop_first() {
-            Some(id) => id,
-            None => self.incremental[level].pop_front()?,
-        };
+        None
+    }
+
+    /// Clears level `level`'s bit once it holds no stream.
+    fn clear_if_empty(&mut self, level: usize) {
         if self.sequential[level].is_empty() && self.incremental[level].is_empty() {
             self.occupied &= !(1 << level);
         }
-        self.len -= 1;
-        Some(id)
     }
 
     /// Takes `id`, queued at `priority` (not for its opening), out of the
-    /// queue.
+    /// queue: O(log n) for a non-incremental stream, O(n) in the streams at
+    /// its level for an incremental one (a priority change, not a turn).
     pub(super) fn remove(&mut self, id: StreamId, priority: Priority) {
         let level = usize::from(priority.urgency);
         let removed = if priority.incremental {
@@ -147,9 +154,7 @@ impl DataQueue {
         };
         if removed {
             self.len -= 1;
-            if self.sequential[level].is_empty() && self.incremental[level].is_empty() {
-                self.occupied &= !(1 << level);
-            }
+            self.clear_if_empty(level);
         }
     }
 

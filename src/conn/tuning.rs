@@ -166,10 +166,10 @@ impl Connection {
     /// Tunes the connection window as its update is announced at `now`.
     pub(super) fn tune_connection_window(&mut self, now: Instant) {
         let last = self.tuning.conn_announced_at.replace(now);
+        self.refresh_rtt(now);
         let Some(rtt) = self.tuning_rtt() else {
             return;
         };
-        self.refresh_rtt(now, rtt);
         let Some(last) = last else {
             return;
         };
@@ -189,7 +189,18 @@ impl Connection {
     /// stream's rate, looks slow enough to keep, and a stream whose window
     /// did not grow before the queue filled never gets its share of the
     /// budget.
-    fn refresh_rtt(&mut self, now: Instant, rtt: Duration) {
+    ///
+    /// It goes on whenever the path was found long (the handshake's or a
+    /// later sample at least `MIN_TUNED_RTT`), so one short sample (an
+    /// idle moment) does not switch the tuning off for good.
+    fn refresh_rtt(&mut self, now: Instant) {
+        if !self.config.tunes_windows() {
+            return;
+        }
+        let longest = self.tuning.handshake_rtt.max(self.pinger.rtt());
+        let Some(rtt) = longest.filter(|&rtt| rtt >= MIN_TUNED_RTT) else {
+            return;
+        };
         let stale_after = (rtt * RTT_REFRESH_RTTS).max(RTT_REFRESH_MIN);
         let stale = self
             .pinger

@@ -295,6 +295,9 @@ async fn control_task(shared: Arc<Shared>) {
     let mut out = BytesMut::new();
     let opened = async {
         let mut send = shared.connection.open_uni().await?;
+        // Control before any data, whatever the streams' priorities
+        // (SPEC §10.2).
+        let _ = send.set_priority(i32::MAX);
         shared.lock().plane.poll_transmit(now(), &mut out);
         // A write error shows as the connection's error.
         let _ = send.write_all(&out).await;

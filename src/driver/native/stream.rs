@@ -507,14 +507,17 @@ impl SendBackend for SendHalf {
         Some(self.handle.stats())
     }
 
-    /// quinn's stream priority: higher goes first, so urgency 0 is 7.
-    /// quinn shares a level round-robin (its `send_fairness`, on), so a
-    /// stream that is not incremental still takes turns with its level.
+    /// quinn's stream priority: higher goes first, and every stream
+    /// starts at 0, so the default urgency maps to 0 and urgency `u` to
+    /// `3 - u` (urgency 0 is 3, urgency 7 is -4). quinn shares a level
+    /// round-robin (its `send_fairness`, on), so a stream that is not
+    /// incremental still takes turns with its level.
     fn set_priority(&mut self, priority: Priority) {
         self.priority = priority;
+        let default = i32::from(Priority::default().urgency());
         let _ = self
             .send
-            .set_priority(i32::from(Priority::LEAST_URGENT - priority.urgency()));
+            .set_priority(default - i32::from(priority.urgency()));
     }
 
     fn priority(&self) -> Priority {
