@@ -26,6 +26,9 @@ pub enum Failure {
     Error(String),
     /// It was not run (an earlier run of it failed, or the time budget is spent).
     Skipped(String),
+    /// A request waited longer than the scenario allows (rr-under-load:
+    /// starved by the load on its connection).
+    Starved(String),
 }
 
 impl std::fmt::Display for Failure {
@@ -34,6 +37,7 @@ impl std::fmt::Display for Failure {
             Failure::Timeout => f.write_str("timeout"),
             Failure::Error(msg) => write!(f, "error: {msg}"),
             Failure::Skipped(why) => write!(f, "skipped: {why}"),
+            Failure::Starved(why) => write!(f, "starved: {why}"),
         }
     }
 }

@@ -8,7 +8,8 @@
 //! ```text
 //! cargo bench --bench peers                 # full: 3 runs, full sizes, 60 s timeouts
 //! cargo bench --bench peers -- --quick      # smoke: 1 run, small sizes, 5 s timeouts, < 60 s
-//!   --scenario bulk,rr   only these scenarios (bulk many rr open idle hol delay)
+//!   --scenario bulk,rr   only these scenarios (bulk many rr rr-under-load open idle
+//!                        hol delay)
 //!   --impl creditmux,tcp only these implementations (tcp creditmux yamux h2 h2-large
 //!                        quinn creditmux-tls creditmux-quic creditmux-quic-framed)
 //!   --runs N             runs per measurement (medians are reported)
@@ -16,8 +17,9 @@
 //!   --budget SECS        skip what is left once this much time has passed
 //! ```
 //!
-//! Output: one JSON line per scenario × implementation (medians and every
-//! run's value) as each scenario finishes, then a markdown table per
+//! Output: one JSON line per scenario × implementation × variant (medians
+//! and every run's value; rr-under-load runs creditmux with and without an
+//! urgent request/response stream) as each scenario finishes, then a markdown table per
 //! scenario with ratios against raw TCP and against each peer. Progress
 //! goes to stderr.
 
@@ -39,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use harness::Failure;
 use report::{Row, ScenarioResult, Series};
-use scenarios::{Ctx, Sizes};
+use scenarios::{Ctx, Sizes, Variant};
 use transports::{Kind, Limits};
 
 // ----- memory accounting for the idle scenario --------------------------------
@@ -261,9 +263,10 @@ fn main() {
     std::process::exit(0);
 }
 
-/// One implementation's part of a scenario while it runs.
+/// One implementation's part of a scenario, in one variant, while it runs.
 struct Entry {
     kind: Kind,
+    variant: Variant,
     scenario: scenarios::Scenario,
     /// One per metric, in the order of the pairs' metrics.
     series: Vec<Series>,
@@ -282,9 +285,15 @@ fn run_scenario(
     let mut entries: Vec<Entry> = opts
         .impls
         .iter()
-        .map(|&kind| {
+        .flat_map(|&kind| {
+            scenarios::variants(name, kind)
+                .iter()
+                .map(move |&variant| (kind, variant))
+        })
+        .map(|(kind, variant)| {
             let ctx = Ctx {
                 kind,
+                variant,
                 limits,
                 timeout: opts.timeout,
             };
@@ -301,6 +310,7 @@ fn run_scenario(
             let failed = vec![None; scenario.pairs.len()];
             Entry {
                 kind,
+                variant,
                 scenario,
                 series,
                 failed,
@@ -321,14 +331,18 @@ fn run_scenario(
                     let shown = match &outcome {
                         Ok(values) => values
                             .iter()
-                            .map(|v| format!("{v:.1}"))
+                            .map(|v| match v {
+                                Ok(v) => format!("{v:.1}"),
+                                Err(f) => format!("({f})"),
+                            })
                             .collect::<Vec<_>>()
                             .join(" "),
                         Err(f) => f.to_string(),
                     };
                     eprintln!(
-                        "  {name} / {} / run {}/{}: {shown} ({:.1} s)",
+                        "  {name} / {}{} / run {}/{}: {shown} ({:.1} s)",
                         entry.kind.name(),
+                        entry.variant.label_suffix(),
                         run + 1,
                         opts.runs,
                         t.elapsed().as_secs_f64()
@@ -339,7 +353,10 @@ fn run_scenario(
                     outcome
                 };
                 for j in 0..pair.metrics.len() {
-                    let value = outcome.as_ref().map(|v| v[j]).map_err(Clone::clone);
+                    let value = outcome
+                        .as_ref()
+                        .map_err(Clone::clone)
+                        .and_then(|v| v[j].clone());
                     entry.series[index + j].runs.push(value);
                 }
                 index += pair.metrics.len();
@@ -369,6 +386,7 @@ fn run_scenario(
             title = entry.scenario.title;
             Row {
                 kind: entry.kind,
+                variant: entry.variant,
                 series: entry.series,
             }
         })

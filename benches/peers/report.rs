@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::harness::{Failure, Outcome};
-use crate::scenarios::Metric;
+use crate::scenarios::{Metric, Variant};
 use crate::transports::Kind;
 
 /// Every run of one metric of one implementation in one scenario.
@@ -69,10 +69,18 @@ impl Series {
     }
 }
 
-/// The results of one implementation in one scenario.
+/// The results of one implementation, in one variant, in one scenario.
 pub struct Row {
     pub kind: Kind,
+    pub variant: Variant,
     pub series: Vec<Series>,
+}
+
+impl Row {
+    /// The name used in the tables.
+    fn label(&self) -> String {
+        format!("{}{}", self.kind.label(), self.variant.label_suffix())
+    }
 }
 
 pub struct ScenarioResult {
@@ -126,7 +134,8 @@ pub fn json_lines(result: &ScenarioResult, runs: usize, quick: bool) -> Vec<Stri
                 "mode": if quick { "quick" } else { "full" },
                 "scenario": result.name,
                 "impl": row.kind.name(),
-                "label": row.kind.label(),
+                "variant": row.variant.name(),
+                "label": row.label(),
                 "runs": runs,
                 "metrics": metrics,
             })
@@ -144,9 +153,9 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
-/// The scenario's markdown: one row per implementation with each metric's
-/// median and its ratio to raw TCP, then creditmux's ratio to each peer and
-/// to the best peer per metric.
+/// The scenario's markdown: one row per implementation and variant with
+/// each metric's median and its ratio to raw TCP, then, per variant of
+/// creditmux, its ratio to each peer and to the best peer per metric.
 pub fn markdown(result: &ScenarioResult) -> String {
     let mut out = String::new();
     let Some(first) = result.rows.first() else {
@@ -157,7 +166,7 @@ pub fn markdown(result: &ScenarioResult) -> String {
         result
             .rows
             .iter()
-            .find(|r| r.kind == kind)
+            .find(|r| r.kind == kind && r.variant == Variant::Default)
             .map(|r| r.series.iter().map(Series::median).collect())
             .unwrap_or_else(|| vec![None; metrics.len()])
     };
@@ -173,7 +182,7 @@ pub fn markdown(result: &ScenarioResult) -> String {
     }
     out.push_str(&format!("{header}\n{rule}\n"));
     for row in &result.rows {
-        out.push_str(&format!("| {} |", row.kind.label()));
+        out.push_str(&format!("| {} |", row.label()));
         for (i, series) in row.series.iter().enumerate() {
             out.push_str(&format!(
                 " {} | {} |",
@@ -184,49 +193,60 @@ pub fn markdown(result: &ScenarioResult) -> String {
         out.push('\n');
     }
 
-    let creditmux = medians(Kind::Creditmux);
     let peers: Vec<&Row> = result.rows.iter().filter(|r| r.kind.is_peer()).collect();
-    if result.rows.iter().any(|r| r.kind == Kind::Creditmux) && !peers.is_empty() {
-        out.push_str(
-            "\ncreditmux ÷ peer (above 1 is creditmux higher; ↑/↓ says which way is better):\n\n",
-        );
-        let mut header = String::from("| creditmux ÷ |");
-        let mut rule = String::from("|---|");
-        for m in &metrics {
-            header.push_str(&format!(" {} |", m.label));
-            rule.push_str("---:|");
+    if !peers.is_empty() {
+        for row in result.rows.iter().filter(|r| r.kind == Kind::Creditmux) {
+            out.push_str(&versus_peers(row, &peers, &metrics));
         }
-        out.push_str(&format!("{header}\n{rule}\n"));
-        for peer in &peers {
-            out.push_str(&format!("| {} |", peer.kind.label()));
-            for (i, series) in peer.series.iter().enumerate() {
-                out.push_str(&format!(" {} |", ratio(creditmux[i], series.median())));
-            }
-            out.push('\n');
-        }
-        out.push_str("| **best peer** |");
-        for (i, m) in metrics.iter().enumerate() {
-            let best = peers
-                .iter()
-                .filter_map(|p| p.series[i].median().map(|v| (p.kind, v)))
-                .reduce(|a, b| {
-                    let b_better = if m.higher_is_better {
-                        b.1 > a.1
-                    } else {
-                        b.1 < a.1
-                    };
-                    if b_better { b } else { a }
-                });
-            match best {
-                Some((kind, v)) => out.push_str(&format!(
-                    " {} ({}) |",
-                    ratio(creditmux[i], Some(v)),
-                    kind.label()
-                )),
-                None => out.push_str(" - |"),
-            }
+    }
+    out.push('\n');
+    out
+}
+
+/// `creditmux`'s ratio to each of `peers` and to the best of them per
+/// metric, as a markdown table.
+fn versus_peers(creditmux: &Row, peers: &[&Row], metrics: &[Metric]) -> String {
+    let mut out = String::new();
+    let label = creditmux.label();
+    let ours: Vec<Option<f64>> = creditmux.series.iter().map(Series::median).collect();
+    out.push_str(&format!(
+        "\n{label} ÷ peer (above 1 is {label} higher; ↑/↓ says which way is better):\n\n"
+    ));
+    let mut header = format!("| {label} ÷ |");
+    let mut rule = String::from("|---|");
+    for m in metrics {
+        header.push_str(&format!(" {} |", m.label));
+        rule.push_str("---:|");
+    }
+    out.push_str(&format!("{header}\n{rule}\n"));
+    for peer in peers {
+        out.push_str(&format!("| {} |", peer.label()));
+        for (i, series) in peer.series.iter().enumerate() {
+            out.push_str(&format!(" {} |", ratio(ours[i], series.median())));
         }
         out.push('\n');
+    }
+    out.push_str("| **best peer** |");
+    for (i, m) in metrics.iter().enumerate() {
+        let best = peers
+            .iter()
+            .filter_map(|p| p.series[i].median().map(|v| (p.kind, v)))
+            .reduce(|a, b| {
+                let b_better = if m.higher_is_better {
+                    b.1 > a.1
+                } else {
+                    b.1 < a.1
+                };
+                if b_better { b } else { a }
+            });
+        match best {
+            Some((kind, v)) => out.push_str(&format!(
+                " {} ({}) |",
+                ratio(ours[i], Some(v)),
+                kind.label()
+            )),
+            None => out.push_str(" - |"),
+        }
     }
     out.push('\n');
     out

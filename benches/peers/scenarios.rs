@@ -17,6 +17,15 @@ use crate::harness::{BoxFut, Failure, Outcome, Res, run_pair};
 use crate::path::PathThread;
 use crate::transports::{BoxStream, Client, Kind, Limits, Server, s};
 
+mod rr_load;
+mod streams;
+
+pub use rr_load::RrLoad;
+use rr_load::{LOAD_POINTS, RAMP, rr_load_metrics, rr_under_load};
+use streams::{
+    CHUNK, PAYLOAD, echo, finish_and_ack, join_all, mib_per_s, sink, sink_yielding, write_bytes,
+};
+
 /// Sizes and counts of one bench mode.
 #[derive(Clone, Copy, Debug)]
 pub struct Sizes {
@@ -24,6 +33,7 @@ pub struct Sizes {
     pub many_streams: usize,
     pub many_bytes: usize,
     pub rr_rounds: usize,
+    pub rr_load: RrLoad,
     pub open_count: usize,
     pub open_in_flight: usize,
     pub idle_streams: usize,
@@ -47,6 +57,11 @@ impl Sizes {
         many_streams: 100,
         many_bytes: 8 << 20,
         rr_rounds: 100_000,
+        rr_load: RrLoad {
+            rounds: 2000,
+            cap: Duration::from_secs(5),
+            stall: Duration::from_secs(2),
+        },
         open_count: 10_000,
         open_in_flight: 64,
         idle_streams: 1000,
@@ -63,6 +78,11 @@ impl Sizes {
         many_streams: 100,
         many_bytes: 256 << 10,
         rr_rounds: 2000,
+        rr_load: RrLoad {
+            rounds: 500,
+            cap: Duration::from_secs(1),
+            stall: Duration::from_secs(1),
+        },
         open_count: 1000,
         open_in_flight: 64,
         idle_streams: 200,
@@ -141,7 +161,14 @@ const fn metric(
 /// One measurement: a connection, a server side and a client side.
 pub struct Pair {
     pub metrics: Vec<Metric>,
-    pub run: Box<dyn Fn() -> Outcome<Vec<f64>>>,
+    /// Per metric its value or why it has none; or why the measurement
+    /// has none at all.
+    pub run: Box<dyn Fn() -> Outcome<Vec<Outcome<f64>>>>,
+}
+
+/// Every value of a measurement that has them all.
+fn each(values: Vec<f64>) -> Vec<Outcome<f64>> {
+    values.into_iter().map(Ok).collect()
 }
 
 /// A metric computed from the others of the same run.
@@ -158,12 +185,61 @@ pub struct Scenario {
     pub derived: Option<Derived>,
 }
 
-pub const NAMES: [&str; 7] = ["bulk", "many", "rr", "open", "idle", "hol", "delay"];
+pub const NAMES: [&str; 8] = [
+    "bulk",
+    "many",
+    "rr",
+    "rr-under-load",
+    "open",
+    "idle",
+    "hol",
+    "delay",
+];
+
+/// A way of running an implementation through a scenario; each variant
+/// is a row of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// Every stream opened alike.
+    Default,
+    /// The request/response stream opened with [`Client::open_urgent`].
+    RrUrgent,
+}
+
+impl Variant {
+    /// The name in the JSON lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Default => "default",
+            Variant::RrUrgent => "rr-urgent",
+        }
+    }
+
+    /// Appended to the implementation's label in the tables.
+    pub fn label_suffix(self) -> &'static str {
+        match self {
+            Variant::Default => "",
+            Variant::RrUrgent => " (rr urgent)",
+        }
+    }
+}
+
+/// The variants of `kind` that scenario `name` runs: rr-under-load runs
+/// an implementation with stream priorities both ways (one measured only
+/// through the delay proxy is skipped, once).
+pub fn variants(name: &str, kind: Kind) -> &'static [Variant] {
+    if name == "rr-under-load" && kind.has_priorities() && !kind.only_delayed() {
+        &[Variant::Default, Variant::RrUrgent]
+    } else {
+        &[Variant::Default]
+    }
+}
 
 /// Everything a measurement needs to know.
 #[derive(Clone, Copy, Debug)]
 pub struct Ctx {
     pub kind: Kind,
+    pub variant: Variant,
     pub limits: Limits,
     pub timeout: Duration,
 }
@@ -201,7 +277,38 @@ pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
                 ],
                 run: Box::new(move || {
                     let rounds = sizes.rr_rounds;
-                    measure(ctx, Mode::Echo, move |c| Box::pin(rr(c, rounds)))
+                    measure(ctx, Mode::Echo, move |c| Box::pin(rr(c, rounds))).map(each)
+                }),
+            }],
+            derived: None,
+        },
+        "rr-under-load" => Scenario {
+            title: format!(
+                "rr-under-load: 64-byte request/response on one stream, {} round trips alone, \
+                 then while {} other streams of the same connection write to the server as \
+                 fast as they can (raw TCP: a connection each): after {} ms of load alone, {} \
+                 round trips or {} s, whichever ends first; a round trip not done in {} s is \
+                 starved. Bulk MiB/s: written by the bulk streams while the round trips ran. \
+                 rr urgent: the request/response stream at urgency 0, not incremental",
+                sizes.rr_load.rounds,
+                LOAD_POINTS
+                    .iter()
+                    .map(|p| p.streams.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", then "),
+                RAMP.as_millis(),
+                sizes.rr_load.rounds,
+                sizes.rr_load.cap.as_secs(),
+                sizes.rr_load.stall.as_secs(),
+            ),
+            pairs: vec![Pair {
+                metrics: rr_load_metrics(),
+                run: Box::new(move || {
+                    let limits = sizes.rr_load;
+                    let urgent = ctx.variant == Variant::RrUrgent;
+                    measure(ctx, Mode::EchoFirst, move |c| {
+                        Box::pin(rr_under_load(c, limits, urgent))
+                    })
                 }),
             }],
             derived: None,
@@ -215,7 +322,7 @@ pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
                     measure(ctx, Mode::Sink, move |c| {
                         Box::pin(open(c, count, concurrency))
                     })
-                    .map(|v| vec![v])
+                    .map(|v| vec![Ok(v)])
                 }),
             };
             Scenario {
@@ -238,7 +345,7 @@ pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
                 metrics: vec![metric("heap_bytes_per_stream", "heap B/stream", false, 0)],
                 run: Box::new(move || {
                     let n = sizes.idle_streams;
-                    measure(ctx, Mode::Idle, move |c| Box::pin(idle(c, n)))
+                    measure(ctx, Mode::Idle, move |c| Box::pin(idle(c, n))).map(each)
                 }),
             }],
             derived: None,
@@ -261,7 +368,7 @@ pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
                             measure(ctx, Mode::HolFirstParked, move |c| {
                                 Box::pin(hol(c, bytes, blocked))
                             })
-                            .map(|v| vec![v])
+                            .map(|v| vec![Ok(v)])
                         }),
                     },
                     alone,
@@ -335,7 +442,7 @@ fn transfer_pair(ctx: Ctx, streams: usize, bytes: usize) -> Pair {
             measure(ctx, Mode::Sink, move |c| {
                 Box::pin(transfer(c, streams, bytes))
             })
-            .map(|v| vec![v])
+            .map(|v| vec![Ok(v)])
         }),
     }
 }
@@ -359,7 +466,7 @@ fn delayed_pair(
             measure_via(ctx, Mode::Sink, Some(link), move |c| {
                 Box::pin(transfer_for(c, streams, bytes, cap))
             })
-            .map(|v| vec![v])
+            .map(|v| vec![Ok(v)])
         }),
     }
 }
@@ -373,6 +480,8 @@ enum Mode {
     Sink,
     /// Echo everything back until the end.
     Echo,
+    /// Echo the first stream; sink the others, yielding after each read.
+    EchoFirst,
     /// Read 1 byte, answer 1 byte, then hold the stream in a parked task.
     Idle,
     /// Hold the first stream unread in a parked task; sink the others.
@@ -437,11 +546,13 @@ async fn serve(server: Arc<dyn Server>, mode: Mode) -> Res<()> {
         };
         let Some(mut stream) = accepted else { break };
         let park = mode == Mode::Idle || (mode == Mode::HolFirstParked && first);
+        let echoes = mode == Mode::Echo || (mode == Mode::EchoFirst && first);
         first = false;
         let err_tx = err_tx.clone();
         tokio::spawn(async move {
             let result = match mode {
-                Mode::Echo => echo(&mut stream).await,
+                _ if echoes => echo(&mut stream).await,
+                Mode::EchoFirst => sink_yielding(&mut stream).await,
                 _ if park && mode == Mode::HolFirstParked => Ok(()),
                 Mode::Idle => {
                     let mut byte = [0u8; 1];
@@ -465,72 +576,6 @@ async fn serve(server: Arc<dyn Server>, mode: Mode) -> Res<()> {
     }
     // The client closed the connection; streams may still be finishing.
     std::future::pending::<Res<()>>().await
-}
-
-// ----- stream helpers --------------------------------------------------------
-
-const CHUNK: usize = 256 * 1024;
-static PAYLOAD: [u8; CHUNK] = [0xab; CHUNK];
-
-async fn write_bytes(stream: &mut BoxStream, total: usize) -> Res<()> {
-    let mut sent = 0;
-    while sent < total {
-        let n = CHUNK.min(total - sent);
-        stream.write_all(&PAYLOAD[..n]).await.map_err(s)?;
-        sent += n;
-    }
-    stream.flush().await.map_err(s)
-}
-
-/// Reads to the end, answers "k", finishes.
-async fn sink(stream: &mut BoxStream) -> Res<()> {
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        if stream.read(&mut buf).await.map_err(s)? == 0 {
-            break;
-        }
-    }
-    stream.write_all(b"k").await.map_err(s)?;
-    stream.flush().await.map_err(s)?;
-    stream.shutdown().await.map_err(s)
-}
-
-async fn echo(stream: &mut BoxStream) -> Res<()> {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = stream.read(&mut buf).await.map_err(s)?;
-        if n == 0 {
-            return stream.shutdown().await.map_err(s);
-        }
-        stream.write_all(&buf[..n]).await.map_err(s)?;
-        stream.flush().await.map_err(s)?;
-    }
-}
-
-/// Finishes the write side and expects "k" and the end of the stream.
-async fn finish_and_ack(stream: &mut BoxStream) -> Res<()> {
-    stream.shutdown().await.map_err(s)?;
-    let mut ack = Vec::new();
-    stream.read_to_end(&mut ack).await.map_err(s)?;
-    if ack != b"k" {
-        return Err(format!("expected the ack \"k\", got {} bytes", ack.len()));
-    }
-    Ok(())
-}
-
-async fn join_all(tasks: Vec<JoinHandle<Res<()>>>) -> Res<()> {
-    let mut first_error = None;
-    for task in tasks {
-        let result = task.await.map_err(s).and_then(|r| r);
-        if let Err(e) = result {
-            first_error.get_or_insert(e);
-        }
-    }
-    first_error.map_or(Ok(()), Err)
-}
-
-fn mib_per_s(bytes: usize, elapsed: Duration) -> f64 {
-    bytes as f64 / (1 << 20) as f64 / elapsed.as_secs_f64()
 }
 
 // ----- client sides ------------------------------------------------------------
@@ -596,28 +641,65 @@ async fn transfer_for(
     }
 }
 
-/// 64-byte ping-pong on one stream; p50, p99 and p99.9 in µs.
-async fn rr(client: Arc<dyn Client>, rounds: usize) -> Res<Vec<f64>> {
-    let warmup = (rounds / 10).min(1000);
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).map_err(s)?;
-    let mut stream = client.open().await?;
+/// The unrecorded round trips before `rounds` recorded ones.
+fn warmup_rounds(rounds: usize) -> usize {
+    (rounds / 10).min(1000)
+}
+
+/// An empty latency histogram, 1 ns to 60 s.
+fn histogram() -> Res<Histogram<u64>> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).map_err(s)
+}
+
+/// Records the time since `start` in `hist`, in ns.
+fn record(hist: &mut Histogram<u64>, start: Instant) -> Res<()> {
+    hist.record(start.elapsed().as_nanos().max(1) as u64)
+        .map_err(s)
+}
+
+/// One 64-byte round trip on `stream` (the server echoes).
+async fn round_trip(stream: &mut BoxStream) -> Res<()> {
     let request = [0x5au8; 64];
     let mut response = [0u8; 64];
+    stream.write_all(&request).await.map_err(s)?;
+    stream.flush().await.map_err(s)?;
+    stream.read_exact(&mut response).await.map_err(s)?;
+    Ok(())
+}
+
+/// `warmup` then `rounds` round trips on `stream`; the latencies of the
+/// `rounds`, in ns.
+async fn round_trips(stream: &mut BoxStream, warmup: usize, rounds: usize) -> Res<Histogram<u64>> {
+    let mut hist = histogram()?;
     for i in 0..warmup + rounds {
         let start = Instant::now();
-        stream.write_all(&request).await.map_err(s)?;
-        stream.flush().await.map_err(s)?;
-        stream.read_exact(&mut response).await.map_err(s)?;
+        round_trip(stream).await?;
         if i >= warmup {
-            hist.record(start.elapsed().as_nanos().max(1) as u64)
-                .map_err(s)?;
+            record(&mut hist, start)?;
         }
     }
+    Ok(hist)
+}
+
+/// The `q` quantile of a histogram in ns, in µs.
+fn us(hist: &Histogram<u64>, q: f64) -> f64 {
+    hist.value_at_quantile(q) as f64 / 1000.0
+}
+
+/// Finishes the write side of an echoed stream and reads to its end.
+async fn finish_echo(stream: &mut BoxStream) -> Res<()> {
     stream.shutdown().await.map_err(s)?;
     let mut rest = Vec::new();
     stream.read_to_end(&mut rest).await.map_err(s)?;
-    let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
-    Ok(vec![us(0.50), us(0.99), us(0.999)])
+    Ok(())
+}
+
+/// 64-byte ping-pong on one stream; p50, p99 and p99.9 in µs.
+async fn rr(client: Arc<dyn Client>, rounds: usize) -> Res<Vec<f64>> {
+    let mut stream = client.open().await?;
+    let hist = round_trips(&mut stream, warmup_rounds(rounds), rounds).await?;
+    finish_echo(&mut stream).await?;
+    Ok(vec![us(&hist, 0.50), us(&hist, 0.99), us(&hist, 0.999)])
 }
 
 /// `count` streams, at most `concurrency` at a time, each: open, 1 byte and

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 use std::time::Duration;
 
-use creditmux::{Config, ErrorCode, Session};
+use creditmux::{Config, ErrorCode, Priority, Session};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -32,6 +32,12 @@ pub trait Client: Send + Sync {
     /// Opens a stream. Some implementations announce it to the server only
     /// with its first bytes; every scenario writes first.
     fn open(&self) -> BoxFut<'_, Res<BoxStream>>;
+    /// Opens a stream that goes ahead of the connection's other streams
+    /// where the implementation has stream priorities (creditmux: urgency
+    /// 0, not incremental); elsewhere [`open`](Client::open).
+    fn open_urgent(&self) -> BoxFut<'_, Res<BoxStream>> {
+        self.open()
+    }
     /// Closes the connection (not measured).
     fn close(&self) -> BoxFut<'_, ()>;
 }
@@ -132,6 +138,18 @@ impl Kind {
             builder = builder.max_stream_window(0).max_connection_window(0);
         }
         builder.build().expect("a valid creditmux config")
+    }
+
+    /// creditmux over any transport: its streams take a send priority.
+    pub fn has_priorities(self) -> bool {
+        matches!(
+            self,
+            Kind::Creditmux
+                | Kind::CreditmuxFixed
+                | Kind::CreditmuxTls
+                | Kind::CreditmuxQuic
+                | Kind::CreditmuxQuicFramed
+        )
     }
 
     /// Measured only through the delay proxy (see `CreditmuxFixed`).
@@ -266,6 +284,9 @@ fn creditmux_config(limits: Limits) -> Config {
         .expect("a valid creditmux config")
 }
 
+/// The priority of [`Client::open_urgent`]'s streams.
+const URGENT: Priority = Priority::new(Priority::MOST_URGENT, false);
+
 struct CreditmuxServer {
     session: Session,
     /// QUIC: the endpoint must outlive the connection.
@@ -290,6 +311,14 @@ impl Client for CreditmuxClient {
     fn open(&self) -> BoxFut<'_, Res<BoxStream>> {
         Box::pin(async move {
             let stream = self.session.open().await.map_err(s)?;
+            Ok(Box::new(stream) as BoxStream)
+        })
+    }
+
+    fn open_urgent(&self) -> BoxFut<'_, Res<BoxStream>> {
+        Box::pin(async move {
+            let mut stream = self.session.open().await.map_err(s)?;
+            stream.set_priority(URGENT);
             Ok(Box::new(stream) as BoxStream)
         })
     }
