@@ -219,3 +219,33 @@ async fn a_tcp_session_has_a_span_with_its_side_and_peer() {
     client.close(ErrorCode::NO_ERROR).await.unwrap();
     server.closed().await;
 }
+
+/// Native QUIC sessions run their control task in the same `session`
+/// span, with the side and the peer's address.
+#[cfg(feature = "quic")]
+#[tokio::test]
+async fn a_native_quic_session_has_a_span_with_its_side_and_peer() {
+    let recorder = Recorder::default();
+    let subscriber = tracing_subscriber::registry().with(recorder.clone());
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let (client, server, client_ep, server_ep) =
+        support::sessions::quic::native_pair(Config::default()).await;
+    let spans: Vec<Captured> = recorder.spans.lock().unwrap().values().cloned().collect();
+    let sessions: Vec<(Option<&str>, Option<&str>)> = spans
+        .iter()
+        .filter(|s| s.message == "session")
+        .map(|s| (s.field("side"), s.field("peer")))
+        .collect();
+    let server_addr = server_ep.local_addr().unwrap().to_string();
+    let client_addr = client_ep.local_addr().unwrap().to_string();
+    assert!(
+        sessions.contains(&(Some("Client"), Some(server_addr.as_str()))),
+        "{sessions:?}"
+    );
+    assert!(
+        sessions.contains(&(Some("Server"), Some(client_addr.as_str()))),
+        "{sessions:?}"
+    );
+    client.close(ErrorCode::NO_ERROR).await.unwrap();
+    server.closed().await;
+}

@@ -268,7 +268,17 @@ pub(crate) async fn start(
         data_sent: AtomicU64::new(0),
         data_received: AtomicU64::new(0),
     });
-    tokio::spawn(control_task(shared.clone()));
+    // As over a byte stream: the control task's events (the plane's, its
+    // PINGs and GOAWAYs) are in the session's span.
+    let span = tracing::debug_span!(
+        "session",
+        side = ?side,
+        peer = %shared.connection.remote_address()
+    );
+    tokio::spawn(tracing::Instrument::instrument(
+        control_task(shared.clone()),
+        span,
+    ));
     shared
         .wait_changed(|state| {
             if let Some(err) = state.plane.error() {
