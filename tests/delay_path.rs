@@ -10,7 +10,7 @@ mod support;
 
 use std::time::Duration;
 
-use creditmux::{Config, tcp};
+use creditmux::{Config, Session, tcp};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use support::delay::{DelayProxy, Link, Pacer};
 use support::sessions::{bounded, echo_suite};
@@ -220,6 +220,20 @@ async fn creditmux_session_through_the_delay_path_echoes_every_stream_exactly() 
     .await;
 }
 
+/// A session through a 10 ms path, the server with `server_config`, the
+/// client with the defaults; the proxy is kept alive by the caller.
+async fn through_10ms_path(server_config: Config) -> (Session, Session, DelayProxy) {
+    let listener = tcp::Listener::bind("127.0.0.1:0", server_config)
+        .await
+        .unwrap();
+    let proxy = DelayProxy::start(listener.local_addr().unwrap(), Link::new(ms(10), RATE))
+        .await
+        .unwrap();
+    let server = tokio::spawn(async move { listener.accept().await.unwrap().0 });
+    let client = tcp::connect(proxy.addr(), Config::default()).await.unwrap();
+    (client, server.await.unwrap(), proxy)
+}
+
 /// Receive-window tuning (SPEC §9.8.1) through a 10 ms path: while the
 /// reader keeps up, the receiver's windows grow from small initial ones;
 /// while it reads slowly they shrink back; every byte arrives in order, and
@@ -237,13 +251,7 @@ async fn tuned_windows_grow_and_shrink_within_the_budget() {
             .max_connection_window(BUDGET)
             .build()
             .unwrap();
-        let listener = tcp::Listener::bind("127.0.0.1:0", tuned).await.unwrap();
-        let proxy = DelayProxy::start(listener.local_addr().unwrap(), Link::new(ms(10), RATE))
-            .await
-            .unwrap();
-        let server = tokio::spawn(async move { listener.accept().await.unwrap().0 });
-        let client = tcp::connect(proxy.addr(), Config::default()).await.unwrap();
-        let server = server.await.unwrap();
+        let (client, server, _proxy) = through_10ms_path(tuned).await;
         let data = payload(7, 12 << 20);
         let sent = data.clone();
         let mut stream = client.open().await.unwrap();
@@ -312,13 +320,7 @@ async fn sixteen_streams_under_one_budget_get_shares_within_20_percent() {
             .max_connection_window(BUDGET)
             .build()
             .unwrap();
-        let listener = tcp::Listener::bind("127.0.0.1:0", tuned).await.unwrap();
-        let proxy = DelayProxy::start(listener.local_addr().unwrap(), Link::new(ms(10), RATE))
-            .await
-            .unwrap();
-        let server = tokio::spawn(async move { listener.accept().await.unwrap().0 });
-        let client = tcp::connect(proxy.addr(), Config::default()).await.unwrap();
-        let server = server.await.unwrap();
+        let (client, server, _proxy) = through_10ms_path(tuned).await;
         let read: Arc<Vec<AtomicU64>> = Arc::new((0..STREAMS).map(|_| AtomicU64::new(0)).collect());
         let snapshot = Arc::new(std::sync::Mutex::new(None::<Vec<u64>>));
         let mut writers = Vec::new();

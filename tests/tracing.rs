@@ -78,6 +78,21 @@ impl<S: tracing::Subscriber> Layer<S> for Recorder {
 
 impl Recorder {
     /// The messages of the events of `side` about `stream`, in order.
+    /// The `side` and `peer` of every `session` span.
+    fn session_spans(&self) -> Vec<(Option<String>, Option<String>)> {
+        let spans = self.spans.lock().unwrap();
+        spans
+            .values()
+            .filter(|s| s.message == "session")
+            .map(|s| {
+                (
+                    s.field("side").map(str::to_owned),
+                    s.field("peer").map(str::to_owned),
+                )
+            })
+            .collect()
+    }
+
     fn stream_events(&self, side: &str, stream: &str) -> Vec<Captured> {
         self.events
             .lock()
@@ -202,18 +217,13 @@ async fn a_tcp_session_has_a_span_with_its_side_and_peer() {
     });
     let client = client.unwrap();
     let (server, client_addr) = server;
-    let spans: Vec<Captured> = recorder.spans.lock().unwrap().values().cloned().collect();
-    let sessions: Vec<(Option<&str>, Option<&str>)> = spans
-        .iter()
-        .filter(|s| s.message == "session")
-        .map(|s| (s.field("side"), s.field("peer")))
-        .collect();
+    let sessions = recorder.session_spans();
     assert!(
-        sessions.contains(&(Some("Client"), Some(addr.to_string().as_str()))),
+        sessions.contains(&(Some("Client".into()), Some(addr.to_string()))),
         "{sessions:?}"
     );
     assert!(
-        sessions.contains(&(Some("Server"), Some(client_addr.to_string().as_str()))),
+        sessions.contains(&(Some("Server".into()), Some(client_addr.to_string()))),
         "{sessions:?}"
     );
     client.close(ErrorCode::NO_ERROR).await.unwrap();
@@ -230,20 +240,15 @@ async fn a_native_quic_session_has_a_span_with_its_side_and_peer() {
     let _guard = tracing::subscriber::set_default(subscriber);
     let (client, server, client_ep, server_ep) =
         support::sessions::quic::native_pair(Config::default()).await;
-    let spans: Vec<Captured> = recorder.spans.lock().unwrap().values().cloned().collect();
-    let sessions: Vec<(Option<&str>, Option<&str>)> = spans
-        .iter()
-        .filter(|s| s.message == "session")
-        .map(|s| (s.field("side"), s.field("peer")))
-        .collect();
+    let sessions = recorder.session_spans();
     let server_addr = server_ep.local_addr().unwrap().to_string();
     let client_addr = client_ep.local_addr().unwrap().to_string();
     assert!(
-        sessions.contains(&(Some("Client"), Some(server_addr.as_str()))),
+        sessions.contains(&(Some("Client".into()), Some(server_addr.clone()))),
         "{sessions:?}"
     );
     assert!(
-        sessions.contains(&(Some("Server"), Some(client_addr.as_str()))),
+        sessions.contains(&(Some("Server".into()), Some(client_addr.clone()))),
         "{sessions:?}"
     );
     client.close(ErrorCode::NO_ERROR).await.unwrap();

@@ -155,8 +155,7 @@ impl Connection {
         let budget = u64::from(self.config.max_connection_window());
         let wanted = stream_window.saturating_mul(4).min(budget);
         if wanted > self.conn_recv.window() {
-            let change = retune(&mut self.conn_recv, wanted, &mut self.stats);
-            tracing::debug!(side = ?self.side, window = wanted, ?change, "connection window tuned");
+            self.retune_connection(wanted);
             if self.conn_recv.update_due() {
                 self.owed.window_update = true;
             }
@@ -177,9 +176,15 @@ impl Connection {
         let max = u64::from(self.config.max_connection_window());
         let since = now.saturating_duration_since(last);
         if let Some(window) = tuned(&self.conn_recv, since, rtt, min, max) {
-            let change = retune(&mut self.conn_recv, window, &mut self.stats);
-            tracing::debug!(side = ?self.side, window, ?change, "connection window tuned");
+            self.retune_connection(window);
         }
+    }
+
+    /// Sets the connection's receive window to `window`, counted and
+    /// traced.
+    fn retune_connection(&mut self, window: u64) {
+        let change = retune(&mut self.conn_recv, window, &mut self.stats);
+        tracing::debug!(side = ?self.side, window, ?change, "connection window tuned");
     }
 
     /// Measures the round trip again with a PING when the latest sample is
