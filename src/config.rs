@@ -28,6 +28,8 @@ pub struct FloodLimits {
     /// Frames on closed streams, except DATA with a payload, per second.
     /// Default 1000.
     pub stray_frames: u32,
+    /// PRIORITY_UPDATE frames received per second. Default 1000.
+    pub priority_updates: u32,
 }
 
 impl Default for FloodLimits {
@@ -40,6 +42,7 @@ impl Default for FloodLimits {
             resets: 200,
             unknown_frames: 100,
             stray_frames: 1000,
+            priority_updates: 1000,
         }
     }
 }
@@ -465,6 +468,11 @@ impl ConfigBuilder {
                 min.unknown_frames,
             ),
             ("flood.stray_frames", c.flood.stray_frames, min.stray_frames),
+            (
+                "flood.priority_updates",
+                c.flood.priority_updates,
+                min.priority_updates,
+            ),
         ] {
             range(name, value as u64, min as u64, u32::MAX as u64)?;
         }

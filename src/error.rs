@@ -143,3 +143,19 @@ pub enum OpenError {
     #[error("connection lost: {0}")]
     ConnectionLost(#[from] ConnectionError),
 }
+
+/// Why a request for the peer's send priority of a stream
+/// ([`Stream::request_priority`](crate::Stream::request_priority), SPEC
+/// §6.10) was not taken.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PriorityRequestError {
+    /// The peer did not announce PRIORITY_UPDATES: it would ignore the
+    /// request.
+    #[error("the peer takes no priority requests")]
+    Unsupported,
+    /// The peer sends nothing more on this stream (it finished or reset
+    /// its direction, or the stream or the connection ended).
+    #[error("the peer sends nothing more on this stream")]
+    Finished,
+}

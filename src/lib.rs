@@ -87,7 +87,7 @@ pub struct ReadmeDoctests;
 
 pub use config::{Config, ConfigBuilder, ConfigError};
 pub use conn::Priority;
-pub use error::{ConnectionError, Initiator, OpenError, StreamError};
+pub use error::{ConnectionError, Initiator, OpenError, PriorityRequestError, StreamError};
 pub use frame::{ErrorCode, StreamId};
 #[cfg(feature = "runtime")]
 pub use session::{CloseReport, Session};

@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::conn::Priority;
 use crate::driver::backend::{RecvBackend, RecvImp, SendBackend, SendImp};
-use crate::error::StreamError;
+use crate::error::{PriorityRequestError, StreamError};
 use crate::frame::{ErrorCode, StreamId};
 use crate::stats::StreamStats;
 
@@ -127,9 +127,26 @@ impl Stream {
         self.send.set_priority(priority)
     }
 
-    /// This side's send priority for the stream.
+    /// This side's send priority for the stream: the latest of what
+    /// [`set_priority`](Self::set_priority) set and what the peer asked
+    /// for (SPEC §6.10).
     pub fn priority(&self) -> Priority {
         self.send.priority()
+    }
+
+    /// Asks the peer to send its bytes on this stream at `priority` (a
+    /// PRIORITY_UPDATE, SPEC §6.10): for instance a control stream that
+    /// must not wait behind the peer's bulk transfers. The peer applies
+    /// it from its next turn for this stream, unless its application sets
+    /// another priority later. Requests are coalesced (the newest wins)
+    /// and paced (at most 500 frames a second per session).
+    ///
+    /// Fails with [`PriorityRequestError::Unsupported`] if the peer did
+    /// not announce that it takes them, or
+    /// [`PriorityRequestError::Finished`] once the peer sends nothing more
+    /// on the stream.
+    pub fn request_priority(&mut self, priority: Priority) -> Result<(), PriorityRequestError> {
+        self.recv.request_priority(priority)
     }
 }
 
@@ -162,6 +179,11 @@ impl RecvStream {
     /// Stops reading with `code`; see [`Stream::stop`].
     pub fn stop(&mut self, code: ErrorCode) {
         self.imp.stop(code)
+    }
+
+    /// Asks the peer to send at `priority`; see [`Stream::request_priority`].
+    pub fn request_priority(&mut self, priority: Priority) -> Result<(), PriorityRequestError> {
+        self.imp.request_priority(priority)
     }
 }
 

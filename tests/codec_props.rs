@@ -91,6 +91,13 @@ fn frame() -> impl Strategy<Value = Frame> {
                     extensions: e,
                 },
             })),
+        (stream_id(true), 0..=MAX_URGENCY, any::<bool>()).prop_map(
+            |(stream, urgency, incremental)| Frame::PriorityUpdate(PriorityUpdate {
+                stream,
+                urgency,
+                incremental
+            })
+        ),
     ]
 }
 

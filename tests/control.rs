@@ -256,3 +256,116 @@ fn streams_the_peer_opens_after_this_sides_goaway_are_refused_and_counted() {
         Some(ErrorCode::ENHANCE_YOUR_CALM)
     );
 }
+
+// ----- PRIORITY_UPDATE (SPEC §6.10, §18.3) ----------------------------------
+
+fn urgent() -> creditmux::Priority {
+    creditmux::Priority::new(0, false)
+}
+
+#[test]
+fn priority_requests_reach_the_peer_after_both_settings() {
+    let mut pair = ControlPair::default_pair();
+    pair.drive();
+    let now = pair.now;
+    // Coalesced: the newest request for a stream wins.
+    pair.client
+        .request_priority(now, id(4), creditmux::Priority::new(6, true))
+        .unwrap();
+    pair.client.request_priority(now, id(4), urgent()).unwrap();
+    pair.client.request_priority(now, id(1), urgent()).unwrap();
+    pair.drive();
+    assert_eq!(
+        pair.prioritized[1],
+        vec![(id(4), urgent()), (id(1), urgent())]
+    );
+    assert!(pair.server.error().is_none() && pair.server.cause().is_none());
+}
+
+#[test]
+fn a_peer_without_settings_gets_no_priority_requests() {
+    let mut pair = ControlPair::default_pair();
+    // The client is an implementation without SETTINGS on its control
+    // stream: its preface, then a PING.
+    let mut out = BytesMut::new();
+    pair.client.poll_transmit(pair.now, &mut out);
+    let mut old = encode_preface().to_vec();
+    old.extend(frame_bytes(&[Frame::Ping(Ping {
+        ack: false,
+        payload: [1; 8],
+    })]));
+    pair.inject(true, &old);
+    pair.step();
+    assert!(pair.server.is_established());
+    let now = pair.now;
+    assert_eq!(
+        pair.server.request_priority(now, id(1), urgent()),
+        Err(creditmux::PriorityRequestError::Unsupported)
+    );
+}
+
+#[test]
+fn settings_anywhere_but_first_on_the_control_stream_is_a_protocol_error() {
+    let settings = Frame::Settings(creditmux::frame::Settings::default());
+    let ping = Frame::Ping(Ping {
+        ack: false,
+        payload: [2; 8],
+    });
+    for frames in [
+        vec![ping, settings.clone()],
+        vec![settings.clone(), settings],
+    ] {
+        let mut pair = ControlPair::default_pair();
+        let mut out = BytesMut::new();
+        pair.client.poll_transmit(pair.now, &mut out);
+        let mut bytes = encode_preface().to_vec();
+        bytes.extend(frame_bytes(&frames));
+        pair.inject(true, &bytes);
+        pair.step();
+        assert_eq!(
+            violation(pair.server.cause()),
+            Some(ErrorCode::PROTOCOL_ERROR),
+            "{frames:?}"
+        );
+    }
+}
+
+#[test]
+fn priority_requests_are_paced_on_the_control_stream_too() {
+    let mut pair = ControlPair::default_pair();
+    pair.drive();
+    let now = pair.now;
+    for n in 0..600 {
+        pair.client
+            .request_priority(now, id(2 * n + 1), urgent())
+            .unwrap();
+    }
+    pair.drive();
+    // The burst first; the rest as the budget refills (SPEC §6.10).
+    assert_eq!(pair.prioritized[1].len(), 250);
+    pair.run_for(Duration::from_millis(1000));
+    let after_a_second = pair.prioritized[1].len();
+    assert!(
+        (250..=500).contains(&after_a_second),
+        "{after_a_second} within the first second"
+    );
+    pair.run_for(Duration::from_secs(2));
+    assert_eq!(pair.prioritized[1].len(), 600);
+}
+
+#[test]
+fn a_flood_of_priority_updates_is_enhance_your_calm() {
+    let mut pair = ControlPair::default_pair();
+    pair.drive();
+    let update = Frame::PriorityUpdate(creditmux::frame::PriorityUpdate {
+        stream: id(1),
+        urgency: 2,
+        incremental: true,
+    });
+    pair.inject(true, &frame_bytes(&vec![update; 1001]));
+    pair.step();
+    assert_eq!(
+        violation(pair.server.cause()),
+        Some(ErrorCode::ENHANCE_YOUR_CALM)
+    );
+}

@@ -109,6 +109,7 @@ fn frame_vectors_cover_every_frame_type_and_error_class() {
         "PING",
         "GOAWAY",
         "SETTINGS",
+        "PRIORITY_UPDATE",
     ] {
         assert!(
             expects
@@ -127,6 +128,7 @@ fn frame_vectors_cover_every_frame_type_and_error_class() {
         "credit_overflow",
         "setting_out_of_range",
         "setting_duplicate",
+        "bad_urgency",
     ] {
         assert!(
             expects

@@ -14,8 +14,8 @@ use bytes::{Bytes, BytesMut};
 use creditmux::frame::{
     Blocked, BlockedOn, CONNECTION_WINDOW, Data, Decoded, EXTENSIONS, ErrorCode, Frame,
     FrameDecoder, GoAway, INITIAL_STREAM_WINDOW, MAX_CREDIT, MAX_FRAME_PAYLOAD, MAX_STREAMS,
-    MaxStreams, Ping, Reset, ResetScope, SettingSpec, Settings, SettingsValues, StreamId,
-    WindowUpdate,
+    MAX_URGENCY, MaxStreams, Ping, PriorityUpdate, Reset, ResetScope, SettingSpec, Settings,
+    SettingsValues, StreamId, WindowUpdate,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -79,6 +79,11 @@ enum FuzzFrame {
         max_frame_payload: Option<u32>,
         max_streams: Option<u32>,
         extensions: Option<u32>,
+    },
+    PriorityUpdate {
+        stream: u32,
+        urgency: u8,
+        incremental: bool,
     },
 }
 
@@ -185,6 +190,15 @@ impl FuzzFrame {
                 };
                 Frame::Settings(Settings { ack, values })
             }
+            FuzzFrame::PriorityUpdate {
+                stream,
+                urgency,
+                incremental,
+            } => Frame::PriorityUpdate(PriorityUpdate {
+                stream: some_stream(stream),
+                urgency: urgency % (MAX_URGENCY + 1),
+                incremental,
+            }),
         }
     }
 }

@@ -95,12 +95,12 @@ use bytes::{Bytes, BytesMut};
 use creditmux::config::Config;
 use creditmux::conn::invariants::InvariantChecker;
 use creditmux::conn::{Connection, Event, Priority, ReadOutcome, Side, TransmitBuf};
-use creditmux::error::ConnectionError;
+use creditmux::error::{ConnectionError, PriorityRequestError};
 use creditmux::frame::{
     Blocked, BlockedOn, CONNECTION_WINDOW, Data, Decoded, ErrorCode, Frame, FrameDecoder, GoAway,
     HEADER_LEN, Header, INITIAL_STREAM_WINDOW, MAX_FRAME_PAYLOAD, MAX_STREAMS, MaxStreams,
-    PREFACE_LEN, Ping, Reset, ResetScope, Settings, SettingsValues, StreamId, WindowUpdate,
-    encode_preface,
+    PREFACE_LEN, Ping, PriorityUpdate, Reset, ResetScope, Settings, SettingsValues, StreamId,
+    WindowUpdate, encode_preface,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -210,8 +210,11 @@ struct Ledger {
     // SUT -> peer: what the peer granted, as far as the SUT has received it.
     peer_max_frame: u32,
     peer_stream_window: u64,
-    /// The peer's SETTINGS announced DIRECTIONAL_RESET.
+    /// The peer's SETTINGS announced DIRECTIONAL_RESET and
+    /// PRIORITY_UPDATES.
     peer_directional_reset: bool,
+    /// When the SUT's latest PRIORITY_UPDATEs went out (at most 500).
+    sut_priority_sent: VecDeque<Instant>,
     granted_conn: u64,
     granted_stream: HashMap<StreamId, u64>,
     granted_streams: u64,
@@ -545,10 +548,22 @@ impl Harness {
                 ack,
                 values: SettingsValues::default(),
             }),
+            PeerFrame::Unknown { kind: 8, len } => {
+                // Held streams the SUT opened may not be announced yet:
+                // then the SUT sees an idle id, a protocol error.
+                let stream = self
+                    .held(len / 16)
+                    .map_or(StreamId::new(1).expect("id 1"), |i| self.handles[i].id);
+                Frame::PriorityUpdate(PriorityUpdate {
+                    stream,
+                    urgency: len % 8,
+                    incremental: len & 8 != 0,
+                })
+            }
             PeerFrame::Unknown { kind, len } => {
                 let header = Header {
                     len: u32::from(len),
-                    kind: kind.max(8),
+                    kind: kind.max(9),
                     flags: 0,
                     stream: StreamId::CONNECTION,
                 };
@@ -748,7 +763,25 @@ impl Harness {
                     let _ = self.conn.finish(self.now, self.handles[i].id);
                 }
             }
-            Op::Read { h, max } => self.read(h, max),
+            Op::Read { h, max } => {
+                // Now and then the application asks the peer for another
+                // priority (decided from `max`, so inputs decode as before).
+                if max % 5 == 0
+                    && let Some(i) = self.held(h)
+                {
+                    let id = self.handles[i].id;
+                    let priority = priority_of(StreamId::new(u32::from(max) | 1).unwrap_or(id));
+                    let result = self.conn.request_priority(self.now, id, priority);
+                    if self.ledger.peer_directional_reset {
+                        assert_ne!(
+                            result,
+                            Err(PriorityRequestError::Unsupported),
+                            "the peer announced PRIORITY_UPDATES"
+                        );
+                    }
+                }
+                self.read(h, max)
+            }
             Op::Reset { h, code } => {
                 if let Some(i) = self.held(h) {
                     self.conn.reset(self.now, self.handles[i].id, code.get());

@@ -247,10 +247,17 @@ impl Connection {
 
     /// Sets the send priority of `id` (see [`Priority`]): from its next
     /// turn, the DATA scheduler serves it at its new urgency. Only this
-    /// side's sending is affected; nothing goes on the wire. No effect on
-    /// a stream the connection does not know.
+    /// side's sending is affected; nothing goes on the wire (to ask the
+    /// peer, see [`request_priority`](Self::request_priority)). No effect
+    /// on a stream the connection does not know. A later PRIORITY_UPDATE
+    /// from the peer replaces it, as this replaces the peer's.
     pub fn set_priority(&mut self, now: Instant, id: StreamId, priority: Priority) {
         self.now = now;
+        self.apply_priority(id, priority);
+    }
+
+    /// Moves `id` to `priority` in the DATA scheduler.
+    pub(super) fn apply_priority(&mut self, id: StreamId, priority: Priority) {
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };

@@ -35,20 +35,23 @@
 //! [`take_changed`]: ControlPlane::take_changed
 //! [`poll_timeout`]: ControlPlane::poll_timeout
 
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::Side;
-use super::flood::{Flood, FloodCounters};
+use super::flood::{Flood, FloodCounters, RequestBudget};
 use super::goaway::{Goaways, MAX_GOAWAYS_RECEIVED};
 use super::ping::Pinger;
+use super::sched::Priority;
 use super::timer::{Timer, TimerTable};
 use crate::config::Config;
-use crate::error::{ConnectionError, OpenError};
+use crate::error::{ConnectionError, OpenError, PriorityRequestError};
 use crate::frame::{
-    Decoded, ErrorCode, Frame, FrameDecoder, GoAway, PREFACE_LEN, Ping, PrefaceError, StreamId,
-    decode_preface, encode_preface,
+    Decoded, EXTENSIONS, ErrorCode, Frame, FrameDecoder, GoAway, PREFACE_LEN, PRIORITY_UPDATES,
+    Ping, PrefaceError, PriorityUpdate, Settings, SettingsValues, StreamId, decode_preface,
+    encode_preface,
 };
 use crate::stats::CodeCounts;
 
@@ -69,6 +72,15 @@ pub enum Action {
     Refuse {
         /// The peer's last_stream_id.
         above: StreamId,
+    },
+    /// The peer asks for another send priority on a stream (its
+    /// PRIORITY_UPDATE, SPEC §6.10, §18.3): apply it to the stream if this
+    /// side holds it, or keep it for a peer stream not arrived yet.
+    Prioritize {
+        /// The stream.
+        stream: StreamId,
+        /// What the peer asks for.
+        priority: Priority,
     },
 }
 
@@ -127,6 +139,20 @@ pub struct ControlPlane {
     close_owed: Option<(ErrorCode, Bytes)>,
     close_sent: bool,
     refuse_owed: Option<StreamId>,
+    /// The peer's first frame after its preface came (SPEC §18.3: only
+    /// that one may be SETTINGS).
+    first_frame_seen: bool,
+    /// The peer's SETTINGS announced PRIORITY_UPDATES.
+    peer_priority_updates: bool,
+    /// This side's requests for the peer, coalesced per stream, oldest
+    /// first (bounded by the streams the application holds: a handle's
+    /// end forgets its request).
+    requests: HashMap<StreamId, Priority>,
+    request_queue: VecDeque<StreamId>,
+    request_budget: RequestBudget,
+    /// The peer's requests for the glue (`Action::Prioritize`); the flood
+    /// limit bounds how many arrive before the glue takes them.
+    prioritize_owed: VecDeque<(StreamId, Priority)>,
     /// Why the connection is ending, once decided.
     cause: Option<ConnectionError>,
     /// Why it ended, once the QUIC connection is closed.
@@ -161,6 +187,12 @@ impl ControlPlane {
             close_owed: None,
             close_sent: false,
             refuse_owed: None,
+            first_frame_seen: false,
+            peer_priority_updates: false,
+            requests: HashMap::new(),
+            request_queue: VecDeque::new(),
+            request_budget: RequestBudget::default(),
+            prioritize_owed: VecDeque::new(),
             cause: None,
             error: None,
             changed: false,
@@ -301,7 +333,14 @@ impl ControlPlane {
                     return;
                 }
             };
+            let first = !std::mem::replace(&mut self.first_frame_seen, true);
             match decoded {
+                Decoded::Frame(Frame::Settings(settings)) if first && !settings.ack => {
+                    // SPEC §18.3: only EXTENSIONS means something here.
+                    self.peer_priority_updates =
+                        settings.values.get(EXTENSIONS) & PRIORITY_UPDATES != 0;
+                    self.changed = true;
+                }
                 Decoded::Ignored(_) => self.count_flood(now, Flood::UnknownFrame),
                 Decoded::Frame(Frame::Ping(ping)) if ping.ack => {
                     if self.pinger.on_ack(now, ping.payload) {
@@ -317,6 +356,11 @@ impl ControlPlane {
                     self.pinger.on_ping(ping.payload);
                 }
                 Decoded::Frame(Frame::GoAway(goaway)) => self.on_goaway(now, goaway),
+                Decoded::Frame(Frame::PriorityUpdate(update)) => {
+                    self.count_flood(now, Flood::PriorityUpdate);
+                    let priority = Priority::new(update.urgency, update.incremental);
+                    self.prioritize_owed.push_back((update.stream, priority));
+                }
                 Decoded::Frame(other) => {
                     let reason = format!(
                         "frame type {:#x} on the native control stream",
@@ -388,6 +432,11 @@ impl ControlPlane {
                 b"PING not answered",
             );
         }
+    }
+
+    /// The highest peer stream the application accepted.
+    pub fn last_accepted(&self) -> StreamId {
+        self.last_accepted
     }
 
     /// The application accepted the peer stream `id` (its last_stream_id
@@ -480,6 +529,73 @@ impl ControlPlane {
         }
     }
 
+    /// Asks the peer to send `id`'s data at `priority` (PRIORITY_UPDATE,
+    /// SPEC §6.10, §18.3): coalesced per stream, paced, and sent once the
+    /// peer's SETTINGS announced PRIORITY_UPDATES (dropped if it did not).
+    /// The caller checks that the peer still sends on the stream.
+    pub fn request_priority(
+        &mut self,
+        now: Instant,
+        id: StreamId,
+        priority: Priority,
+    ) -> Result<(), PriorityRequestError> {
+        self.now = now;
+        if self.first_frame_seen && !self.peer_priority_updates {
+            return Err(PriorityRequestError::Unsupported);
+        }
+        if self.phase == Phase::Closed {
+            return Err(PriorityRequestError::Finished);
+        }
+        if self.requests.insert(id, priority).is_none() {
+            self.request_queue.push_back(id);
+        }
+        Ok(())
+    }
+
+    /// The application let go of stream `id`: a request not yet written
+    /// for it goes.
+    pub fn forget_request(&mut self, id: StreamId) {
+        if self.requests.remove(&id).is_some() {
+            self.request_queue.retain(|&queued| queued != id);
+        }
+    }
+
+    fn requests_ready(&self) -> bool {
+        !self.request_queue.is_empty()
+            && self.peer_priority_updates
+            && self.timers.get(Timer::PriorityPace).is_none()
+    }
+
+    fn write_requests(&mut self, now: Instant, out: &mut BytesMut) {
+        if self.request_queue.is_empty() || self.timers.get(Timer::PriorityPace).is_some() {
+            return;
+        }
+        if !self.peer_priority_updates {
+            if self.first_frame_seen {
+                // The peer will not take them.
+                self.requests.clear();
+                self.request_queue.clear();
+            }
+            return;
+        }
+        while let Some(&id) = self.request_queue.front() {
+            if !self.request_budget.try_take(now) {
+                let at = self.request_budget.next_at(now);
+                self.timers.set(Timer::PriorityPace, at);
+                return;
+            }
+            self.request_queue.pop_front();
+            if let Some(priority) = self.requests.remove(&id) {
+                Frame::PriorityUpdate(PriorityUpdate {
+                    stream: id,
+                    urgency: priority.urgency(),
+                    incremental: priority.incremental(),
+                })
+                .encode(out);
+            }
+        }
+    }
+
     // ----- outputs ----------------------------------------------------------
 
     /// Appends what this side's control stream owes: the preface first,
@@ -489,6 +605,13 @@ impl ControlPlane {
         if !self.preface_sent {
             self.preface_sent = true;
             out.extend_from_slice(&encode_preface());
+            // SPEC §18.3: EXTENSIONS, with the preface; the other settings
+            // are transport parameters.
+            let values = SettingsValues {
+                extensions: Some(PRIORITY_UPDATES),
+                ..SettingsValues::default()
+            };
+            Frame::Settings(Settings { ack: false, values }).encode(out);
         }
         if self.phase == Phase::Closed {
             return;
@@ -507,6 +630,7 @@ impl ControlPlane {
             self.goaways.note_written(goaway.code);
             Frame::GoAway(goaway).encode(out);
         }
+        self.write_requests(now, out);
         self.check_end();
     }
 
@@ -514,7 +638,9 @@ impl ControlPlane {
     pub fn wants_transmit(&self) -> bool {
         !self.preface_sent
             || (self.phase != Phase::Closed
-                && (self.pinger.wants_transmit() || self.goaway_owed.is_some()))
+                && (self.pinger.wants_transmit()
+                    || self.goaway_owed.is_some()
+                    || self.requests_ready()))
     }
 
     /// The next thing to do to the QUIC connection. `written`: every byte
@@ -523,6 +649,9 @@ impl ControlPlane {
     pub fn poll_action(&mut self, written: bool) -> Option<Action> {
         if let Some(above) = self.refuse_owed.take() {
             return Some(Action::Refuse { above });
+        }
+        if let Some((stream, priority)) = self.prioritize_owed.pop_front() {
+            return Some(Action::Prioritize { stream, priority });
         }
         if written && std::mem::take(&mut self.finish_owed) {
             return Some(Action::FinishControl);

@@ -15,6 +15,7 @@ pub(crate) enum Flood {
     Reset = 4,
     UnknownFrame = 5,
     StrayFrame = 6,
+    PriorityUpdate = 7,
 }
 
 impl Flood {
@@ -27,6 +28,7 @@ impl Flood {
             Flood::Reset => "stream resets",
             Flood::UnknownFrame => "unknown frame types",
             Flood::StrayFrame => "frames on closed streams",
+            Flood::PriorityUpdate => "PRIORITY_UPDATE",
         }
     }
 
@@ -39,6 +41,7 @@ impl Flood {
             Flood::Reset => limits.resets,
             Flood::UnknownFrame => limits.unknown_frames,
             Flood::StrayFrame => limits.stray_frames,
+            Flood::PriorityUpdate => limits.priority_updates,
         }
     }
 }
@@ -48,7 +51,7 @@ impl Flood {
 pub(crate) struct FloodCounters {
     limits: FloodLimits,
     window_start: Option<Instant>,
-    counts: [u32; 7],
+    counts: [u32; 8],
 }
 
 impl FloodCounters {
@@ -56,7 +59,7 @@ impl FloodCounters {
         FloodCounters {
             limits,
             window_start: None,
-            counts: [0; 7],
+            counts: [0; 8],
         }
     }
 
@@ -65,7 +68,7 @@ impl FloodCounters {
         let start = *self.window_start.get_or_insert(now);
         if now.saturating_duration_since(start) >= Duration::from_secs(1) {
             self.window_start = Some(now);
-            self.counts = [0; 7];
+            self.counts = [0; 8];
         }
         let count = &mut self.counts[what as usize];
         *count = count.saturating_add(1);
@@ -118,11 +121,71 @@ impl SendBudget {
     }
 }
 
+/// Requests the bucket holds when full, and adds per second: at most twice
+/// this in any 1 s (SPEC §6.10: 500).
+pub(crate) const BURST: u32 = 250;
+
+/// The sender's pacing of PRIORITY_UPDATE frames.
+#[derive(Clone, Debug)]
+pub(crate) struct RequestBudget {
+    tokens: u32,
+    /// When `tokens` was last brought up to date.
+    at: Option<Instant>,
+}
+
+impl Default for RequestBudget {
+    fn default() -> Self {
+        RequestBudget {
+            tokens: BURST,
+            at: None,
+        }
+    }
+}
+
+impl RequestBudget {
+    /// Time for one token.
+    const PERIOD: Duration = Duration::from_millis(1000 / BURST as u64);
+
+    fn refill(&mut self, now: Instant) {
+        let Some(at) = self.at else {
+            self.at = Some(now);
+            return;
+        };
+        let earned = now.saturating_duration_since(at).as_millis() / Self::PERIOD.as_millis();
+        if earned > 0 {
+            let earned = u32::try_from(earned).unwrap_or(u32::MAX);
+            self.tokens = self.tokens.saturating_add(earned).min(BURST);
+            // Keep the remainder toward the next token; a full bucket
+            // earns nothing while it waits.
+            self.at = Some(if self.tokens == BURST {
+                now
+            } else {
+                at + Self::PERIOD * earned
+            });
+        }
+    }
+
+    /// Takes a token if one is there at `now`.
+    pub(crate) fn try_take(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
+
+    /// When the next token is earned (only meaningful when empty).
+    pub(crate) fn next_at(&self, now: Instant) -> Instant {
+        self.at.map_or(now, |at| at + Self::PERIOD).max(now)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
-    use super::{Flood, FloodCounters, SEND_BUDGET_PER_SECOND, SendBudget};
+    use super::{BURST, Flood, FloodCounters, RequestBudget, SEND_BUDGET_PER_SECOND, SendBudget};
     use crate::config::FloodLimits;
 
     #[test]
@@ -156,5 +219,35 @@ mod tests {
         assert!(budget.try_take(t0 + Duration::from_secs(1)));
         assert!(!budget.try_take(t0 + Duration::from_secs(1)));
         assert!(budget.try_take(t0 + Duration::from_millis(1010)));
+    }
+
+    #[test]
+    fn the_request_budget_allows_a_burst_then_its_rate() {
+        let mut budget = RequestBudget::default();
+        let t0 = crate::test_epoch();
+        for _ in 0..BURST {
+            assert!(budget.try_take(t0));
+        }
+        assert!(!budget.try_take(t0));
+        let next = budget.next_at(t0);
+        assert_eq!(next, t0 + Duration::from_millis(4));
+        assert!(!budget.try_take(next - Duration::from_micros(1)));
+        assert!(budget.try_take(next));
+        // Over the following second, one token per 4 ms: BURST more, so
+        // never more than 2 * BURST (500) in any second.
+        let mut taken = 0;
+        for ms in 1..=1000 {
+            while budget.try_take(next + Duration::from_millis(ms)) {
+                taken += 1;
+            }
+        }
+        assert_eq!(taken, BURST);
+        // Idle for a while, the bucket is full again, and no fuller.
+        let later = next + Duration::from_secs(60);
+        let mut burst = 0;
+        while budget.try_take(later) {
+            burst += 1;
+        }
+        assert_eq!(burst, BURST);
     }
 }

@@ -135,6 +135,7 @@ impl Connection {
                 self.pinger.on_ping(ping.payload);
             }
             Frame::GoAway(goaway) => self.on_goaway(goaway),
+            Frame::PriorityUpdate(update) => self.on_priority_update(now, update),
         }
     }
 

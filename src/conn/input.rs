@@ -260,6 +260,8 @@ impl Connection {
                 }
                 Timer::Probe => self.run_probes(now),
                 Timer::PingPace => self.send_deferred_ping(now),
+                // Pending PRIORITY_UPDATEs may go out (`wants_transmit`).
+                Timer::PriorityPace => {}
                 Timer::Drain => self.drain_deadline(now),
                 Timer::Frame => {
                     // SPEC §12.2: a frame that does not complete within the

@@ -37,6 +37,7 @@ mod input;
 pub mod invariants;
 pub(crate) mod ping;
 mod probe;
+mod reprioritize;
 mod sched;
 mod send;
 mod shutdown;
@@ -84,7 +85,7 @@ impl Side {
         }
     }
 
-    fn owns(self, id: StreamId) -> bool {
+    pub(crate) fn owns(self, id: StreamId) -> bool {
         id.is_client_initiated() == (self == Side::Client)
     }
 
@@ -193,6 +194,11 @@ pub struct ConnectionStats {
     pub resets_sent: CodeCounts,
     /// RESET frames received, by code.
     pub resets_received: CodeCounts,
+    /// PRIORITY_UPDATE frames sent (SPEC §6.10).
+    pub priority_requests_sent: u64,
+    /// PRIORITY_UPDATE frames received that changed a stream this side
+    /// still sends on.
+    pub priority_requests_received: u64,
     /// GOAWAY frames sent, by code.
     pub goaways_sent: CodeCounts,
     /// GOAWAY frames received, by code.
@@ -248,6 +254,8 @@ struct PeerSettings {
     max_frame_payload: usize,
     /// The peer honours RESET SEND and RECEIVE (SPEC §8.7.1).
     directional_reset: bool,
+    /// The peer takes PRIORITY_UPDATE frames (SPEC §6.10).
+    priority_updates: bool,
 }
 
 /// A creditmux connection endpoint, without I/O.
@@ -284,6 +292,10 @@ pub struct Connection {
     closed_streams_blocked: Duration,
     /// Receive-window tuning (SPEC §9.8).
     tuning: tuning::Tuning,
+    /// Pacing of this side's PRIORITY_UPDATE frames (SPEC §6.10).
+    priority_budget: flood::RequestBudget,
+    /// Every pending PRIORITY_UPDATE waits for its stream's opening frame.
+    priority_waits_for_open: bool,
     /// When the connection was created: stream timestamps are kept as
     /// milliseconds since.
     epoch: Instant,
@@ -332,6 +344,9 @@ struct Queues {
     /// RESETs for streams that no longer exist (bounded by
     /// `max_stray_control`).
     stray_resets: VecDeque<Reset>,
+    /// Streams owing a PRIORITY_UPDATE, oldest request first (at most
+    /// twice the streams, see `compact_priority_queue`).
+    priority: VecDeque<StreamId>,
 }
 
 /// The zero-window probes of the three scopes (SPEC §11) and the
@@ -387,6 +402,8 @@ impl Connection {
             stats: ConnectionStats::default(),
             closed_streams_blocked: Duration::ZERO,
             tuning: tuning::Tuning::default(),
+            priority_budget: flood::RequestBudget::default(),
+            priority_waits_for_open: false,
             epoch: now,
             now,
             config,
@@ -501,6 +518,7 @@ impl Connection {
             || owed.goaway.is_some()
             || !self.queues.stray_resets.is_empty()
             || !self.queues.control.is_empty()
+            || self.priority_requests_ready()
             || (!self.queues.data.is_empty() && self.phase != Phase::Closed)
     }
 
@@ -680,12 +698,13 @@ impl Connection {
     fn apply_peer_settings(&mut self, values: &SettingsValues) {
         use crate::frame::{
             CONNECTION_WINDOW, DIRECTIONAL_RESET, EXTENSIONS, INITIAL_STREAM_WINDOW,
-            MAX_FRAME_PAYLOAD, MAX_STREAMS,
+            MAX_FRAME_PAYLOAD, MAX_STREAMS, PRIORITY_UPDATES,
         };
         self.handshake.peer = Some(PeerSettings {
             stream_window: u64::from(values.get(INITIAL_STREAM_WINDOW)),
             max_frame_payload: values.get(MAX_FRAME_PAYLOAD) as usize,
             directional_reset: values.get(EXTENSIONS) & DIRECTIONAL_RESET != 0,
+            priority_updates: values.get(EXTENSIONS) & PRIORITY_UPDATES != 0,
         });
         self.conn_send = SendCredit::new(u64::from(values.get(CONNECTION_WINDOW)));
         self.open_send.raise(u64::from(values.get(MAX_STREAMS)));

@@ -10,8 +10,9 @@ use super::transmit::TransmitBuf;
 use super::{Closed, Connection, Phase};
 use crate::frame::StreamId;
 use crate::frame::{
-    Blocked, BlockedOn, DIRECTIONAL_RESET, Data, ErrorCode, Frame, HEADER_LEN, MaxStreams, Ping,
-    Reset, ResetScope, Settings, SettingsValues, WindowUpdate, encode_preface,
+    Blocked, BlockedOn, DIRECTIONAL_RESET, Data, ErrorCode, Frame, HEADER_LEN, MaxStreams,
+    PRIORITY_UPDATES, Ping, Reset, ResetScope, Settings, SettingsValues, WindowUpdate,
+    encode_preface,
 };
 
 /// Largest DATA payload the scheduler puts in one frame, whatever the peer
@@ -41,8 +42,9 @@ impl Connection {
                 connection_window: Some(self.config.connection_window),
                 max_frame_payload: Some(self.config.max_frame_payload),
                 max_streams: Some(self.config.max_incoming_streams),
-                // SPEC §8.7.1: this side honours RESET SEND and RECEIVE.
-                extensions: Some(DIRECTIONAL_RESET),
+                // SPEC §8.7.1: this side honours RESET SEND and RECEIVE;
+                // §6.10: it takes PRIORITY_UPDATE.
+                extensions: Some(DIRECTIONAL_RESET | PRIORITY_UPDATES),
             };
             self.put_frame(out, &Frame::Settings(Settings { ack: false, values }));
         }
@@ -55,7 +57,7 @@ impl Connection {
         self.check_drained();
     }
 
-    fn put_frame(&mut self, out: &mut TransmitBuf, frame: &Frame) {
+    pub(super) fn put_frame(&mut self, out: &mut TransmitBuf, frame: &Frame) {
         let header = frame.header();
         out.put_slice(&header.encode());
         let mut payload = [0u8; 64];
@@ -196,6 +198,9 @@ impl Connection {
             }
             self.maybe_reap(id);
         }
+        if !self.queues.priority.is_empty() {
+            self.write_priority_requests(now, out);
+        }
     }
 
     fn write_data(&mut self, now: Instant, out: &mut TransmitBuf, max_bytes: usize, base: u64) {
@@ -218,8 +223,14 @@ impl Connection {
                 out.put_slice(&Data::header_for(id, 0, false).encode());
                 stream.emitted_until = base + out.len() as u64;
                 self.stats.frames_sent += 1;
+                // A RESET SEND leaves the peer's direction open: a
+                // PRIORITY_UPDATE may follow (SPEC §6.10).
+                let opened_asking = stream.owe_priority.is_some();
                 for reset in take_resets(id, stream, directional).into_iter().flatten() {
                     self.put_frame(out, &Frame::Reset(reset));
+                }
+                if opened_asking {
+                    self.priority_waits_for_open = false;
                 }
                 self.maybe_reap(id);
                 continue;
@@ -250,7 +261,10 @@ impl Connection {
             let fin = stream.send == SendState::Finishing && stream.send_buffered == 0;
             // A RESET RECEIVE owed since before the stream was announced
             // may follow the opening frame now (see `stop`).
-            let opened_owing = std::mem::take(&mut stream.needs_open) && stream.owes_reset();
+            let opening = std::mem::take(&mut stream.needs_open);
+            let opened_owing = opening && stream.owes_reset();
+            // A PRIORITY_UPDATE may follow the opening frame now (SPEC §6.10).
+            let opened_asking = opening && stream.owe_priority.is_some();
             out.put_slice(&Data::header_for(id, n, fin).encode());
             out.put_bytes(payload);
             stream.emitted_until = base + out.len() as u64;
@@ -278,6 +292,9 @@ impl Connection {
             }
             if opened_owing {
                 self.queue_control(id);
+            }
+            if opened_asking {
+                self.priority_waits_for_open = false;
             }
             if again {
                 self.schedule_data(id);

@@ -20,9 +20,11 @@ pub(crate) enum Timer {
     PingPace = 5,
     /// The frame being received must be complete by then.
     Frame = 6,
+    /// A PRIORITY_UPDATE held back by the sender budget may go out.
+    PriorityPace = 7,
 }
 
-const COUNT: usize = 7;
+const COUNT: usize = 8;
 const ALL: [Timer; COUNT] = [
     Timer::Handshake,
     Timer::KeepAlive,
@@ -31,6 +33,7 @@ const ALL: [Timer; COUNT] = [
     Timer::Drain,
     Timer::PingPace,
     Timer::Frame,
+    Timer::PriorityPace,
 ];
 
 #[derive(Clone, Debug, Default)]
@@ -63,6 +66,11 @@ impl TimerTable {
     pub(crate) fn close(&mut self) {
         self.slots = [None; COUNT];
         self.closed = true;
+    }
+
+    /// When `timer` is armed for, if it is.
+    pub(crate) fn get(&self, timer: Timer) -> Option<Instant> {
+        self.slots[timer as usize]
     }
 
     pub(crate) fn stop(&mut self, timer: Timer) {

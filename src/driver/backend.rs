@@ -20,7 +20,7 @@ use super::mux::{MuxRecv, MuxSend, MuxSession};
 #[cfg(feature = "quic")]
 use super::native::{NativeRecv, NativeSession, SendHalf};
 use crate::conn::{Priority, Side};
-use crate::error::{ConnectionError, OpenError, StreamError};
+use crate::error::{ConnectionError, OpenError, PriorityRequestError, StreamError};
 use crate::frame::{ErrorCode, StreamId};
 use crate::session::CloseReport;
 use crate::stats::{SessionStats, StreamStats};
@@ -58,6 +58,8 @@ pub(crate) trait RecvBackend {
     fn poll_fill(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>>;
     /// Stops reading with `code`: the peer stops sending (SPEC §8.7.1).
     fn stop(&mut self, code: ErrorCode);
+    /// Asks the peer to send at `priority` (SPEC §6.10).
+    fn request_priority(&mut self, priority: Priority) -> Result<(), PriorityRequestError>;
 }
 
 /// What a stream's write half does.
@@ -176,6 +178,9 @@ impl RecvBackend for RecvImp {
     }
     fn stop(&mut self, code: ErrorCode) {
         delegate!(RecvImp, self, |x| x.stop(code))
+    }
+    fn request_priority(&mut self, priority: Priority) -> Result<(), PriorityRequestError> {
+        delegate!(RecvImp, self, |x| x.request_priority(priority))
     }
 }
 

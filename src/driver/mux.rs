@@ -17,7 +17,7 @@ use super::backend::{RecvBackend, RecvImp, SendBackend, SendImp, SessionBackend}
 use super::direct::DIRECT_PAYLOAD_MIN;
 use super::{Shared, now};
 use crate::conn::{Flush, Half, Priority, ReadOutcome, Side};
-use crate::error::{ConnectionError, Initiator, OpenError, StreamError};
+use crate::error::{ConnectionError, Initiator, OpenError, PriorityRequestError, StreamError};
 use crate::frame::{ErrorCode, StreamId};
 use crate::session::CloseReport;
 use crate::stats::{SessionStats, StreamStats};
@@ -265,6 +265,13 @@ impl RecvBackend for MuxRecv {
         let mut inner = self.handle.shared.lock();
         inner.conn.stop(now(), self.handle.id, code);
         inner.after_command();
+    }
+
+    fn request_priority(&mut self, priority: Priority) -> Result<(), PriorityRequestError> {
+        let mut inner = self.handle.shared.lock();
+        let result = inner.conn.request_priority(now(), self.handle.id, priority);
+        inner.after_command();
+        result
     }
 
     /// Copies as many buffered bytes as fit into `buf` under one lock (a
@@ -550,8 +557,11 @@ impl SendBackend for MuxSend {
         inner.conn.set_priority(now(), self.handle.id, priority);
     }
 
+    /// The core's, which a PRIORITY_UPDATE from the peer may have
+    /// changed; the last one set here once the core forgot the stream.
     fn priority(&self) -> Priority {
-        self.priority
+        let inner = self.handle.shared.lock();
+        inner.conn.priority(self.handle.id).unwrap_or(self.priority)
     }
 }
 

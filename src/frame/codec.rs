@@ -4,10 +4,11 @@ use bytes::{Buf, BytesMut};
 
 use super::control::{GOAWAY_MIN_PAYLOAD_LEN, PING_PAYLOAD_LEN, RESET_PAYLOAD_LEN};
 use super::credit::CREDIT_PAYLOAD_LEN;
+use super::priority::PRIORITY_PAYLOAD_LEN;
 use super::settings::{SETTING_LEN, SETTINGS_MAX_PAYLOAD_LEN};
 use super::{
     Blocked, Data, Frame, FrameError, FrameKind, GoAway, HEADER_LEN, Header, MaxStreams, Ping,
-    Reset, Settings, StreamId, WindowUpdate,
+    PriorityUpdate, Reset, Settings, StreamId, WindowUpdate,
 };
 
 /// What one decoding step produced.
@@ -203,7 +204,7 @@ impl FrameDecoder {
         };
         let on_connection = header.stream.is_connection();
         let stream_ok = match kind {
-            FrameKind::Data | FrameKind::Reset => !on_connection,
+            FrameKind::Data | FrameKind::Reset | FrameKind::PriorityUpdate => !on_connection,
             FrameKind::WindowUpdate | FrameKind::Blocked => true,
             FrameKind::MaxStreams | FrameKind::Ping | FrameKind::GoAway | FrameKind::Settings => {
                 on_connection
@@ -235,6 +236,7 @@ impl FrameDecoder {
             }
             FrameKind::Reset => len == RESET_PAYLOAD_LEN,
             FrameKind::Ping => len == PING_PAYLOAD_LEN,
+            FrameKind::PriorityUpdate => len == PRIORITY_PAYLOAD_LEN,
             FrameKind::GoAway => len >= GOAWAY_MIN_PAYLOAD_LEN,
             FrameKind::Settings if header.flags & Settings::FLAG_ACK != 0 => len == 0,
             FrameKind::Settings => {
@@ -262,6 +264,9 @@ fn decode_payload(
         FrameKind::Ping => Frame::Ping(Ping::decode(header, &payload)),
         FrameKind::GoAway => Frame::GoAway(GoAway::decode(payload)?),
         FrameKind::Settings => Frame::Settings(Settings::decode(header, &payload)?),
+        FrameKind::PriorityUpdate => {
+            Frame::PriorityUpdate(PriorityUpdate::decode(header, &payload)?)
+        }
     })
 }
 

@@ -66,6 +66,14 @@ pub enum FrameError {
         /// Value received.
         value: u32,
     },
+    /// A PRIORITY_UPDATE with an urgency above 7.
+    #[error("PRIORITY_UPDATE on stream {stream} with undefined urgency {urgency}")]
+    BadUrgency {
+        /// Stream the frame was on.
+        stream: StreamId,
+        /// The urgency received.
+        urgency: u8,
+    },
     /// A known SETTINGS parameter repeated in one frame.
     #[error("setting {id:#x} appears twice")]
     SettingDuplicate {
@@ -84,7 +92,8 @@ impl FrameError {
             FrameError::ReservedBit
             | FrameError::StreamIdRequired { .. }
             | FrameError::StreamIdForbidden { .. }
-            | FrameError::InvalidFlags { .. } => ErrorCode::PROTOCOL_ERROR,
+            | FrameError::InvalidFlags { .. }
+            | FrameError::BadUrgency { .. } => ErrorCode::PROTOCOL_ERROR,
             FrameError::CreditOverflow { .. } => ErrorCode::FLOW_CONTROL_ERROR,
             FrameError::SettingOutOfRange { .. } | FrameError::SettingDuplicate { .. } => {
                 ErrorCode::SETTINGS_ERROR
@@ -105,6 +114,7 @@ impl FrameError {
             FrameError::CreditOverflow { .. } => "credit_overflow",
             FrameError::SettingOutOfRange { .. } => "setting_out_of_range",
             FrameError::SettingDuplicate { .. } => "setting_duplicate",
+            FrameError::BadUrgency { .. } => "bad_urgency",
         }
     }
 }

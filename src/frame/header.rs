@@ -29,6 +29,9 @@ pub enum FrameKind {
     GoAway = 0x6,
     /// Connection parameters, and their acknowledgement.
     Settings = 0x7,
+    /// A receiver's request for the priority of a stream's data (an
+    /// extension, SPEC §6.10).
+    PriorityUpdate = 0x8,
 }
 
 impl FrameKind {
@@ -43,6 +46,7 @@ impl FrameKind {
             0x5 => FrameKind::Ping,
             0x6 => FrameKind::GoAway,
             0x7 => FrameKind::Settings,
+            0x8 => FrameKind::PriorityUpdate,
             _ => return None,
         })
     }
@@ -58,6 +62,7 @@ impl FrameKind {
             FrameKind::Ping => "PING",
             FrameKind::GoAway => "GOAWAY",
             FrameKind::Settings => "SETTINGS",
+            FrameKind::PriorityUpdate => "PRIORITY_UPDATE",
         }
     }
 }

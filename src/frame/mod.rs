@@ -14,6 +14,7 @@ mod error;
 mod header;
 mod ids;
 mod preface;
+mod priority;
 mod settings;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -26,12 +27,14 @@ pub use error::FrameError;
 pub use header::{FrameKind, HEADER_LEN, Header, MAX_PAYLOAD_LIMIT};
 pub use ids::{ErrorCode, StreamId};
 pub use preface::{MAGIC, PREFACE_LEN, PrefaceError, VERSION, decode_preface, encode_preface};
+pub use priority::{MAX_URGENCY, PriorityUpdate};
 pub use settings::{
     CONNECTION_WINDOW, DIRECTIONAL_RESET, EXTENSIONS, INITIAL_STREAM_WINDOW, KNOWN_SETTINGS,
-    MAX_FRAME_PAYLOAD, MAX_STREAMS, SettingSpec, Settings, SettingsValues,
+    MAX_FRAME_PAYLOAD, MAX_STREAMS, PRIORITY_UPDATES, SettingSpec, Settings, SettingsValues,
 };
 
-/// One frame of a type version 1 knows.
+/// One frame of a type version 1 knows (PRIORITY_UPDATE: an extension
+/// negotiated through SETTINGS, SPEC §7.1).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Frame {
     /// DATA (SPEC §6.2).
@@ -50,6 +53,8 @@ pub enum Frame {
     GoAway(GoAway),
     /// SETTINGS (SPEC §6.9).
     Settings(Settings),
+    /// PRIORITY_UPDATE (SPEC §6.10).
+    PriorityUpdate(PriorityUpdate),
 }
 
 impl Frame {
@@ -64,6 +69,7 @@ impl Frame {
             Frame::Ping(f) => f.header(),
             Frame::GoAway(f) => f.header(),
             Frame::Settings(f) => f.header(),
+            Frame::PriorityUpdate(f) => f.header(),
         }
     }
 
@@ -93,6 +99,7 @@ impl Frame {
             Frame::Ping(f) => f.encode_payload(dst),
             Frame::GoAway(f) => f.encode_payload(dst),
             Frame::Settings(f) => f.encode_payload(dst),
+            Frame::PriorityUpdate(f) => f.encode_payload(dst),
         }
     }
 

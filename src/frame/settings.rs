@@ -70,6 +70,8 @@ pub const EXTENSIONS: SettingSpec = SettingSpec {
 
 /// EXTENSIONS bit: RESET's SEND and RECEIVE flags (SPEC §6.6, §8.7.1).
 pub const DIRECTIONAL_RESET: u32 = 0x1;
+/// EXTENSIONS bit: PRIORITY_UPDATE frames (SPEC §6.10).
+pub const PRIORITY_UPDATES: u32 = 0x2;
 
 /// Every parameter version 1 knows, in id order.
 pub const KNOWN_SETTINGS: [SettingSpec; 5] = [

@@ -26,6 +26,8 @@ pub struct ControlPair {
     pub closed: Option<(Side, ErrorCode, Bytes)>,
     /// Refuse actions seen: [client's, server's].
     pub refused: [Vec<creditmux::frame::StreamId>; 2],
+    /// Prioritize actions seen (the peer's requests): [client's, server's].
+    pub prioritized: [Vec<(creditmux::frame::StreamId, creditmux::Priority)>; 2],
 }
 
 impl ControlPair {
@@ -40,6 +42,7 @@ impl ControlPair {
             finished: [false, false],
             closed: None,
             refused: [Vec::new(), Vec::new()],
+            prioritized: [Vec::new(), Vec::new()],
         }
     }
 
@@ -108,6 +111,9 @@ impl ControlPair {
                         }
                     }
                     Action::Refuse { above } => self.refused[side].push(above),
+                    Action::Prioritize { stream, priority } => {
+                        self.prioritized[side].push((stream, priority))
+                    }
                 }
             }
         }

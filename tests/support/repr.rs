@@ -118,6 +118,11 @@ pub fn parse_frame(repr: &str) -> Frame {
             code: ErrorCode(num(&map, "code") as u32),
             debug: Bytes::from(hex_decode(&map["debug"])),
         }),
+        "PRIORITY_UPDATE" => Frame::PriorityUpdate(PriorityUpdate {
+            stream: stream(&map, "stream"),
+            urgency: num(&map, "urgency") as u8,
+            incremental: flag(&map, "incremental"),
+        }),
         other => panic!("unknown frame name {other}"),
     }
 }

@@ -172,6 +172,39 @@ impl Harness {
                 }
             }
             Frame::Data(data) => self.on_sut_data(data),
+            Frame::PriorityUpdate(p) => {
+                let id = p.stream;
+                // SPEC §6.10: only to a peer that announced it...
+                assert!(
+                    l.peer_directional_reset,
+                    "PRIORITY_UPDATE on {id} to a peer without PRIORITY_UPDATES"
+                );
+                // ...on a stream the peer knows...
+                let opened = if id.is_client_initiated() {
+                    !exact || id.index() < l.peer_next_index
+                } else {
+                    id.index() < l.sut_announced
+                };
+                assert!(opened, "PRIORITY_UPDATE on {id} before it was opened");
+                // ...whose data the SUT still receives...
+                assert!(
+                    !l.sut_recv_reset.contains(&id)
+                        && !(exact && l.peer_reset_sut_recv.contains(&id))
+                        && !(exact && l.peer_fin.contains(&id)),
+                    "PRIORITY_UPDATE on {id}, whose receiving direction ended"
+                );
+                // ...and at most 500 in any 1 s.
+                let now = self.now;
+                let sent = &mut l.sut_priority_sent;
+                while sent
+                    .front()
+                    .is_some_and(|&at| at + Duration::from_secs(1) <= now)
+                {
+                    sent.pop_front();
+                }
+                assert!(sent.len() < 500, "more than 500 PRIORITY_UPDATE in 1 s");
+                sent.push_back(now);
+            }
         }
     }
 

@@ -2,7 +2,9 @@
 //! mirror types that `session.rs` turns into mostly well-formed frames.
 
 use arbitrary::Arbitrary;
-use creditmux::frame::{DIRECTIONAL_RESET, ErrorCode, MAX_CREDIT, ResetScope, SettingsValues};
+use creditmux::frame::{
+    DIRECTIONAL_RESET, ErrorCode, MAX_CREDIT, PRIORITY_UPDATES, ResetScope, SettingsValues,
+};
 
 #[derive(Arbitrary, Debug)]
 pub(super) struct Input {
@@ -24,8 +26,8 @@ pub(super) struct PeerSettings {
     pub(super) max_frame_payload: Option<u16>,
     /// 0 ..= 11.
     pub(super) max_streams: Option<u8>,
-    /// The peer announces DIRECTIONAL_RESET (SPEC §7.1): the SUT may send
-    /// RESET SEND and RECEIVE.
+    /// The peer announces DIRECTIONAL_RESET and PRIORITY_UPDATES (SPEC
+    /// §7.1): the SUT may send RESET SEND and RECEIVE, and PRIORITY_UPDATE.
     pub(super) directional_reset: bool,
 }
 
@@ -36,7 +38,9 @@ impl PeerSettings {
             connection_window: self.connection_window.map(|v| 1024 + u32::from(v)),
             max_frame_payload: self.max_frame_payload.map(|v| 1024 + u32::from(v) % 2049),
             max_streams: self.max_streams.map(|v| u32::from(v) % 12),
-            extensions: self.directional_reset.then_some(DIRECTIONAL_RESET),
+            extensions: self
+                .directional_reset
+                .then_some(DIRECTIONAL_RESET | PRIORITY_UPDATES),
         }
     }
 }
@@ -155,7 +159,9 @@ pub(super) enum PeerFrame {
     Settings {
         ack: bool,
     },
-    /// A frame of an unknown type (8..=255), skipped by the receiver.
+    /// A frame of an unknown type (9..=255), skipped by the receiver; type
+    /// 8 is a PRIORITY_UPDATE on a held stream (urgency, flag and stream
+    /// drawn from `len`).
     Unknown {
         kind: u8,
         len: u8,

@@ -64,8 +64,16 @@ struct State {
     /// Stream handles alive (a stream counts until both halves are gone).
     open_streams: u64,
     /// Streams this side opened and still holds, for a GOAWAY to refuse
-    /// (SPEC §13.1). Entries leave with their handles.
+    /// (SPEC §13.1) and the peer's priority requests. Entries leave with
+    /// their handles.
     local_streams: HashMap<StreamId, Weak<StreamRef>>,
+    /// Streams the peer opened that the application holds, for the peer's
+    /// priority requests. Entries leave with their handles.
+    peer_streams: HashMap<StreamId, Weak<StreamRef>>,
+    /// The peer's priority requests for its streams not accepted yet (the
+    /// control stream is not ordered with them, SPEC §18.3): at most one
+    /// per id and `max_incoming_streams` in all.
+    early_requests: HashMap<StreamId, Priority>,
     /// The QUIC connection has closed and the plane knows why.
     done: bool,
 }
@@ -91,6 +99,32 @@ impl Shared {
             self.changed.notify_waiters();
         }
         value
+    }
+
+    /// The peer asks for `priority` on `id` (SPEC §18.3): the stream's
+    /// write half applies it from its next write; a request for a peer
+    /// stream not accepted yet waits for it, one for a stream this side
+    /// does not hold is ignored.
+    fn prioritize(&self, id: StreamId, priority: Priority) {
+        let mut state = self.lock();
+        let local = state.plane.side().owns(id);
+        let streams = if local {
+            &state.local_streams
+        } else {
+            &state.peer_streams
+        };
+        if let Some(stream) = streams.get(&id).and_then(Weak::upgrade) {
+            drop(state);
+            stream.request_priority(priority);
+            return;
+        }
+        if local || id <= state.plane.last_accepted() {
+            return;
+        }
+        let bound = state.plane.config().max_incoming_streams as usize;
+        if state.early_requests.len() < bound || state.early_requests.contains_key(&id) {
+            state.early_requests.insert(id, priority);
+        }
     }
 
     /// The peer reset or stopped a data stream (SPEC §18.3 flood limit).
@@ -164,6 +198,7 @@ impl Shared {
             local_reset: Mutex::new(None),
             remote_stop: AtomicBool::new(false),
             refused: AtomicBool::new(false),
+            peer_priority: Mutex::new(None),
         });
         // Halves of a whole stream; `Stream::split` makes them alone.
         (
@@ -260,6 +295,8 @@ pub(crate) async fn start(
             session_handles: 1,
             open_streams: 0,
             local_streams: HashMap::new(),
+            peer_streams: HashMap::new(),
+            early_requests: HashMap::new(),
             done: false,
         }),
         connection,
@@ -429,6 +466,9 @@ fn act(shared: &Shared, mut send: Option<&mut quinn::SendStream>) -> Result<(), 
             Some(Action::Close { code, reason }) => {
                 closing = true;
                 shared.connection.close(VarInt::from_u32(code.0), &reason);
+            }
+            Some(Action::Prioritize { stream, priority }) => {
+                shared.prioritize(stream, priority);
             }
             Some(Action::Refuse { above }) => {
                 let refused: Vec<Arc<StreamRef>> = shared
@@ -623,8 +663,18 @@ impl Shared {
                     match id {
                         Some(id) if !state.plane.goaway_sent() => {
                             state.plane.stream_accepted(id);
+                            let early = state.early_requests.remove(&id);
                             drop(state);
-                            return Ok(Some(self.stream(send, recv, id)));
+                            let (recv, send) = self.stream(send, recv, id);
+                            let mut state = self.lock();
+                            state.peer_streams.insert(id, Arc::downgrade(&send.handle));
+                            // Requests for ids the peer skipped are moot.
+                            state.early_requests.retain(|&early, _| early > id);
+                            drop(state);
+                            if let Some(priority) = early {
+                                send.handle.request_priority(priority);
+                            }
+                            return Ok(Some((recv, send)));
                         }
                         _ => {
                             drop(state);

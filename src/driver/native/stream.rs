@@ -16,7 +16,7 @@ use super::{Shared, error_code};
 use crate::conn::Priority;
 use crate::driver::backend::{RecvBackend, SendBackend};
 use crate::driver::now;
-use crate::error::{ConnectionError, Initiator, StreamError};
+use crate::error::{ConnectionError, Initiator, PriorityRequestError, StreamError};
 use crate::frame::{ErrorCode, StreamId};
 use crate::stats::StreamStats;
 
@@ -37,6 +37,9 @@ pub(crate) struct StreamRef {
     pub(super) remote_stop: AtomicBool,
     /// The peer's GOAWAY refused this stream (SPEC §13.1).
     pub(super) refused: AtomicBool,
+    /// The peer's latest PRIORITY_UPDATE not applied yet: the write half
+    /// applies it from its next write (SPEC §18.3).
+    pub(super) peer_priority: Mutex<Option<Priority>>,
 }
 
 pub(super) struct RecvSlot {
@@ -235,10 +238,28 @@ impl StreamRef {
     }
 }
 
+impl StreamRef {
+    /// The peer asks for `priority` (see `peer_priority`).
+    pub(super) fn request_priority(&self, priority: Priority) {
+        *self
+            .peer_priority
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(priority);
+    }
+
+    fn peer_priority(&self) -> MutexGuard<'_, Option<Priority>> {
+        self.peer_priority
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 impl Drop for StreamRef {
     fn drop(&mut self) {
         let mut state = self.shared.lock();
         state.local_streams.remove(&self.id);
+        state.peer_streams.remove(&self.id);
+        state.plane.forget_request(self.id);
         state.open_streams -= 1;
         let open = state.open_streams;
         state.plane.set_open_streams(now(), open);
@@ -282,6 +303,21 @@ impl RecvBackend for NativeRecv {
     fn stop(&mut self, code: ErrorCode) {
         self.leftover = Bytes::new();
         self.half.handle.stop_reading(code);
+    }
+
+    fn request_priority(&mut self, priority: Priority) -> Result<(), PriorityRequestError> {
+        let handle = &self.half.handle;
+        let ended = {
+            let slot = handle.slot();
+            slot.local_stop.is_some() || slot.remote_reset.is_some()
+        };
+        if ended || handle.recv_finished.load(Ordering::Relaxed) {
+            return Err(PriorityRequestError::Finished);
+        }
+        let id = handle.id;
+        handle
+            .shared
+            .with_plane(|plane| plane.request_priority(now(), id, priority))
     }
 
     fn poll_fill(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
@@ -366,9 +402,14 @@ impl SendHalf {
         self.handle.shared.data_sent.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// REFUSED_STREAM if the peer's GOAWAY refused the stream; resets the
-    /// QUIC send side then (harmless when repeated).
+    /// Before a write: applies the peer's priority request, if one came;
+    /// REFUSED_STREAM if the peer's GOAWAY refused the stream, resetting
+    /// the QUIC send side then (harmless when repeated).
     fn refused(&mut self) -> Result<(), StreamError> {
+        let requested = self.handle.peer_priority().take();
+        if let Some(priority) = requested {
+            self.set_priority(priority);
+        }
         if !self.handle.refused.load(Ordering::Relaxed) {
             return Ok(());
         }
@@ -520,8 +561,9 @@ impl SendBackend for SendHalf {
             .set_priority(default - i32::from(priority.urgency()));
     }
 
+    /// The peer's request not applied yet, or the latest set.
     fn priority(&self) -> Priority {
-        self.priority
+        self.handle.peer_priority().unwrap_or(self.priority)
     }
 }
 
