@@ -9,7 +9,10 @@ use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::mpsc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use crate::cpu;
 
 /// A boxed, sendable future.
 pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -74,6 +77,9 @@ pub fn runtime() -> tokio::runtime::Runtime {
 /// within `timeout`, or the client's error (with the server's, if the
 /// server side failed too).
 ///
+/// The client side can measure both threads' CPU time with
+/// [`CpuMeter`](crate::cpu::CpuMeter).
+///
 /// Threads that do not finish (a blocked thread, not just a pending
 /// future) are left behind rather than joined, so the bench still ends.
 pub fn run_pair<T, S, C>(timeout: Duration, server: S, client: C) -> Outcome<T>
@@ -85,9 +91,16 @@ where
     let (addr_tx, addr_rx) = mpsc::sync_channel::<SocketAddr>(1);
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     let (server_tx, server_rx) = mpsc::channel::<Res<()>>();
+    // The server thread's id, known before it sends its address, for the
+    // client side's CPU readings.
+    let server_tid = Arc::new(OnceLock::new());
+    let tid = server_tid.clone();
     let server_thread = std::thread::Builder::new()
         .name("peers-server".into())
         .spawn(move || {
+            if let Some(id) = cpu::current_thread() {
+                let _ = tid.set(id);
+            }
             let outcome = catch_unwind(AssertUnwindSafe(|| {
                 let rt = runtime();
                 let result = rt.block_on(async move {
@@ -119,9 +132,11 @@ where
     };
 
     let (client_tx, client_rx) = mpsc::channel::<Outcome<T>>();
+    let server_tid = server_tid.get().copied();
     let client_thread = std::thread::Builder::new()
         .name("peers-client".into())
         .spawn(move || {
+            cpu::set_peer(server_tid);
             let outcome = catch_unwind(AssertUnwindSafe(|| {
                 let rt = runtime();
                 let result = rt.block_on(async move {

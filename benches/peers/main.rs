@@ -22,8 +22,14 @@
 //! urgent request/response stream) as each scenario finishes, then a markdown table per
 //! scenario with ratios against raw TCP and against each peer. Progress
 //! goes to stderr.
+//!
+//! CPU figures (rr: µs per round trip) are the CPU time of both sides'
+//! threads together over the measured part, from the kernel's per-thread
+//! scheduler statistics (cpu.rs); the loopback kernel work done in their
+//! system calls is included.
 
 // The delay proxy, shared with the tests.
+mod cpu;
 #[path = "../../tests/support/delay.rs"]
 mod delay;
 mod h2_peer;

@@ -12,6 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::cpu::CpuMeter;
 use crate::delay::Link;
 use crate::harness::{BoxFut, Failure, Outcome, Res, run_pair};
 use crate::path::PathThread;
@@ -266,7 +267,8 @@ pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
         },
         "rr" => Scenario {
             title: format!(
-                "rr: 64-byte request/response on one stream, {} round trips",
+                "rr: 64-byte request/response on one stream, {} round trips; CPU: both \
+                 sides' threads per round trip",
                 sizes.rr_rounds
             ),
             pairs: vec![Pair {
@@ -274,6 +276,7 @@ pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
                     metric("p50_us", "p50 µs", false, 1),
                     metric("p99_us", "p99 µs", false, 1),
                     metric("p999_us", "p99.9 µs", false, 1),
+                    metric("cpu_us_per_round_trip", "CPU µs/rt", false, 1),
                 ],
                 run: Box::new(move || {
                     let rounds = sizes.rr_rounds;
@@ -694,12 +697,21 @@ async fn finish_echo(stream: &mut BoxStream) -> Res<()> {
     Ok(())
 }
 
-/// 64-byte ping-pong on one stream; p50, p99 and p99.9 in µs.
+/// 64-byte ping-pong on one stream; p50, p99 and p99.9 in µs, and the
+/// CPU time of both sides per measured round trip in µs.
 async fn rr(client: Arc<dyn Client>, rounds: usize) -> Res<Vec<f64>> {
     let mut stream = client.open().await?;
-    let hist = round_trips(&mut stream, warmup_rounds(rounds), rounds).await?;
+    round_trips(&mut stream, warmup_rounds(rounds), 0).await?;
+    let cpu = CpuMeter::start().await?;
+    let hist = round_trips(&mut stream, 0, rounds).await?;
+    let cpu = cpu.stop().await?;
     finish_echo(&mut stream).await?;
-    Ok(vec![us(&hist, 0.50), us(&hist, 0.99), us(&hist, 0.999)])
+    Ok(vec![
+        us(&hist, 0.50),
+        us(&hist, 0.99),
+        us(&hist, 0.999),
+        cpu.as_secs_f64() * 1e6 / rounds as f64,
+    ])
 }
 
 /// `count` streams, at most `concurrency` at a time, each: open, 1 byte and

@@ -1,0 +1,87 @@
+//! CPU time of a measurement's two sides: the client thread and the server
+//! thread, each with its own current-thread runtime, so together they are
+//! all the CPU the implementation spends (loopback kernel work done in
+//! their system calls included). Read from the kernel's per-thread
+//! scheduler statistics (`/proc/self/task/<tid>/schedstat`, whose first
+//! field is the nanoseconds the thread has run), which needs no unsafe
+//! clock call and is precise to the nanosecond.
+//!
+//! The kernel brings a thread's figure up to date when the thread blocks
+//! or at a scheduler tick, so a thread that is running while it is read
+//! can be behind by up to a tick. [`CpuMeter`] therefore lets both sides
+//! go idle for a moment before each reading: at that point both figures
+//! are exact.
+
+use std::cell::Cell;
+use std::time::Duration;
+
+use crate::harness::Res;
+use crate::transports::s;
+
+/// How long both sides idle before a reading, so that both threads have
+/// blocked since their last work (see the module docs).
+const SETTLE: Duration = Duration::from_millis(5);
+
+thread_local! {
+    /// On a client thread: the thread id of its measurement's server side.
+    static PEER: Cell<Option<u32>> = const { Cell::new(None) };
+}
+
+/// The kernel's id of the calling thread, from the `/proc/thread-self`
+/// link (`<pid>/task/<tid>`).
+pub fn current_thread() -> Option<u32> {
+    let link = std::fs::read_link("/proc/thread-self").ok()?;
+    link.file_name()?.to_str()?.parse().ok()
+}
+
+/// Called on a client thread: `tid` is the server side's thread, measured
+/// along with this one by every [`CpuMeter`] started on this thread.
+pub fn set_peer(tid: Option<u32>) {
+    PEER.with(|peer| peer.set(tid));
+}
+
+/// CPU time thread `tid` of this process has run so far.
+fn thread_cpu(tid: u32) -> Res<Duration> {
+    let path = format!("/proc/self/task/{tid}/schedstat");
+    let stat = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    let ns: u64 = stat
+        .split_whitespace()
+        .next()
+        .ok_or_else(|| format!("{path}: empty"))?
+        .parse()
+        .map_err(s)?;
+    Ok(Duration::from_nanos(ns))
+}
+
+/// CPU time of the measurement's client thread (the caller) and server
+/// thread since [`CpuMeter::start`].
+pub struct CpuMeter {
+    threads: [u32; 2],
+    start: Duration,
+}
+
+impl CpuMeter {
+    /// Starts measuring, after both sides have idled for a moment. Call on
+    /// the client side of a measurement.
+    pub async fn start() -> Res<CpuMeter> {
+        let client = current_thread().ok_or("no /proc/thread-self: CPU time not measurable")?;
+        let server = PEER
+            .with(Cell::get)
+            .ok_or("the server side's thread is not known")?;
+        let threads = [client, server];
+        tokio::time::sleep(SETTLE).await;
+        let start = Self::total(threads)?;
+        Ok(CpuMeter { threads, start })
+    }
+
+    /// The CPU time both sides have run since [`start`](CpuMeter::start),
+    /// read after both have idled for a moment.
+    pub async fn stop(self) -> Res<Duration> {
+        tokio::time::sleep(SETTLE).await;
+        Ok(Self::total(self.threads)?.saturating_sub(self.start))
+    }
+
+    fn total(threads: [u32; 2]) -> Res<Duration> {
+        Ok(thread_cpu(threads[0])? + thread_cpu(threads[1])?)
+    }
+}
