@@ -1,17 +1,19 @@
 //! Peer comparison: creditmux (over TCP, TLS, native and framed QUIC)
-//! against raw TCP and the multiplexers a user would pick instead (yamux
-//! 0.13, h2 0.4 with default and with large windows, quinn 0.11), through
-//! the same scenarios, in one process and one run. Each side of every measurement runs on its own thread with a
-//! current-thread tokio runtime, under a timeout that records "timeout"
-//! instead of hanging.
+//! against raw TCP, raw TLS (the baseline of creditmux over TLS) and the
+//! multiplexers a user would pick instead (yamux 0.13, h2 0.4 with default
+//! and with large windows, quinn 0.11), through the same scenarios, in one
+//! process and one run. Each side of every measurement runs on its own
+//! thread with a current-thread tokio runtime, under a timeout that records
+//! "timeout" instead of hanging.
 //!
 //! ```text
 //! cargo bench --bench peers                 # full: 3 runs, full sizes, 60 s timeouts
 //! cargo bench --bench peers -- --quick      # smoke: 1 run, small sizes, 5 s timeouts, < 60 s
 //!   --scenario bulk,rr   only these scenarios (bulk many rr rr-under-load open idle
 //!                        hol delay)
-//!   --impl creditmux,tcp only these implementations (tcp creditmux yamux h2 h2-large
-//!                        quinn creditmux-tls creditmux-quic creditmux-quic-framed)
+//!   --impl creditmux,tcp only these implementations (tcp creditmux creditmux-fixed
+//!                        yamux h2 h2-large quinn tls creditmux-tls creditmux-quic
+//!                        creditmux-quic-framed)
 //!   --runs N             runs per measurement (medians are reported)
 //!   --timeout SECS       per-measurement timeout
 //!   --budget SECS        skip what is left once this much time has passed
@@ -19,17 +21,19 @@
 //!
 //! Output: one JSON line per scenario × implementation × variant (medians
 //! and every run's value; rr-under-load runs creditmux with and without an
-//! urgent request/response stream) as each scenario finishes, then a markdown table per
-//! scenario with ratios against raw TCP and against each peer. Progress
-//! goes to stderr.
+//! urgent request/response stream) as each scenario finishes, then a
+//! markdown table per scenario with ratios against raw TCP, of creditmux
+//! over TLS against raw TLS, and of creditmux against each peer. Progress
+//! goes to stderr. Raw TCP and raw TLS (tokio-rustls with the rustls
+//! configs of creditmux over TLS) use one connection per stream.
 //!
-//! CPU figures (rr: µs per round trip) are the CPU time of both sides'
-//! threads together over the measured part, from the kernel's per-thread
-//! scheduler statistics (cpu.rs); the loopback kernel work done in their
-//! system calls is included.
+//! CPU figures (rr: µs per round trip; bulk and many: ms per GiB moved)
+//! are the CPU time of both sides' threads together over the measured
+//! part, from the kernel's per-thread scheduler statistics (cpu.rs); the
+//! loopback kernel work done in their system calls is included.
 
-// The delay proxy, shared with the tests.
 mod cpu;
+// The delay proxy, shared with the tests.
 #[path = "../../tests/support/delay.rs"]
 mod delay;
 mod h2_peer;
@@ -254,7 +258,7 @@ fn main() {
     println!(
         "Machine: {} cores, {}. Each side on its own thread and current-thread runtime; \
          timeout {:?} per measurement; total {:.1} s. ↑ higher is better, ↓ lower is better. \
-         Raw TCP uses one connection per stream. Memory is the growth of the process's heap \
+         Raw TCP and raw TLS use one connection per stream. Memory is the growth of the process's heap \
          (counting allocator), both sides together, each stream held in a parked task per side; \
          kernel socket buffers are not included.\n",
         std::thread::available_parallelism().map_or(0, |n| n.get()),

@@ -154,8 +154,9 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
 }
 
 /// The scenario's markdown: one row per implementation and variant with
-/// each metric's median and its ratio to raw TCP, then, per variant of
-/// creditmux, its ratio to each peer and to the best peer per metric.
+/// each metric's median and its ratio to raw TCP, then creditmux over TLS's
+/// ratio to raw TLS, then, per variant of creditmux, its ratio to each peer
+/// and to the best peer per metric.
 pub fn markdown(result: &ScenarioResult) -> String {
     let mut out = String::new();
     let Some(first) = result.rows.first() else {
@@ -193,11 +194,47 @@ pub fn markdown(result: &ScenarioResult) -> String {
         out.push('\n');
     }
 
+    for (ours, base) in BASELINES {
+        let row = |kind| {
+            result
+                .rows
+                .iter()
+                .find(|r| r.kind == kind && r.variant == Variant::Default)
+        };
+        if let (Some(ours), Some(base)) = (row(ours), row(base)) {
+            out.push_str(&versus_baseline(ours, base, &metrics));
+        }
+    }
+
     let peers: Vec<&Row> = result.rows.iter().filter(|r| r.kind.is_peer()).collect();
     if !peers.is_empty() {
         for row in result.rows.iter().filter(|r| r.kind == Kind::Creditmux) {
             out.push_str(&versus_peers(row, &peers, &metrics));
         }
+    }
+    out.push('\n');
+    out
+}
+
+/// Implementations compared with the baseline of their own transport (as
+/// every one is with raw TCP): creditmux over TLS with raw TLS.
+const BASELINES: [(Kind, Kind); 1] = [(Kind::CreditmuxTls, Kind::Tls)];
+
+/// `ours`'s ratio to `base` per metric, as a one-row markdown table.
+fn versus_baseline(ours: &Row, base: &Row, metrics: &[Metric]) -> String {
+    let (label, base_label) = (ours.label(), base.label());
+    let mut out = format!(
+        "\n{label} ÷ {base_label}, its transport's baseline (above 1 is {label} higher; \
+         ↑/↓ says which way is better):\n\n| {label} ÷ |"
+    );
+    let mut rule = String::from("|---|");
+    for m in metrics {
+        out.push_str(&format!(" {} |", m.label));
+        rule.push_str("---:|");
+    }
+    out.push_str(&format!("\n{rule}\n| {base_label} |"));
+    for (o, b) in ours.series.iter().zip(&base.series) {
+        out.push_str(&format!(" {} |", ratio(o.median(), b.median())));
     }
     out.push('\n');
     out

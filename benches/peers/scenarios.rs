@@ -250,19 +250,25 @@ pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
     match name {
         "bulk" => Scenario {
             title: format!(
-                "bulk: 1 stream, {} MiB client to server",
+                "bulk: 1 stream, {} MiB client to server; CPU: both sides' threads per GiB",
                 mib(sizes.bulk_bytes)
             ),
-            pairs: vec![transfer_pair(ctx, 1, sizes.bulk_bytes)],
+            pairs: vec![transfer_pair(ctx, 1, sizes.bulk_bytes, true)],
             derived: None,
         },
         "many" => Scenario {
             title: format!(
-                "many: {} concurrent streams × {} MiB client to server",
+                "many: {} concurrent streams × {} MiB client to server; CPU: both sides' \
+                 threads per GiB",
                 sizes.many_streams,
                 mib(sizes.many_bytes)
             ),
-            pairs: vec![transfer_pair(ctx, sizes.many_streams, sizes.many_bytes)],
+            pairs: vec![transfer_pair(
+                ctx,
+                sizes.many_streams,
+                sizes.many_bytes,
+                true,
+            )],
             derived: None,
         },
         "rr" => Scenario {
@@ -356,7 +362,7 @@ pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
         "hol" => {
             let bytes = sizes.hol_bytes;
             let blocked = sizes.hol_blocked_bytes;
-            let mut alone = transfer_pair(ctx, 1, bytes);
+            let mut alone = transfer_pair(ctx, 1, bytes, false);
             alone.metrics = vec![metric("alone_mib_per_s", "alone MiB/s", true, 0)];
             Scenario {
                 title: format!(
@@ -438,14 +444,20 @@ pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
     }
 }
 
-fn transfer_pair(ctx: Ctx, streams: usize, bytes: usize) -> Pair {
+/// `streams` streams × `bytes` client to server: MiB/s, and with `cpu`
+/// the CPU time of both sides per GiB moved.
+fn transfer_pair(ctx: Ctx, streams: usize, bytes: usize, cpu: bool) -> Pair {
+    let mut metrics = vec![metric("mib_per_s", "MiB/s", true, 0)];
+    if cpu {
+        metrics.push(metric("cpu_ms_per_gib", "CPU ms/GiB", false, 0));
+    }
     Pair {
-        metrics: vec![metric("mib_per_s", "MiB/s", true, 0)],
+        metrics,
         run: Box::new(move || {
             measure(ctx, Mode::Sink, move |c| {
-                Box::pin(transfer(c, streams, bytes))
+                Box::pin(transfer(c, streams, bytes, cpu))
             })
-            .map(|v| vec![Ok(v)])
+            .map(each)
         }),
     }
 }
@@ -584,8 +596,19 @@ async fn serve(server: Arc<dyn Server>, mode: Mode) -> Res<()> {
 // ----- client sides ------------------------------------------------------------
 
 /// `streams` concurrent streams each send `bytes` and wait for the ack;
-/// MiB/s over all of them.
-async fn transfer(client: Arc<dyn Client>, streams: usize, bytes: usize) -> Res<f64> {
+/// MiB/s over all of them, and with `cpu` the CPU time of both sides in
+/// ms per GiB.
+async fn transfer(
+    client: Arc<dyn Client>,
+    streams: usize,
+    bytes: usize,
+    cpu: bool,
+) -> Res<Vec<f64>> {
+    let meter = if cpu {
+        Some(CpuMeter::start().await?)
+    } else {
+        None
+    };
     let start = Instant::now();
     let tasks = (0..streams)
         .map(|_| {
@@ -598,7 +621,12 @@ async fn transfer(client: Arc<dyn Client>, streams: usize, bytes: usize) -> Res<
         })
         .collect();
     join_all(tasks).await?;
-    Ok(mib_per_s(streams * bytes, start.elapsed()))
+    let mut values = vec![mib_per_s(streams * bytes, start.elapsed())];
+    if let Some(meter) = meter {
+        let gib = (streams * bytes) as f64 / (1u64 << 30) as f64;
+        values.push(meter.stop().await?.as_secs_f64() * 1e3 / gib);
+    }
+    Ok(values)
 }
 
 /// [`transfer`], except that each stream stops writing once `cap` has

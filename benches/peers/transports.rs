@@ -69,6 +69,10 @@ pub enum Kind {
     H2Large,
     /// quinn 0.11 over loopback UDP, default configuration.
     Quinn,
+    /// One TLS 1.3 connection per stream (tokio-rustls, with the rustls
+    /// configs of `CreditmuxTls`): the baseline of creditmux over TLS, as
+    /// `Tcp` is of creditmux over TCP.
+    Tls,
     /// creditmux over TLS 1.3 over TCP (rustls, ring).
     CreditmuxTls,
     /// creditmux native QUIC mode: one quinn stream per stream, QUIC flow
@@ -79,7 +83,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Tcp,
         Kind::Creditmux,
         Kind::CreditmuxFixed,
@@ -87,6 +91,7 @@ impl Kind {
         Kind::H2,
         Kind::H2Large,
         Kind::Quinn,
+        Kind::Tls,
         Kind::CreditmuxTls,
         Kind::CreditmuxQuic,
         Kind::CreditmuxQuicFramed,
@@ -102,6 +107,7 @@ impl Kind {
             Kind::H2 => "h2",
             Kind::H2Large => "h2-large",
             Kind::Quinn => "quinn",
+            Kind::Tls => "tls",
             Kind::CreditmuxTls => "creditmux-tls",
             Kind::CreditmuxQuic => "creditmux-quic",
             Kind::CreditmuxQuicFramed => "creditmux-quic-framed",
@@ -118,6 +124,7 @@ impl Kind {
             Kind::H2 => "h2 0.4",
             Kind::H2Large => "h2 0.4 large windows",
             Kind::Quinn => "quinn 0.11",
+            Kind::Tls => "raw TLS",
             Kind::CreditmuxTls => "creditmux over TLS",
             Kind::CreditmuxQuic => "creditmux native QUIC",
             Kind::CreditmuxQuicFramed => "creditmux framed QUIC",
@@ -182,8 +189,10 @@ impl Kind {
         }
         let listener = TcpListener::bind("127.0.0.1:0").await.map_err(s)?;
         addr_tx.send(listener.local_addr().map_err(s)?).map_err(s)?;
-        if self == Kind::Tcp {
-            return Ok(Arc::new(TcpServer { listener }));
+        match self {
+            Kind::Tcp => return Ok(Arc::new(TcpServer { listener })),
+            Kind::Tls => return secure::raw_server(listener),
+            _ => {}
         }
         let (socket, _) = listener.accept().await.map_err(s)?;
         socket.set_nodelay(true).map_err(s)?;
@@ -208,6 +217,7 @@ impl Kind {
     pub async fn connect(self, limits: Limits, addr: SocketAddr) -> Res<Arc<dyn Client>> {
         match self {
             Kind::Tcp => return Ok(Arc::new(TcpClient { addr })),
+            Kind::Tls => return secure::raw_client(addr),
             Kind::Quinn => return quinn_peer::connect(limits, addr).await,
             Kind::CreditmuxTls | Kind::CreditmuxQuic | Kind::CreditmuxQuicFramed => {
                 return secure::connect(self, creditmux_config(limits), addr).await;
@@ -334,12 +344,14 @@ impl Client for CreditmuxClient {
     }
 }
 
-/// creditmux over TLS and over QUIC (both modes), with the self-signed
-/// certificate the quinn peer uses.
+/// creditmux over TLS and over QUIC (both modes), and raw TLS, with the
+/// self-signed certificate the quinn peer uses.
 mod secure {
     use super::*;
     use creditmux::{quic, tls};
-    use rustls::pki_types::PrivateKeyDer;
+    use rustls::pki_types::{PrivateKeyDer, ServerName};
+    use tokio::sync::{Mutex, mpsc};
+    use tokio_rustls::{TlsAcceptor, TlsConnector};
 
     fn server_tls() -> Res<Arc<rustls::ServerConfig>> {
         let (cert, key) = quinn_peer::certificate();
@@ -351,6 +363,84 @@ mod secure {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(cert.clone()).map_err(s)?;
         Ok(tls::client_config(roots))
+    }
+
+    /// Raw TLS, server side: every TCP connection to `listener` is one
+    /// stream. Each TLS handshake runs on a task of its own, as a TLS
+    /// server's would, so that one handshake does not hold up the accepts
+    /// behind it.
+    pub fn raw_server(listener: TcpListener) -> Res<Arc<dyn Server>> {
+        let acceptor = TlsAcceptor::from(server_tls()?);
+        let (tx, rx) = mpsc::unbounded_channel::<Res<BoxStream>>();
+        tokio::spawn(async move {
+            loop {
+                let socket = match listener.accept().await {
+                    Ok((socket, _)) => socket,
+                    Err(e) => {
+                        let _ = tx.send(Err(s(e)));
+                        return;
+                    }
+                };
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let stream = async {
+                        socket.set_nodelay(true).map_err(s)?;
+                        let tls = acceptor.accept(socket).await.map_err(s)?;
+                        Ok(Box::new(tls) as BoxStream)
+                    };
+                    let _ = tx.send(stream.await);
+                });
+            }
+        });
+        Ok(Arc::new(RawTlsServer {
+            inbound: Mutex::new(rx),
+        }))
+    }
+
+    struct RawTlsServer {
+        inbound: Mutex<mpsc::UnboundedReceiver<Res<BoxStream>>>,
+    }
+
+    impl Server for RawTlsServer {
+        fn accept(&self) -> BoxFut<'_, Res<Option<BoxStream>>> {
+            Box::pin(async move {
+                match self.inbound.lock().await.recv().await {
+                    Some(stream) => stream.map(Some),
+                    None => Ok(None),
+                }
+            })
+        }
+    }
+
+    /// Raw TLS, client side: each stream a TCP connection to `addr` with
+    /// its own TLS handshake. The client config is shared, as a client
+    /// would share it, so later handshakes may resume an earlier session.
+    pub fn raw_client(addr: SocketAddr) -> Res<Arc<dyn Client>> {
+        Ok(Arc::new(RawTlsClient {
+            addr,
+            connector: TlsConnector::from(client_tls()?),
+        }))
+    }
+
+    struct RawTlsClient {
+        addr: SocketAddr,
+        connector: TlsConnector,
+    }
+
+    impl Client for RawTlsClient {
+        fn open(&self) -> BoxFut<'_, Res<BoxStream>> {
+            Box::pin(async move {
+                let socket = TcpStream::connect(self.addr).await.map_err(s)?;
+                socket.set_nodelay(true).map_err(s)?;
+                let name = ServerName::try_from("localhost").map_err(s)?;
+                let tls = self.connector.connect(name, socket).await.map_err(s)?;
+                Ok(Box::new(tls) as BoxStream)
+            })
+        }
+
+        fn close(&self) -> BoxFut<'_, ()> {
+            Box::pin(async {})
+        }
     }
 
     pub async fn serve(
