@@ -10,7 +10,7 @@
 //! cargo bench --bench peers                 # full: 3 runs, full sizes, 60 s timeouts
 //! cargo bench --bench peers -- --quick      # smoke: 1 run, small sizes, 5 s timeouts, < 60 s
 //!   --scenario bulk,rr   only these scenarios (bulk many rr rr-under-load open idle
-//!                        hol delay)
+//!                        sessions hol delay)
 //!   --impl creditmux,tcp only these implementations (tcp creditmux creditmux-fixed
 //!                        yamux h2 h2-large quinn tls creditmux-tls creditmux-quic
 //!                        creditmux-quic-framed)
@@ -31,6 +31,15 @@
 //! are the CPU time of both sides' threads together over the measured
 //! part, from the kernel's per-thread scheduler statistics (cpu.rs); the
 //! loopback kernel work done in their system calls is included.
+//!
+//! Memory figures (idle: bytes per stream; sessions: KiB per session) are
+//! the growth of the process's heap, counted by the global allocator below,
+//! both sides together; sessions also reports the growth of the resident
+//! memory (VmRSS, after glibc's `malloc_trim` has returned free heap pages,
+//! so that what earlier measurements freed does not hide it). sessions
+//! holds 2,000 sessions (quick: 200) of 4 streams each at once: raw TCP and
+//! raw TLS need 8 file descriptors a session (16,000 for the full run), and
+//! are skipped, saying so, if `ulimit -n` is lower.
 
 mod cpu;
 // The delay proxy, shared with the tests.
@@ -104,6 +113,24 @@ static GLOBAL: Counting = Counting;
 /// Heap bytes currently allocated by the whole process.
 pub fn heap_bytes() -> i64 {
     HEAP.load(Ordering::Relaxed)
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+unsafe extern "C" {
+    /// glibc: returns free heap memory of every arena to the system.
+    fn malloc_trim(pad: usize) -> std::ffi::c_int;
+}
+
+/// Returns the free memory the allocator holds to the system where that
+/// is possible (glibc), so that the resident memory measured next does
+/// not count on pages that earlier measurements freed.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases memory the allocator holds free;
+    // it takes no pointer and is thread-safe.
+    unsafe {
+        malloc_trim(0);
+    }
 }
 
 // ----- options ---------------------------------------------------------------
@@ -259,8 +286,8 @@ fn main() {
         "Machine: {} cores, {}. Each side on its own thread and current-thread runtime; \
          timeout {:?} per measurement; total {:.1} s. ↑ higher is better, ↓ lower is better. \
          Raw TCP and raw TLS use one connection per stream. Memory is the growth of the process's heap \
-         (counting allocator), both sides together, each stream held in a parked task per side; \
-         kernel socket buffers are not included.\n",
+         (counting allocator; sessions also resident memory), both sides together, each stream \
+         held in a parked task per side; kernel socket buffers are not included.\n",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         cpu_model(),
         opts.timeout,

@@ -19,7 +19,7 @@ use quinn::{
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::harness::{BoxFut, Res};
-use crate::transports::{BoxStream, Client, Limits, Server, s};
+use crate::transports::{BoxStream, Client, Connector, Limits, Listener, Server, s};
 
 const ALPN: &[u8] = b"creditmux-bench";
 
@@ -96,7 +96,29 @@ impl Server for QuinnServer {
     }
 }
 
-pub async fn serve(limits: Limits, addr_tx: SyncSender<SocketAddr>) -> Res<Arc<dyn Server>> {
+/// One server endpoint for every connection.
+struct QuinnListener {
+    endpoint: Endpoint,
+}
+
+impl Listener for QuinnListener {
+    fn accept(&self) -> BoxFut<'_, Res<Arc<dyn Server>>> {
+        Box::pin(async move {
+            let incoming = self
+                .endpoint
+                .accept()
+                .await
+                .ok_or("quinn endpoint closed")?;
+            let conn = incoming.await.map_err(s)?;
+            Ok(Arc::new(QuinnServer {
+                conn,
+                _endpoint: self.endpoint.clone(),
+            }) as Arc<dyn Server>)
+        })
+    }
+}
+
+pub async fn listen(limits: Limits, addr_tx: SyncSender<SocketAddr>) -> Res<Arc<dyn Listener>> {
     let (cert, key) = certificate();
     let mut crypto = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -110,12 +132,7 @@ pub async fn serve(limits: Limits, addr_tx: SyncSender<SocketAddr>) -> Res<Arc<d
     config.transport_config(transport(limits));
     let endpoint = Endpoint::server(config, "127.0.0.1:0".parse().map_err(s)?).map_err(s)?;
     addr_tx.send(endpoint.local_addr().map_err(s)?).map_err(s)?;
-    let incoming = endpoint.accept().await.ok_or("quinn endpoint closed")?;
-    let conn = incoming.await.map_err(s)?;
-    Ok(Arc::new(QuinnServer {
-        conn,
-        _endpoint: endpoint,
-    }))
+    Ok(Arc::new(QuinnListener { endpoint }))
 }
 
 struct QuinnClient {
@@ -141,7 +158,30 @@ impl Client for QuinnClient {
     }
 }
 
-pub async fn connect(limits: Limits, addr: SocketAddr) -> Res<Arc<dyn Client>> {
+/// One client endpoint for every connection.
+struct QuinnConnector {
+    endpoint: Endpoint,
+    addr: SocketAddr,
+}
+
+impl Connector for QuinnConnector {
+    fn connect(&self) -> BoxFut<'_, Res<Arc<dyn Client>>> {
+        Box::pin(async move {
+            let conn = self
+                .endpoint
+                .connect(self.addr, "localhost")
+                .map_err(s)?
+                .await
+                .map_err(s)?;
+            Ok(Arc::new(QuinnClient {
+                conn,
+                endpoint: self.endpoint.clone(),
+            }) as Arc<dyn Client>)
+        })
+    }
+}
+
+pub async fn connector(limits: Limits, addr: SocketAddr) -> Res<Arc<dyn Connector>> {
     let (cert, _) = certificate();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.clone()).map_err(s)?;
@@ -156,10 +196,5 @@ pub async fn connect(limits: Limits, addr: SocketAddr) -> Res<Arc<dyn Client>> {
     config.transport_config(transport(limits));
     let mut endpoint = Endpoint::client("127.0.0.1:0".parse().map_err(s)?).map_err(s)?;
     endpoint.set_default_client_config(config);
-    let conn = endpoint
-        .connect(addr, "localhost")
-        .map_err(s)?
-        .await
-        .map_err(s)?;
-    Ok(Arc::new(QuinnClient { conn, endpoint }))
+    Ok(Arc::new(QuinnConnector { endpoint, addr }))
 }

@@ -16,7 +16,7 @@ use crate::cpu::CpuMeter;
 use crate::delay::Link;
 use crate::harness::{BoxFut, Failure, Outcome, Res, run_pair};
 use crate::path::PathThread;
-use crate::transports::{BoxStream, Client, Kind, Limits, Server, s};
+use crate::transports::{BoxStream, Client, Connector, Kind, Limits, Listener, Server, s};
 
 mod rr_load;
 mod streams;
@@ -38,6 +38,9 @@ pub struct Sizes {
     pub open_count: usize,
     pub open_in_flight: usize,
     pub idle_streams: usize,
+    /// sessions: concurrent sessions (connections), each with
+    /// [`SESSION_STREAMS`] streams.
+    pub sessions: usize,
     pub hol_bytes: usize,
     pub hol_blocked_bytes: usize,
     /// delay: the single stream's bytes.
@@ -66,6 +69,7 @@ impl Sizes {
         open_count: 10_000,
         open_in_flight: 64,
         idle_streams: 1000,
+        sessions: 2000,
         hol_bytes: 64 << 20,
         hol_blocked_bytes: 1 << 20,
         delay_bytes: 64 << 20,
@@ -87,6 +91,7 @@ impl Sizes {
         open_count: 1000,
         open_in_flight: 64,
         idle_streams: 200,
+        sessions: 200,
         hol_bytes: 8 << 20,
         hol_blocked_bytes: 1 << 20,
         delay_bytes: 2 << 20,
@@ -95,6 +100,15 @@ impl Sizes {
         delays: &[DELAY_25MS],
     };
 }
+
+/// sessions: the streams of each session.
+const SESSION_STREAMS: usize = 4;
+
+/// sessions: the bytes each stream echoes before it goes idle.
+const SESSION_ECHO: usize = 4096;
+
+/// sessions: how many sessions are being set up at a time.
+const SESSIONS_IN_FLIGHT: usize = 16;
 
 /// The delay scenario's link rate, each way: 1 Gbit/s.
 const DELAY_RATE: u64 = 1_000_000_000;
@@ -186,13 +200,14 @@ pub struct Scenario {
     pub derived: Option<Derived>,
 }
 
-pub const NAMES: [&str; 8] = [
+pub const NAMES: [&str; 9] = [
     "bulk",
     "many",
     "rr",
     "rr-under-load",
     "open",
     "idle",
+    "sessions",
     "hol",
     "delay",
 ];
@@ -354,7 +369,7 @@ pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
                 metrics: vec![metric("heap_bytes_per_stream", "heap B/stream", false, 0)],
                 run: Box::new(move || {
                     let n = sizes.idle_streams;
-                    measure(ctx, Mode::Idle, move |c| Box::pin(idle(c, n))).map(each)
+                    measure(ctx, Mode::Idle(1), move |c| Box::pin(idle(c, n))).map(each)
                 }),
             }],
             derived: None,
@@ -440,6 +455,32 @@ pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
                 derived: None,
             }
         }
+        "sessions" => Scenario {
+            title: format!(
+                "sessions: memory per idle session, {} concurrent sessions (connections) × \
+                 {SESSION_STREAMS} streams, each stream having echoed {} KiB once, both sides \
+                 together (raw TCP and raw TLS: {SESSION_STREAMS} connections a session). Heap: \
+                 the counting allocator; RSS: the process's resident memory (VmRSS, free heap \
+                 returned to the system first); kernel socket memory is in neither",
+                sizes.sessions,
+                SESSION_ECHO >> 10,
+            ),
+            pairs: vec![Pair {
+                metrics: vec![
+                    metric("heap_kib_per_session", "heap KiB/session", false, 1),
+                    metric("rss_kib_per_session", "RSS KiB/session", false, 1),
+                ],
+                run: Box::new(move || {
+                    let n = sizes.sessions;
+                    enough_fds(ctx.kind, n)?;
+                    measure_sessions(ctx, Mode::Idle(SESSION_ECHO), move |c| {
+                        Box::pin(sessions(c, n, SESSION_STREAMS, SESSION_ECHO))
+                    })
+                    .map(each)
+                }),
+            }],
+            derived: None,
+        },
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -497,8 +538,8 @@ enum Mode {
     Echo,
     /// Echo the first stream; sink the others, yielding after each read.
     EchoFirst,
-    /// Read 1 byte, answer 1 byte, then hold the stream in a parked task.
-    Idle,
+    /// Echo this many bytes once, then hold the stream in a parked task.
+    Idle(usize),
     /// Hold the first stream unread in a parked task; sink the others.
     HolFirstParked,
 }
@@ -520,10 +561,8 @@ where
     T: Send + 'static,
     F: FnOnce(Arc<dyn Client>) -> BoxFut<'static, Res<T>> + Send + 'static,
 {
-    if path.is_none() && ctx.kind.only_delayed() {
-        return Err(Failure::Skipped(
-            "measured through the delay proxy only: on loopback it is creditmux".into(),
-        ));
+    if path.is_none() {
+        on_loopback(ctx.kind)?;
     }
     run_pair(
         ctx.timeout,
@@ -548,6 +587,16 @@ where
     )
 }
 
+/// Skipped if `kind` is measured through the delay proxy only.
+fn on_loopback(kind: Kind) -> Outcome<()> {
+    if kind.only_delayed() {
+        return Err(Failure::Skipped(
+            "measured through the delay proxy only: on loopback it is creditmux".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Accepts streams and handles each on its own task until the client side
 /// is done (the harness then drops this future). Fails with the first
 /// stream handler's error.
@@ -560,7 +609,7 @@ async fn serve(server: Arc<dyn Server>, mode: Mode) -> Res<()> {
             Some(e) = err_rx.recv() => return Err(e),
         };
         let Some(mut stream) = accepted else { break };
-        let park = mode == Mode::Idle || (mode == Mode::HolFirstParked && first);
+        let park = matches!(mode, Mode::Idle(_)) || (mode == Mode::HolFirstParked && first);
         let echoes = mode == Mode::Echo || (mode == Mode::EchoFirst && first);
         first = false;
         let err_tx = err_tx.clone();
@@ -569,11 +618,11 @@ async fn serve(server: Arc<dyn Server>, mode: Mode) -> Res<()> {
                 _ if echoes => echo(&mut stream).await,
                 Mode::EchoFirst => sink_yielding(&mut stream).await,
                 _ if park && mode == Mode::HolFirstParked => Ok(()),
-                Mode::Idle => {
-                    let mut byte = [0u8; 1];
+                Mode::Idle(bytes) => {
+                    let mut buf = vec![0u8; bytes];
                     async {
-                        stream.read_exact(&mut byte).await?;
-                        stream.write_all(&byte).await?;
+                        stream.read_exact(&mut buf).await?;
+                        stream.write_all(&buf).await?;
                         stream.flush().await
                     }
                     .await
@@ -591,6 +640,85 @@ async fn serve(server: Arc<dyn Server>, mode: Mode) -> Res<()> {
     }
     // The client closed the connection; streams may still be finishing.
     std::future::pending::<Res<()>>().await
+}
+
+/// Runs one measurement of `ctx.kind` with many connections: the server
+/// side accepts every connection to its listener and serves the streams
+/// of each in `mode`; the client side runs `client` with a connector.
+/// The connections are not closed: the client side's runtime drops them.
+fn measure_sessions<T, F>(ctx: Ctx, mode: Mode, client: F) -> Outcome<T>
+where
+    T: Send + 'static,
+    F: FnOnce(Arc<dyn Connector>) -> BoxFut<'static, Res<T>> + Send + 'static,
+{
+    on_loopback(ctx.kind)?;
+    run_pair(
+        ctx.timeout,
+        move |addr_tx| {
+            Box::pin(async move {
+                let listener = ctx.kind.listen(ctx.limits, addr_tx).await?;
+                serve_many(listener, mode).await
+            })
+        },
+        move |addr| {
+            Box::pin(async move {
+                let connector = ctx.kind.connector(ctx.limits, addr).await?;
+                client(connector).await
+            })
+        },
+    )
+}
+
+/// Accepts connections and [`serve`]s each on its own task until the
+/// client side is done. Fails with the first error.
+async fn serve_many(listener: Arc<dyn Listener>, mode: Mode) -> Res<()> {
+    let (err_tx, mut err_rx) = mpsc::unbounded_channel::<String>();
+    loop {
+        let server = tokio::select! {
+            server = listener.accept() => server?,
+            Some(e) = err_rx.recv() => return Err(e),
+        };
+        let err_tx = err_tx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve(server, mode).await {
+                let _ = err_tx.send(e);
+            }
+        });
+    }
+}
+
+/// Fails as skipped if the process may not open the file descriptors
+/// `sessions` sessions of `kind` take (both sides, plus a margin); raw
+/// TCP and raw TLS take one per stream and side.
+fn enough_fds(kind: Kind, sessions: usize) -> Outcome<()> {
+    let per_session = match kind {
+        Kind::Tcp | Kind::Tls => 2 * SESSION_STREAMS,
+        _ if kind.over_udp() => 0,
+        _ => 2,
+    };
+    let needed = sessions * per_session + 256;
+    let Some(limit) = fd_limit() else {
+        return Ok(());
+    };
+    if needed > limit {
+        return Err(Failure::Skipped(format!(
+            "fd limit: needs about {needed} file descriptors, the soft limit is {limit} \
+             (raise it with ulimit -n)"
+        )));
+    }
+    Ok(())
+}
+
+/// The soft limit on this process's open file descriptors, from
+/// `/proc/self/limits`.
+fn fd_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 // ----- client sides ------------------------------------------------------------
@@ -772,28 +900,140 @@ async fn open(client: Arc<dyn Client>, count: usize, concurrency: usize) -> Res<
 /// parked tasks. (RSS is no use here: earlier scenarios leave freed heap
 /// pages that the streams reuse, so it barely moves.)
 async fn idle(client: Arc<dyn Client>, n: usize) -> Res<Vec<f64>> {
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::sleep(QUIET).await;
     let heap_before = crate::heap_bytes();
     let mut held = Vec::with_capacity(n);
     for _ in 0..n {
-        let mut stream = client.open().await?;
-        stream.write_all(&[1]).await.map_err(s)?;
-        stream.flush().await.map_err(s)?;
-        let mut byte = [0u8; 1];
-        stream.read_exact(&mut byte).await.map_err(s)?;
-        held.push(tokio::spawn(async move {
-            let _stream = stream;
-            std::future::pending::<()>().await;
-        }));
+        held.push(open_idle(&client, 1).await?);
     }
-    // Let the last acknowledgements and window updates settle.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::sleep(SETTLE).await;
     let heap = (crate::heap_bytes() - heap_before) as f64 / n as f64;
     for task in held {
         task.abort();
     }
     tokio::task::yield_now().await;
     Ok(vec![heap])
+}
+
+/// How long the idle scenarios wait before their first reading, for what
+/// setting up the connection left to finish.
+const QUIET: Duration = Duration::from_millis(50);
+
+/// How long the idle scenarios wait once every stream is idle before
+/// reading again: the last acknowledgements and window updates settle.
+const SETTLE: Duration = Duration::from_millis(100);
+
+/// Opens a stream of `client`, echoes `bytes` on it (so that both sides
+/// know the stream; the server's side is [`Mode::Idle`]) and holds it in
+/// a parked task until that task is aborted.
+async fn open_idle(client: &Arc<dyn Client>, bytes: usize) -> Res<JoinHandle<()>> {
+    let mut stream = client.open().await?;
+    stream.write_all(&PAYLOAD[..bytes]).await.map_err(s)?;
+    stream.flush().await.map_err(s)?;
+    let mut echoed = vec![0u8; bytes];
+    stream.read_exact(&mut echoed).await.map_err(s)?;
+    Ok(tokio::spawn(async move {
+        let _stream = stream;
+        std::future::pending::<()>().await;
+    }))
+}
+
+/// The process's heap (counting allocator) and resident memory, in bytes.
+struct Footprint {
+    heap: i64,
+    rss: i64,
+}
+
+impl Footprint {
+    /// Now, after returning free heap memory to the system, so that the
+    /// resident memory does not include what earlier measurements freed.
+    fn now() -> Res<Footprint> {
+        crate::release_free_memory();
+        Ok(Footprint {
+            heap: crate::heap_bytes(),
+            rss: rss_bytes()?,
+        })
+    }
+}
+
+/// The process's resident memory (VmRSS), in bytes.
+fn rss_bytes() -> Res<i64> {
+    let status = std::fs::read_to_string("/proc/self/status").map_err(s)?;
+    let kib: i64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or("no VmRSS in /proc/self/status")?;
+    Ok(kib * 1024)
+}
+
+/// `sessions` connections of `connector` with `streams` idle streams each
+/// ([`open_idle`], echoing `bytes`), set up [`SESSIONS_IN_FLIGHT`] at a
+/// time and all held at once; the growth of the process's heap and of
+/// its resident memory per session, in KiB. Both sides are in this
+/// process, so the figures cover both together, parked tasks included.
+async fn sessions(
+    connector: Arc<dyn Connector>,
+    sessions: usize,
+    streams: usize,
+    bytes: usize,
+) -> Res<Vec<f64>> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let workers = SESSIONS_IN_FLIGHT.min(sessions);
+    // Room for everything held, allocated before the first reading.
+    let per_worker = sessions.div_ceil(workers);
+    let mut rooms: Vec<_> = (0..workers)
+        .map(|_| {
+            (
+                Vec::<Arc<dyn Client>>::with_capacity(per_worker),
+                Vec::<JoinHandle<()>>::with_capacity(per_worker * streams),
+            )
+        })
+        .collect();
+    tokio::time::sleep(QUIET).await;
+    let before = Footprint::now()?;
+    let tasks: Vec<JoinHandle<Res<_>>> = rooms
+        .drain(..)
+        .map(|(mut clients, mut held)| {
+            let (connector, next) = (connector.clone(), next.clone());
+            tokio::spawn(async move {
+                while next.fetch_add(1, Ordering::Relaxed) < sessions {
+                    let client = connector.connect().await?;
+                    for _ in 0..streams {
+                        held.push(open_idle(&client, bytes).await?);
+                    }
+                    clients.push(client);
+                }
+                Ok((clients, held))
+            })
+        })
+        .collect();
+    let mut first_error = None;
+    for task in tasks {
+        match task.await.map_err(s).and_then(|r| r) {
+            Ok(room) => rooms.push(room),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    tokio::time::sleep(SETTLE).await;
+    let after = Footprint::now()?;
+    let per_session = |grown: i64| grown as f64 / 1024.0 / sessions as f64;
+    let values = vec![
+        per_session(after.heap - before.heap),
+        per_session(after.rss - before.rss),
+    ];
+    for (_, held) in &rooms {
+        for task in held {
+            task.abort();
+        }
+    }
+    tokio::task::yield_now().await;
+    Ok(values)
 }
 
 /// Stream A gets `blocked` bytes written and is never read by the server;

@@ -42,6 +42,19 @@ pub trait Client: Send + Sync {
     fn close(&self) -> BoxFut<'_, ()>;
 }
 
+/// The accepting side of many connections to one address (the sessions
+/// scenario).
+pub trait Listener: Send + Sync {
+    /// The accepting side of the next connection.
+    fn accept(&self) -> BoxFut<'_, Res<Arc<dyn Server>>>;
+}
+
+/// The opening side of many connections to one address.
+pub trait Connector: Send + Sync {
+    /// A new connection's opening side.
+    fn connect(&self) -> BoxFut<'_, Res<Arc<dyn Client>>>;
+}
+
 /// Settings every implementation gets alike.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -180,67 +193,158 @@ impl Kind {
         limits: Limits,
         addr_tx: SyncSender<SocketAddr>,
     ) -> Res<Arc<dyn Server>> {
+        self.listen(limits, addr_tx).await?.accept().await
+    }
+
+    /// Connects to `addr` and returns the opening side.
+    pub async fn connect(self, limits: Limits, addr: SocketAddr) -> Res<Arc<dyn Client>> {
+        self.connector(limits, addr).await?.connect().await
+    }
+
+    /// Binds on loopback, sends the address through `addr_tx` and returns
+    /// the listener. One listening socket or QUIC endpoint serves every
+    /// connection, as it would in a server.
+    pub async fn listen(
+        self,
+        limits: Limits,
+        addr_tx: SyncSender<SocketAddr>,
+    ) -> Res<Arc<dyn Listener>> {
         match self {
-            Kind::Quinn => return quinn_peer::serve(limits, addr_tx).await,
+            Kind::Quinn => return quinn_peer::listen(limits, addr_tx).await,
             Kind::CreditmuxTls | Kind::CreditmuxQuic | Kind::CreditmuxQuicFramed => {
-                return secure::serve(self, creditmux_config(limits), addr_tx).await;
+                return secure::listen(self, creditmux_config(limits), addr_tx).await;
             }
             _ => {}
         }
         let listener = TcpListener::bind("127.0.0.1:0").await.map_err(s)?;
         addr_tx.send(listener.local_addr().map_err(s)?).map_err(s)?;
-        match self {
-            Kind::Tcp => return Ok(Arc::new(TcpServer { listener })),
-            Kind::Tls => return secure::raw_server(listener),
-            _ => {}
-        }
-        let (socket, _) = listener.accept().await.map_err(s)?;
-        socket.set_nodelay(true).map_err(s)?;
-        match self {
-            Kind::Creditmux | Kind::CreditmuxFixed => {
-                let session = Session::server(socket, self.creditmux_config(limits))
-                    .await
-                    .map_err(s)?;
-                Ok(Arc::new(CreditmuxServer {
-                    session,
-                    _endpoint: None,
-                }))
-            }
-            Kind::Yamux => Ok(yamux_peer::server(socket, limits)),
-            Kind::H2 => h2_peer::server(socket, limits, false).await,
-            Kind::H2Large => h2_peer::server(socket, limits, true).await,
-            _ => unreachable!(),
-        }
+        Ok(match self {
+            Kind::Tcp => Single::listener(Arc::new(TcpServer { listener })),
+            Kind::Tls => Single::listener(secure::raw_server(listener)?),
+            _ => Arc::new(SocketListener {
+                kind: self,
+                limits,
+                listener,
+            }),
+        })
     }
 
-    /// Connects to `addr` and returns the opening side.
-    pub async fn connect(self, limits: Limits, addr: SocketAddr) -> Res<Arc<dyn Client>> {
-        match self {
-            Kind::Tcp => return Ok(Arc::new(TcpClient { addr })),
-            Kind::Tls => return secure::raw_client(addr),
-            Kind::Quinn => return quinn_peer::connect(limits, addr).await,
+    /// The opening side of connections to `addr`: a QUIC client endpoint
+    /// or a TLS client config is shared by all of them, as it would be in
+    /// a client.
+    pub async fn connector(self, limits: Limits, addr: SocketAddr) -> Res<Arc<dyn Connector>> {
+        Ok(match self {
+            Kind::Tcp => Arc::new(Shared(Arc::new(TcpClient { addr }))),
+            Kind::Tls => Arc::new(Shared(secure::raw_client(addr)?)),
+            Kind::Quinn => quinn_peer::connector(limits, addr).await?,
             Kind::CreditmuxTls | Kind::CreditmuxQuic | Kind::CreditmuxQuicFramed => {
-                return secure::connect(self, creditmux_config(limits), addr).await;
+                secure::connector(self, creditmux_config(limits), addr)?
             }
-            _ => {}
-        }
-        let socket = TcpStream::connect(addr).await.map_err(s)?;
-        socket.set_nodelay(true).map_err(s)?;
-        match self {
-            Kind::Creditmux | Kind::CreditmuxFixed => {
-                let session = Session::client(socket, self.creditmux_config(limits))
-                    .await
-                    .map_err(s)?;
-                Ok(Arc::new(CreditmuxClient {
-                    session,
-                    endpoint: None,
-                }))
+            _ => Arc::new(SocketConnector {
+                kind: self,
+                limits,
+                addr,
+            }),
+        })
+    }
+}
+
+/// The listener of an implementation whose streams are connections of
+/// their own (raw TCP, raw TLS): one server takes the streams of every
+/// connection. The first accept returns it; later ones wait forever.
+struct Single(std::sync::Mutex<Option<Arc<dyn Server>>>);
+
+impl Single {
+    fn listener(server: Arc<dyn Server>) -> Arc<dyn Listener> {
+        Arc::new(Single(std::sync::Mutex::new(Some(server))))
+    }
+}
+
+impl Listener for Single {
+    fn accept(&self) -> BoxFut<'_, Res<Arc<dyn Server>>> {
+        let server = self.0.lock().map(|mut s| s.take()).unwrap_or(None);
+        Box::pin(async move {
+            match server {
+                Some(server) => Ok(server),
+                None => std::future::pending().await,
             }
-            Kind::Yamux => Ok(yamux_peer::client(socket, limits)),
-            Kind::H2 => h2_peer::client(socket, false).await,
-            Kind::H2Large => h2_peer::client(socket, true).await,
-            _ => unreachable!(),
-        }
+        })
+    }
+}
+
+/// The connector of an implementation whose streams are connections of
+/// their own: every "connection" is the one client, whose streams each
+/// connect.
+struct Shared(Arc<dyn Client>);
+
+impl Connector for Shared {
+    fn connect(&self) -> BoxFut<'_, Res<Arc<dyn Client>>> {
+        let client = self.0.clone();
+        Box::pin(async move { Ok(client) })
+    }
+}
+
+/// A multiplexer over TCP: a connection per accept.
+struct SocketListener {
+    kind: Kind,
+    limits: Limits,
+    listener: TcpListener,
+}
+
+impl Listener for SocketListener {
+    fn accept(&self) -> BoxFut<'_, Res<Arc<dyn Server>>> {
+        Box::pin(async move {
+            let (socket, _) = self.listener.accept().await.map_err(s)?;
+            socket.set_nodelay(true).map_err(s)?;
+            let (kind, limits) = (self.kind, self.limits);
+            match kind {
+                Kind::Creditmux | Kind::CreditmuxFixed => {
+                    let session = Session::server(socket, kind.creditmux_config(limits))
+                        .await
+                        .map_err(s)?;
+                    Ok(Arc::new(CreditmuxServer {
+                        session,
+                        _endpoint: None,
+                    }) as Arc<dyn Server>)
+                }
+                Kind::Yamux => Ok(yamux_peer::server(socket, limits)),
+                Kind::H2 => h2_peer::server(socket, limits, false).await,
+                Kind::H2Large => h2_peer::server(socket, limits, true).await,
+                _ => unreachable!(),
+            }
+        })
+    }
+}
+
+/// A multiplexer over TCP: a connection per connect.
+struct SocketConnector {
+    kind: Kind,
+    limits: Limits,
+    addr: SocketAddr,
+}
+
+impl Connector for SocketConnector {
+    fn connect(&self) -> BoxFut<'_, Res<Arc<dyn Client>>> {
+        Box::pin(async move {
+            let socket = TcpStream::connect(self.addr).await.map_err(s)?;
+            socket.set_nodelay(true).map_err(s)?;
+            let (kind, limits) = (self.kind, self.limits);
+            match kind {
+                Kind::Creditmux | Kind::CreditmuxFixed => {
+                    let session = Session::client(socket, kind.creditmux_config(limits))
+                        .await
+                        .map_err(s)?;
+                    Ok(Arc::new(CreditmuxClient {
+                        session,
+                        endpoint: None,
+                    }) as Arc<dyn Client>)
+                }
+                Kind::Yamux => Ok(yamux_peer::client(socket, limits)),
+                Kind::H2 => h2_peer::client(socket, false).await,
+                Kind::H2Large => h2_peer::client(socket, true).await,
+                _ => unreachable!(),
+            }
+        })
     }
 }
 
@@ -443,55 +547,124 @@ mod secure {
         }
     }
 
-    pub async fn serve(
+    /// creditmux over TLS or QUIC: one TLS listener or QUIC endpoint for
+    /// every connection.
+    pub async fn listen(
         kind: Kind,
         config: Config,
         addr_tx: SyncSender<SocketAddr>,
-    ) -> Res<Arc<dyn Server>> {
+    ) -> Res<Arc<dyn Listener>> {
         let loopback: SocketAddr = "127.0.0.1:0".parse().map_err(s)?;
-        let (session, endpoint) = match kind {
+        let listener = match kind {
             Kind::CreditmuxTls => {
                 let listener = tls::Listener::bind(loopback, server_tls()?, config)
                     .await
                     .map_err(s)?;
                 addr_tx.send(listener.local_addr().map_err(s)?).map_err(s)?;
-                (listener.accept().await.map_err(s)?.0, None)
+                SecureListener::Tls(listener)
             }
             _ => {
                 let mode = quic_mode(kind);
                 let endpoint =
                     quic::server_endpoint(loopback, server_tls()?, mode, &config).map_err(s)?;
                 addr_tx.send(endpoint.local_addr().map_err(s)?).map_err(s)?;
-                let accepted = quic::accept(&endpoint, mode, config).await.map_err(s)?;
-                (accepted.ok_or("endpoint closed")?.0, Some(endpoint))
+                SecureListener::Quic {
+                    endpoint,
+                    mode,
+                    config,
+                }
             }
         };
-        Ok(Arc::new(CreditmuxServer {
-            session,
-            _endpoint: endpoint,
+        Ok(Arc::new(listener))
+    }
+
+    enum SecureListener {
+        Tls(tls::Listener),
+        Quic {
+            endpoint: quinn::Endpoint,
+            mode: quic::Mode,
+            config: Config,
+        },
+    }
+
+    impl Listener for SecureListener {
+        fn accept(&self) -> BoxFut<'_, Res<Arc<dyn Server>>> {
+            Box::pin(async move {
+                let (session, endpoint) = match self {
+                    SecureListener::Tls(listener) => (listener.accept().await.map_err(s)?.0, None),
+                    SecureListener::Quic {
+                        endpoint,
+                        mode,
+                        config,
+                    } => {
+                        let accepted = quic::accept(endpoint, *mode, config.clone())
+                            .await
+                            .map_err(s)?;
+                        let session = accepted.ok_or("endpoint closed")?.0;
+                        (session, Some(endpoint.clone()))
+                    }
+                };
+                Ok(Arc::new(CreditmuxServer {
+                    session,
+                    _endpoint: endpoint,
+                }) as Arc<dyn Server>)
+            })
+        }
+    }
+
+    /// creditmux over TLS or QUIC: one TLS client config or QUIC client
+    /// endpoint for every connection.
+    pub fn connector(kind: Kind, config: Config, addr: SocketAddr) -> Res<Arc<dyn Connector>> {
+        let loopback: SocketAddr = "127.0.0.1:0".parse().map_err(s)?;
+        let (endpoint, tls) = match kind {
+            Kind::CreditmuxTls => (None, Some(client_tls()?)),
+            _ => {
+                let endpoint =
+                    quic::client_endpoint(loopback, client_tls()?, quic_mode(kind), &config)
+                        .map_err(s)?;
+                (Some(endpoint), None)
+            }
+        };
+        Ok(Arc::new(SecureConnector {
+            kind,
+            config,
+            addr,
+            endpoint,
+            tls,
         }))
     }
 
-    pub async fn connect(kind: Kind, config: Config, addr: SocketAddr) -> Res<Arc<dyn Client>> {
-        let loopback: SocketAddr = "127.0.0.1:0".parse().map_err(s)?;
-        let (session, endpoint) = match kind {
-            Kind::CreditmuxTls => {
-                let session = tls::connect(addr, "localhost", client_tls()?, config)
-                    .await
-                    .map_err(s)?;
-                (session, None)
-            }
-            _ => {
-                let mode = quic_mode(kind);
-                let endpoint =
-                    quic::client_endpoint(loopback, client_tls()?, mode, &config).map_err(s)?;
-                let session = quic::connect(&endpoint, addr, "localhost", mode, config)
-                    .await
-                    .map_err(s)?;
-                (session, Some(endpoint))
-            }
-        };
-        Ok(Arc::new(CreditmuxClient { session, endpoint }))
+    struct SecureConnector {
+        kind: Kind,
+        config: Config,
+        addr: SocketAddr,
+        /// QUIC.
+        endpoint: Option<quinn::Endpoint>,
+        /// TLS.
+        tls: Option<Arc<rustls::ClientConfig>>,
+    }
+
+    impl Connector for SecureConnector {
+        fn connect(&self) -> BoxFut<'_, Res<Arc<dyn Client>>> {
+            Box::pin(async move {
+                let config = self.config.clone();
+                let session = match (&self.endpoint, &self.tls) {
+                    (Some(endpoint), _) => {
+                        let mode = quic_mode(self.kind);
+                        quic::connect(endpoint, self.addr, "localhost", mode, config).await
+                    }
+                    (None, Some(tls)) => {
+                        tls::connect(self.addr, "localhost", tls.clone(), config).await
+                    }
+                    (None, None) => unreachable!(),
+                }
+                .map_err(s)?;
+                Ok(Arc::new(CreditmuxClient {
+                    session,
+                    endpoint: self.endpoint.clone(),
+                }) as Arc<dyn Client>)
+            })
+        }
     }
 }
 
