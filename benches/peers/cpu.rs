@@ -11,6 +11,12 @@
 //! can be behind by up to a tick. [`CpuMeter`] therefore lets both sides
 //! go idle for a moment before each reading: at that point both figures
 //! are exact.
+//!
+//! The figure is the time the threads ran, not the work they did: on a
+//! VM or a machine busy with other work it also counts the cache misses
+//! that work causes, so it rises with the load (rr's raw TCP figure
+//! doubled on this project's 2-core VM while a build ran). Compare rows
+//! of the same run.
 
 use std::cell::Cell;
 use std::time::Duration;
