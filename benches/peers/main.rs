@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! cargo bench --bench peers                 # full: 3 runs, full sizes, 60 s timeouts
-//! cargo bench --bench peers -- --quick      # smoke: 1 run, small sizes, 5 s timeouts, < 60 s
+//! cargo bench --bench peers -- --quick      # smoke: 1 run, small sizes, 5 s timeouts, every scenario within a 60 s budget
 //!   --scenario bulk,rr   only these scenarios (bulk many rr rr-under-load open idle
 //!                        sessions hol delay)
 //!   --impl creditmux,tcp only these implementations (tcp creditmux creditmux-fixed
@@ -231,7 +231,7 @@ fn parse_options() -> Options {
         quick,
         runs: runs.unwrap_or(if quick { 1 } else { 3 }),
         timeout: timeout.unwrap_or(Duration::from_secs(if quick { 5 } else { 60 })),
-        budget: budget.or(quick.then_some(Duration::from_secs(30))),
+        budget: budget.or(quick.then_some(Duration::from_secs(60))),
         scenarios,
         impls,
         sizes: if quick { Sizes::QUICK } else { Sizes::FULL },
