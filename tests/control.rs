@@ -283,29 +283,43 @@ fn priority_requests_reach_the_peer_after_both_settings() {
 }
 
 #[test]
-fn a_peer_without_settings_gets_no_priority_requests() {
+fn the_handshake_needs_the_peers_settings_after_its_preface() {
     let mut pair = ControlPair::default_pair();
-    // The client is an implementation without SETTINGS on its control
-    // stream: its preface, then a PING.
+    // The client's preface alone: not established, and requests wait for
+    // nothing (the peer's extensions are not known).
     let mut out = BytesMut::new();
     pair.client.poll_transmit(pair.now, &mut out);
-    let mut old = encode_preface().to_vec();
-    old.extend(frame_bytes(&[Frame::Ping(Ping {
-        ack: false,
-        payload: [1; 8],
-    })]));
-    pair.inject(true, &old);
+    pair.inject(true, &encode_preface());
     pair.step();
-    assert!(pair.server.is_established());
+    assert!(!pair.server.is_established());
     let now = pair.now;
     assert_eq!(
         pair.server.request_priority(now, id(1), urgent()),
         Err(creditmux::PriorityRequestError::Unsupported)
     );
+    // A peer that announces no extension: established, no requests.
+    let settings = Frame::Settings(creditmux::frame::Settings::default());
+    pair.inject(true, &frame_bytes(&[settings]));
+    pair.step();
+    assert!(pair.server.is_established());
+    assert_eq!(
+        pair.server.request_priority(now, id(1), urgent()),
+        Err(creditmux::PriorityRequestError::Unsupported)
+    );
+    // Without SETTINGS the handshake times out.
+    let mut pair = ControlPair::default_pair();
+    let mut out = BytesMut::new();
+    pair.client.poll_transmit(pair.now, &mut out);
+    pair.inject(true, &encode_preface());
+    pair.run_for(Config::default().handshake_timeout() + Duration::from_millis(1));
+    assert_eq!(
+        pair.server.error(),
+        Some(&ConnectionError::HandshakeTimeout)
+    );
 }
 
 #[test]
-fn settings_anywhere_but_first_on_the_control_stream_is_a_protocol_error() {
+fn anything_but_settings_first_and_settings_later_are_protocol_errors() {
     let settings = Frame::Settings(creditmux::frame::Settings::default());
     let ping = Frame::Ping(Ping {
         ack: false,

@@ -212,8 +212,14 @@ fn requests_are_paced_within_the_sender_budget() {
     let mut sent_at: Vec<Instant> = Vec::new();
     let mut now = start;
     while sent_at.len() < ids.len() {
+        assert!(pair.client.wants_transmit(), "a request is ready");
         let frames = transmit(&mut pair.client, now, usize::MAX);
         sent_at.extend(requests(&frames).iter().map(|_| now));
+        if sent_at.len() == ids.len() {
+            break;
+        }
+        // Paced: the driver may sleep until the timer.
+        assert!(!pair.client.wants_transmit(), "nothing to send while paced");
         let next = pair.client.poll_timeout().expect("the pace timer is armed");
         assert!(now - start < Duration::from_secs(10), "requests stalled");
         now = next.max(now);
@@ -251,6 +257,10 @@ fn a_peer_that_did_not_announce_them_gets_no_requests() {
 /// A server past the handshake with a client that announced the
 /// extension, with client stream 1 open.
 fn server_with_stream() -> Raw {
+    server_with_stream_and(Config::default())
+}
+
+fn server_with_stream_and(config: Config) -> Raw {
     let settings = Settings {
         ack: false,
         values: SettingsValues {
@@ -258,7 +268,7 @@ fn server_with_stream() -> Raw {
             ..SettingsValues::default()
         },
     };
-    let mut raw = Raw::server(Config::default(), &[Frame::Settings(settings)]);
+    let mut raw = Raw::server(config, &[Frame::Settings(settings)]);
     raw.sent();
     raw.feed(&[
         Frame::Settings(Settings {
@@ -325,6 +335,39 @@ fn more_than_the_flood_limit_in_a_second_is_enhance_your_calm() {
     assert!(raw.conn.error().is_none());
     raw.feed(&[update(1, 0)]);
     assert_eq!(code(&raw.conn), Some(ErrorCode::ENHANCE_YOUR_CALM));
+}
+
+#[test]
+fn a_request_on_a_closed_stream_is_ignored_and_counted_as_stray() {
+    // PRIORITY_UPDATE's own limit out of the way: the stray count trips.
+    let flood = creditmux::config::FloodLimits {
+        priority_updates: 5000,
+        ..Default::default()
+    };
+    let mut raw = server_with_stream_and(Config::builder().flood(flood).build().unwrap());
+    let id = StreamId::new(1).unwrap();
+    let now = raw.now;
+    raw.feed(&[Frame::Data(Data {
+        stream: id,
+        fin: true,
+        payload: bytes::Bytes::new(),
+    })]);
+    while let Ok(creditmux::conn::ReadOutcome::Data(_)) = raw.conn.read(now, id, 1 << 20) {}
+    raw.conn.finish(now, id).unwrap();
+    raw.conn.release(now, id);
+    raw.sent();
+    // Forgotten: 1000 frames on closed streams per second are allowed.
+    raw.feed(&[update(1, 0)]);
+    assert!(raw.conn.error().is_none(), "{:?}", raw.conn.error());
+    let strays: Vec<Frame> = (0..1000).map(|_| update(1, 2)).collect();
+    raw.feed(&strays);
+    match raw.conn.error() {
+        Some(ConnectionError::ProtocolViolation { code, reason }) => {
+            assert_eq!(*code, ErrorCode::ENHANCE_YOUR_CALM);
+            assert!(reason.contains("closed streams"), "{reason}");
+        }
+        other => panic!("unexpected end {other:?}"),
+    }
 }
 
 #[test]

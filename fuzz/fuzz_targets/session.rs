@@ -210,9 +210,10 @@ struct Ledger {
     // SUT -> peer: what the peer granted, as far as the SUT has received it.
     peer_max_frame: u32,
     peer_stream_window: u64,
-    /// The peer's SETTINGS announced DIRECTIONAL_RESET and
-    /// PRIORITY_UPDATES.
+    /// The peer's SETTINGS announced DIRECTIONAL_RESET.
     peer_directional_reset: bool,
+    /// The peer's SETTINGS announced PRIORITY_UPDATES.
+    peer_priority_updates: bool,
     /// When the SUT's latest PRIORITY_UPDATEs went out (at most 500).
     sut_priority_sent: VecDeque<Instant>,
     granted_conn: u64,
@@ -301,6 +302,7 @@ impl Harness {
             peer_max_frame,
             peer_stream_window: u64::from(values.get(INITIAL_STREAM_WINDOW)),
             peer_directional_reset: settings.directional_reset,
+            peer_priority_updates: settings.priority_updates(),
             granted_conn: u64::from(values.get(CONNECTION_WINDOW)),
             granted_streams: u64::from(values.get(MAX_STREAMS)),
             sut_conn_limit: u64::from(CONN_WINDOW),
@@ -772,7 +774,7 @@ impl Harness {
                     let id = self.handles[i].id;
                     let priority = priority_of(StreamId::new(u32::from(max) | 1).unwrap_or(id));
                     let result = self.conn.request_priority(self.now, id, priority);
-                    if self.ledger.peer_directional_reset {
+                    if self.ledger.peer_priority_updates {
                         assert_ne!(
                             result,
                             Err(PriorityRequestError::Unsupported),

@@ -35,23 +35,23 @@
 //! [`take_changed`]: ControlPlane::take_changed
 //! [`poll_timeout`]: ControlPlane::poll_timeout
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::Side;
-use super::flood::{Flood, FloodCounters, RequestBudget};
+use super::flood::{Flood, FloodCounters};
 use super::goaway::{Goaways, MAX_GOAWAYS_RECEIVED};
 use super::ping::Pinger;
+use super::requests::{PriorityRequests, Written};
 use super::sched::Priority;
 use super::timer::{Timer, TimerTable};
 use crate::config::Config;
 use crate::error::{ConnectionError, OpenError, PriorityRequestError};
 use crate::frame::{
     Decoded, EXTENSIONS, ErrorCode, Frame, FrameDecoder, GoAway, PREFACE_LEN, PRIORITY_UPDATES,
-    Ping, PrefaceError, PriorityUpdate, Settings, SettingsValues, StreamId, decode_preface,
-    encode_preface,
+    Ping, PrefaceError, Settings, SettingsValues, StreamId, decode_preface, encode_preface,
 };
 use crate::stats::CodeCounts;
 
@@ -139,17 +139,15 @@ pub struct ControlPlane {
     close_owed: Option<(ErrorCode, Bytes)>,
     close_sent: bool,
     refuse_owed: Option<StreamId>,
-    /// The peer's first frame after its preface came (SPEC §18.3: only
-    /// that one may be SETTINGS).
-    first_frame_seen: bool,
+    /// The peer's SETTINGS, its first frame after the preface, came
+    /// (SPEC §18.3): the handshake is complete.
+    settings_received: bool,
     /// The peer's SETTINGS announced PRIORITY_UPDATES.
     peer_priority_updates: bool,
-    /// This side's requests for the peer, coalesced per stream, oldest
-    /// first (bounded by the streams the application holds: a handle's
-    /// end forgets its request).
-    requests: HashMap<StreamId, Priority>,
-    request_queue: VecDeque<StreamId>,
-    request_budget: RequestBudget,
+    /// This side's requests for the peer (bounded by the streams the
+    /// application holds: a handle's end, or its peer direction's, forgets
+    /// its request).
+    requests: PriorityRequests,
     /// The peer's requests for the glue (`Action::Prioritize`); the flood
     /// limit bounds how many arrive before the glue takes them.
     prioritize_owed: VecDeque<(StreamId, Priority)>,
@@ -187,11 +185,9 @@ impl ControlPlane {
             close_owed: None,
             close_sent: false,
             refuse_owed: None,
-            first_frame_seen: false,
+            settings_received: false,
             peer_priority_updates: false,
-            requests: HashMap::new(),
-            request_queue: VecDeque::new(),
-            request_budget: RequestBudget::default(),
+            requests: PriorityRequests::default(),
             prioritize_owed: VecDeque::new(),
             cause: None,
             error: None,
@@ -212,9 +208,9 @@ impl ControlPlane {
         &self.config
     }
 
-    /// The peer's preface arrived: streams may flow.
+    /// The peer's preface and SETTINGS arrived: streams may flow.
     pub fn is_established(&self) -> bool {
-        self.preface_received
+        self.settings_received
     }
 
     /// Why the connection ended, once the QUIC connection has closed.
@@ -302,11 +298,6 @@ impl ControlPlane {
                 Ok(Some(_)) => {
                     buf.advance(PREFACE_LEN);
                     self.preface_received = true;
-                    self.timers.stop(Timer::Handshake);
-                    if self.phase == Phase::Handshake {
-                        self.phase = Phase::Open;
-                    }
-                    self.changed = true;
                 }
                 Err(err) => {
                     // SPEC §18.3, §3.3.
@@ -333,13 +324,25 @@ impl ControlPlane {
                     return;
                 }
             };
-            let first = !std::mem::replace(&mut self.first_frame_seen, true);
             match decoded {
-                Decoded::Frame(Frame::Settings(settings)) if first && !settings.ack => {
-                    // SPEC §18.3: only EXTENSIONS means something here.
+                Decoded::Frame(Frame::Settings(settings))
+                    if !self.settings_received && !settings.ack =>
+                {
+                    // SPEC §18.3: only EXTENSIONS means something here;
+                    // with it the handshake is complete.
                     self.peer_priority_updates =
                         settings.values.get(EXTENSIONS) & PRIORITY_UPDATES != 0;
+                    self.settings_received = true;
+                    self.timers.stop(Timer::Handshake);
+                    if self.phase == Phase::Handshake {
+                        self.phase = Phase::Open;
+                    }
                     self.changed = true;
+                }
+                _ if !self.settings_received => {
+                    buf.clear();
+                    self.violation("the first frame after the preface must be SETTINGS");
+                    return;
                 }
                 Decoded::Ignored(_) => self.count_flood(now, Flood::UnknownFrame),
                 Decoded::Frame(Frame::Ping(ping)) if ping.ack => {
@@ -358,8 +361,8 @@ impl ControlPlane {
                 Decoded::Frame(Frame::GoAway(goaway)) => self.on_goaway(now, goaway),
                 Decoded::Frame(Frame::PriorityUpdate(update)) => {
                     self.count_flood(now, Flood::PriorityUpdate);
-                    let priority = Priority::new(update.urgency, update.incremental);
-                    self.prioritize_owed.push_back((update.stream, priority));
+                    self.prioritize_owed
+                        .push_back((update.stream, Priority::from(update)));
                 }
                 Decoded::Frame(other) => {
                     let reason = format!(
@@ -397,7 +400,7 @@ impl ControlPlane {
                 break;
             }
             match timer {
-                Timer::Handshake if !self.preface_received => {
+                Timer::Handshake if !self.settings_received => {
                     self.abort(
                         ErrorCode::SETTINGS_TIMEOUT,
                         ConnectionError::HandshakeTimeout,
@@ -530,9 +533,10 @@ impl ControlPlane {
     }
 
     /// Asks the peer to send `id`'s data at `priority` (PRIORITY_UPDATE,
-    /// SPEC §6.10, §18.3): coalesced per stream, paced, and sent once the
-    /// peer's SETTINGS announced PRIORITY_UPDATES (dropped if it did not).
-    /// The caller checks that the peer still sends on the stream.
+    /// SPEC §6.10, §18.3): coalesced per stream and paced. The caller
+    /// checks that the peer still sends on the stream, and forgets the
+    /// request ([`forget_request`](Self::forget_request)) once it does
+    /// not.
     pub fn request_priority(
         &mut self,
         now: Instant,
@@ -540,59 +544,39 @@ impl ControlPlane {
         priority: Priority,
     ) -> Result<(), PriorityRequestError> {
         self.now = now;
-        if self.first_frame_seen && !self.peer_priority_updates {
+        if !self.peer_priority_updates {
             return Err(PriorityRequestError::Unsupported);
         }
         if self.phase == Phase::Closed {
             return Err(PriorityRequestError::Finished);
         }
-        if self.requests.insert(id, priority).is_none() {
-            self.request_queue.push_back(id);
-        }
+        // SPEC §18.3: the peer keeps a request for a stream of this side
+        // that has not arrived yet, so it may go at once.
+        self.requests.request(id, priority, true);
         Ok(())
     }
 
-    /// The application let go of stream `id`: a request not yet written
-    /// for it goes.
+    /// Stream `id` is gone, or the peer sends nothing more on it: a
+    /// request not yet written for it goes.
     pub fn forget_request(&mut self, id: StreamId) {
-        if self.requests.remove(&id).is_some() {
-            self.request_queue.retain(|&queued| queued != id);
-        }
+        self.requests.forget(id);
     }
 
     fn requests_ready(&self) -> bool {
-        !self.request_queue.is_empty()
-            && self.peer_priority_updates
-            && self.timers.get(Timer::PriorityPace).is_none()
+        self.requests.has_queued() && self.timers.get(Timer::PriorityPace).is_none()
     }
 
     fn write_requests(&mut self, now: Instant, out: &mut BytesMut) {
-        if self.request_queue.is_empty() || self.timers.get(Timer::PriorityPace).is_some() {
+        if !self.requests_ready() {
             return;
         }
-        if !self.peer_priority_updates {
-            if self.first_frame_seen {
-                // The peer will not take them.
-                self.requests.clear();
-                self.request_queue.clear();
-            }
-            return;
-        }
-        while let Some(&id) = self.request_queue.front() {
-            if !self.request_budget.try_take(now) {
-                let at = self.request_budget.next_at(now);
-                self.timers.set(Timer::PriorityPace, at);
-                return;
-            }
-            self.request_queue.pop_front();
-            if let Some(priority) = self.requests.remove(&id) {
-                Frame::PriorityUpdate(PriorityUpdate {
-                    stream: id,
-                    urgency: priority.urgency(),
-                    incremental: priority.incremental(),
-                })
-                .encode(out);
-            }
+        let end = self.requests.write(
+            now,
+            |_| true,
+            |update| Frame::PriorityUpdate(update).encode(out),
+        );
+        if let Written::PacedUntil(at) = end {
+            self.timers.set(Timer::PriorityPace, at);
         }
     }
 

@@ -38,6 +38,7 @@ pub mod invariants;
 pub(crate) mod ping;
 mod probe;
 mod reprioritize;
+mod requests;
 mod sched;
 mod send;
 mod shutdown;
@@ -292,10 +293,8 @@ pub struct Connection {
     closed_streams_blocked: Duration,
     /// Receive-window tuning (SPEC §9.8).
     tuning: tuning::Tuning,
-    /// Pacing of this side's PRIORITY_UPDATE frames (SPEC §6.10).
-    priority_budget: flood::RequestBudget,
-    /// Every pending PRIORITY_UPDATE waits for its stream's opening frame.
-    priority_waits_for_open: bool,
+    /// This side's PRIORITY_UPDATE requests (SPEC §6.10).
+    priority_requests: requests::PriorityRequests,
     /// When the connection was created: stream timestamps are kept as
     /// milliseconds since.
     epoch: Instant,
@@ -344,9 +343,6 @@ struct Queues {
     /// RESETs for streams that no longer exist (bounded by
     /// `max_stray_control`).
     stray_resets: VecDeque<Reset>,
-    /// Streams owing a PRIORITY_UPDATE, oldest request first (at most
-    /// twice the streams, see `compact_priority_queue`).
-    priority: VecDeque<StreamId>,
 }
 
 /// The zero-window probes of the three scopes (SPEC §11) and the
@@ -402,8 +398,7 @@ impl Connection {
             stats: ConnectionStats::default(),
             closed_streams_blocked: Duration::ZERO,
             tuning: tuning::Tuning::default(),
-            priority_budget: flood::RequestBudget::default(),
-            priority_waits_for_open: false,
+            priority_requests: requests::PriorityRequests::default(),
             epoch: now,
             now,
             config,
@@ -673,6 +668,7 @@ impl Connection {
         let Some(stream) = self.streams.remove(&id) else {
             return;
         };
+        self.priority_requests.forget(id);
         self.closed_streams_blocked += Duration::from_nanos(stream.stats.blocked_on_stream_ns);
         self.probes.watched.remove(&id);
         if !self.side.owns(id) {

@@ -2,15 +2,15 @@
 //! send a stream's data at another priority, and the peer asking this
 //! side.
 //!
-//! Requests are coalesced per stream (the newest wins, §10.3) and paced
-//! by a [`RequestBudget`](super::flood::RequestBudget), so never more than
-//! the sender budget of §16.1 in any second, however many streams the
-//! application reprioritises. A request waits for its stream's opening
-//! frame (the peer must not see an idle id).
+//! Requests are kept by [`PriorityRequests`](super::requests), shared with
+//! the native control plane; here a request waits for its stream's opening
+//! frame (the peer must not see an idle id) and is dropped once the peer's
+//! direction ends.
 
 use std::time::Instant;
 
 use super::flood::Flood;
+use super::requests::Written;
 use super::sched::Priority;
 use super::timer::Timer;
 use super::transmit::TransmitBuf;
@@ -25,8 +25,7 @@ impl Connection {
     ///
     /// Fails if the peer did not announce PRIORITY_UPDATES, or if the peer
     /// sends nothing more on the stream (its direction finished or reset,
-    /// or the stream is unknown). Before the peer's SETTINGS arrived the
-    /// request is kept, and dropped if the peer turns out not to take it.
+    /// or the stream is unknown).
     pub fn request_priority(
         &mut self,
         now: Instant,
@@ -44,38 +43,21 @@ impl Connection {
         if self.phase == Phase::Closed {
             return Err(PriorityRequestError::Finished);
         }
-        let Some(stream) = self.streams.get_mut(&id) else {
+        let Some(stream) = self.streams.get(&id) else {
             return Err(PriorityRequestError::Finished);
         };
         if !stream.recv_open() {
             return Err(PriorityRequestError::Finished);
         }
-        let waits_for_open = stream.needs_open;
-        if stream.owe_priority.replace(priority).is_none() {
-            self.queues.priority.push_back(id);
-            self.priority_waits_for_open &= waits_for_open;
-            self.compact_priority_queue();
-        }
+        let announced = !stream.needs_open;
+        self.priority_requests.request(id, priority, announced);
         Ok(())
-    }
-
-    /// Drops ids from the request queue that no longer owe one (streams
-    /// forgotten with a request pending), once they could outnumber the
-    /// live streams: the queue stays within twice the streams.
-    fn compact_priority_queue(&mut self) {
-        if self.queues.priority.len() > 2 * self.streams.len() + 16 {
-            let streams = &self.streams;
-            self.queues
-                .priority
-                .retain(|id| streams.get(id).is_some_and(|s| s.owe_priority.is_some()));
-        }
     }
 
     /// True if a request can be written now (the driver's `wants_transmit`).
     pub(super) fn priority_requests_ready(&self) -> bool {
-        !self.queues.priority.is_empty()
+        self.priority_requests.has_queued()
             && self.handshake.peer.is_some()
-            && !self.priority_waits_for_open
             && self.timers.get(Timer::PriorityPace).is_none()
     }
 
@@ -93,56 +75,23 @@ impl Connection {
         if !peer.priority_updates {
             // The peer does not take them: what was asked before its
             // SETTINGS arrived is dropped.
-            for id in std::mem::take(&mut self.queues.priority) {
-                if let Some(stream) = self.streams.get_mut(&id) {
-                    stream.owe_priority = None;
-                }
-            }
+            self.priority_requests.clear();
             return;
         }
-        // Set again below if every request left waits for its stream's
-        // opening frame.
-        self.priority_waits_for_open = false;
-        let mut waiting_open = 0;
-        for _ in 0..self.queues.priority.len() {
-            let Some(&id) = self.queues.priority.front() else {
-                break;
-            };
-            let Some(stream) = self.streams.get_mut(&id) else {
-                self.queues.priority.pop_front();
-                continue;
-            };
-            if stream.owe_priority.is_none() || !stream.recv_open() {
-                stream.owe_priority = None;
-                self.queues.priority.pop_front();
-                continue;
-            }
-            if stream.needs_open {
-                // SPEC §6.10: not before the opening frame; the data
-                // scheduler sends that, and this request then next time.
-                self.queues.priority.rotate_left(1);
-                waiting_open += 1;
-                continue;
-            }
-            if !self.priority_budget.try_take(now) {
-                let at = self.priority_budget.next_at(now);
-                self.timers.set(Timer::PriorityPace, at);
-                return;
-            }
-            self.queues.priority.pop_front();
-            let Some(priority) = stream.owe_priority.take() else {
-                continue;
-            };
-            let frame = Frame::PriorityUpdate(PriorityUpdate {
-                stream: id,
-                urgency: priority.urgency(),
-                incremental: priority.incremental(),
-            });
-            self.put_frame(out, &frame);
+        let streams = &self.streams;
+        let mut frames = Vec::new();
+        // SPEC §6.10: only while the peer still sends on the stream.
+        let still_wanted = |id| streams.get(&id).is_some_and(|s| s.recv_open());
+        let end = self
+            .priority_requests
+            .write(now, still_wanted, |update| frames.push(update));
+        if let Written::PacedUntil(at) = end {
+            self.timers.set(Timer::PriorityPace, at);
+        }
+        for update in frames {
+            self.put_frame(out, &Frame::PriorityUpdate(update));
             self.stats.priority_requests_sent += 1;
         }
-        self.priority_waits_for_open =
-            waiting_open > 0 && waiting_open == self.queues.priority.len();
     }
 
     /// The peer's PRIORITY_UPDATE (SPEC §6.10).
@@ -162,7 +111,7 @@ impl Connection {
             return;
         }
         self.stats.priority_requests_received += 1;
-        let priority = Priority::new(update.urgency, update.incremental);
+        let priority = Priority::from(update);
         tracing::trace!(side = ?self.side, stream = %id, ?priority, "priority requested by the peer");
         self.apply_priority(id, priority);
     }

@@ -198,7 +198,7 @@ impl Connection {
             }
             self.maybe_reap(id);
         }
-        if !self.queues.priority.is_empty() {
+        if self.priority_requests.has_queued() {
             self.write_priority_requests(now, out);
         }
     }
@@ -223,15 +223,12 @@ impl Connection {
                 out.put_slice(&Data::header_for(id, 0, false).encode());
                 stream.emitted_until = base + out.len() as u64;
                 self.stats.frames_sent += 1;
-                // A RESET SEND leaves the peer's direction open: a
-                // PRIORITY_UPDATE may follow (SPEC §6.10).
-                let opened_asking = stream.owe_priority.is_some();
                 for reset in take_resets(id, stream, directional).into_iter().flatten() {
                     self.put_frame(out, &Frame::Reset(reset));
                 }
-                if opened_asking {
-                    self.priority_waits_for_open = false;
-                }
+                // A RESET SEND leaves the peer's direction open: a
+                // PRIORITY_UPDATE may follow (SPEC §6.10).
+                self.priority_requests.ready(id);
                 self.maybe_reap(id);
                 continue;
             }
@@ -263,8 +260,6 @@ impl Connection {
             // may follow the opening frame now (see `stop`).
             let opening = std::mem::take(&mut stream.needs_open);
             let opened_owing = opening && stream.owes_reset();
-            // A PRIORITY_UPDATE may follow the opening frame now (SPEC §6.10).
-            let opened_asking = opening && stream.owe_priority.is_some();
             out.put_slice(&Data::header_for(id, n, fin).encode());
             out.put_bytes(payload);
             stream.emitted_until = base + out.len() as u64;
@@ -293,8 +288,10 @@ impl Connection {
             if opened_owing {
                 self.queue_control(id);
             }
-            if opened_asking {
-                self.priority_waits_for_open = false;
+            if opening {
+                // A PRIORITY_UPDATE may follow the opening frame now (SPEC
+                // §6.10).
+                self.priority_requests.ready(id);
             }
             if again {
                 self.schedule_data(id);

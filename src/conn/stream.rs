@@ -145,9 +145,6 @@ pub(crate) struct StreamState {
     /// §8.7.1).
     pub(crate) owe_reset: bool,
     pub(crate) owe_stop: bool,
-    /// A PRIORITY_UPDATE owed to the peer (SPEC §6.10; the newest request
-    /// wins). The stream is in the request queue while this is set.
-    pub(crate) owe_priority: Option<Priority>,
     pub(crate) in_control_queue: bool,
     pub(crate) queued: Queued,
     /// Where the DATA scheduler puts it (see `sched`).
@@ -208,7 +205,6 @@ impl StreamState {
             owe_blocked: false,
             owe_reset: false,
             owe_stop: false,
-            owe_priority: None,
             in_control_queue: false,
             queued: Queued::No,
             priority: Priority::default(),

@@ -176,7 +176,7 @@ impl Harness {
                 let id = p.stream;
                 // SPEC §6.10: only to a peer that announced it...
                 assert!(
-                    l.peer_directional_reset,
+                    l.peer_priority_updates,
                     "PRIORITY_UPDATE on {id} to a peer without PRIORITY_UPDATES"
                 );
                 // ...on a stream the peer knows...

@@ -26,21 +26,37 @@ pub(super) struct PeerSettings {
     pub(super) max_frame_payload: Option<u16>,
     /// 0 ..= 11.
     pub(super) max_streams: Option<u8>,
-    /// The peer announces DIRECTIONAL_RESET and PRIORITY_UPDATES (SPEC
-    /// §7.1): the SUT may send RESET SEND and RECEIVE, and PRIORITY_UPDATE.
+    /// The peer announces DIRECTIONAL_RESET (SPEC §7.1): the SUT may send
+    /// RESET SEND and RECEIVE. PRIORITY_UPDATES is drawn from this and
+    /// `max_frame_payload` (see `priority_updates`), so that every mix of
+    /// the two bits is reached and older inputs decode as before.
     pub(super) directional_reset: bool,
 }
 
 impl PeerSettings {
+    /// The peer announces PRIORITY_UPDATES (SPEC §6.10).
+    pub(super) fn priority_updates(&self) -> bool {
+        self.max_frame_payload
+            .map_or(self.directional_reset, |v| v % 2 == 0)
+    }
+
     pub(super) fn values(&self) -> SettingsValues {
         SettingsValues {
             initial_stream_window: self.stream_window.map(|v| 1024 + u32::from(v) % 8193),
             connection_window: self.connection_window.map(|v| 1024 + u32::from(v)),
             max_frame_payload: self.max_frame_payload.map(|v| 1024 + u32::from(v) % 2049),
             max_streams: self.max_streams.map(|v| u32::from(v) % 12),
-            extensions: self
-                .directional_reset
-                .then_some(DIRECTIONAL_RESET | PRIORITY_UPDATES),
+            extensions: Some(
+                if self.directional_reset {
+                    DIRECTIONAL_RESET
+                } else {
+                    0
+                } | if self.priority_updates() {
+                    PRIORITY_UPDATES
+                } else {
+                    0
+                },
+            ),
         }
     }
 }

@@ -118,11 +118,15 @@ impl Shared {
             stream.request_priority(priority);
             return;
         }
-        if local || id <= state.plane.last_accepted() {
+        // SPEC §18.3: kept only for an id the peer may open next: above
+        // those accepted, within the streams it may have open at once.
+        let last = state.plane.last_accepted();
+        let bound = u64::from(state.plane.config().max_incoming_streams);
+        let may_open = id > last && id.index() - last.index().min(id.index()) <= bound;
+        if local || !may_open {
             return;
         }
-        let bound = state.plane.config().max_incoming_streams as usize;
-        if state.early_requests.len() < bound || state.early_requests.contains_key(&id) {
+        if state.early_requests.len() < bound as usize || state.early_requests.contains_key(&id) {
             state.early_requests.insert(id, priority);
         }
     }
@@ -171,18 +175,30 @@ impl Shared {
         StreamId::new(index.checked_mul(2)?.checked_add(initiator)?)
     }
 
+    /// The halves of a new stream `id`, registered (with `state` locked,
+    /// so that a request of the peer finds it or is kept for it, never
+    /// lost in between): counted as open, and in the streams the peer's
+    /// priority requests name. A request kept for a peer stream applies
+    /// from its first write.
     fn stream(
         self: &Arc<Shared>,
+        state: &mut State,
         send: quinn::SendStream,
         recv: quinn::RecvStream,
         id: StreamId,
     ) -> (RecvHalf, SendHalf) {
-        {
-            let mut state = self.lock();
-            state.open_streams += 1;
-            let open = state.open_streams;
-            state.plane.set_open_streams(now(), open);
-        }
+        state.open_streams += 1;
+        let open = state.open_streams;
+        state.plane.set_open_streams(now(), open);
+        let local = state.plane.side().owns(id);
+        let early_request = if local {
+            None
+        } else {
+            let early = state.early_requests.remove(&id);
+            // Requests for ids the peer skipped are moot.
+            state.early_requests.retain(|&early, _| early > id);
+            early
+        };
         let handle = Arc::new(StreamRef {
             id,
             shared: self.clone(),
@@ -198,8 +214,15 @@ impl Shared {
             local_reset: Mutex::new(None),
             remote_stop: AtomicBool::new(false),
             refused: AtomicBool::new(false),
-            peer_priority: Mutex::new(None),
+            peer_priority: Mutex::new(early_request),
+            send_waker: Mutex::new(None),
         });
+        let streams = if local {
+            &mut state.local_streams
+        } else {
+            &mut state.peer_streams
+        };
+        streams.insert(id, Arc::downgrade(&handle));
         // Halves of a whole stream; `Stream::split` makes them alone.
         (
             RecvHalf {
@@ -616,9 +639,7 @@ impl Shared {
                     let Some(id) = self.creditmux_id(send.id()) else {
                         return Err(OpenError::IdsExhausted);
                     };
-                    let (recv, send) = self.stream(send, recv, id);
-                    self.lock().local_streams.insert(id, Arc::downgrade(&send.handle));
-                    return Ok((recv, send));
+                    return Ok(self.stream(&mut self.lock(), send, recv, id));
                 }
                 () = notified => {}
             }
@@ -663,18 +684,7 @@ impl Shared {
                     match id {
                         Some(id) if !state.plane.goaway_sent() => {
                             state.plane.stream_accepted(id);
-                            let early = state.early_requests.remove(&id);
-                            drop(state);
-                            let (recv, send) = self.stream(send, recv, id);
-                            let mut state = self.lock();
-                            state.peer_streams.insert(id, Arc::downgrade(&send.handle));
-                            // Requests for ids the peer skipped are moot.
-                            state.early_requests.retain(|&early, _| early > id);
-                            drop(state);
-                            if let Some(priority) = early {
-                                send.handle.request_priority(priority);
-                            }
-                            return Ok(Some((recv, send)));
+                            return Ok(Some(self.stream(&mut state, send, recv, id)));
                         }
                         _ => {
                             drop(state);

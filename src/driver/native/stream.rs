@@ -38,8 +38,11 @@ pub(crate) struct StreamRef {
     /// The peer's GOAWAY refused this stream (SPEC §13.1).
     pub(super) refused: AtomicBool,
     /// The peer's latest PRIORITY_UPDATE not applied yet: the write half
-    /// applies it from its next write (SPEC §18.3).
+    /// applies it from its next write or wait (SPEC §18.3).
     pub(super) peer_priority: Mutex<Option<Priority>>,
+    /// The write half waiting for its bytes to be delivered, woken to
+    /// apply a request to what quinn still holds.
+    pub(super) send_waker: Mutex<Option<Waker>>,
 }
 
 pub(super) struct RecvSlot {
@@ -108,13 +111,16 @@ impl StreamRef {
                 Poll::Ready(Ok(Some(chunk.bytes)))
             }
             Poll::Ready(Ok(None)) => {
+                drop(slot);
                 self.recv_finished.store(true, Ordering::Relaxed);
+                self.peer_done_sending();
                 Poll::Ready(Ok(None))
             }
             Poll::Ready(Err(quinn::ReadError::Reset(code))) => {
                 let code = error_code(code);
                 slot.remote_reset = Some(code);
                 drop(slot);
+                self.peer_done_sending();
                 self.shared.stream_reset_by_peer();
                 Poll::Ready(Err(StreamError::Reset {
                     code,
@@ -165,6 +171,7 @@ impl StreamRef {
     fn stop_reading(&self, code: ErrorCode) {
         self.slot().local_stop.get_or_insert(code);
         self.stop(code);
+        self.peer_done_sending();
     }
 
     /// Stops the receive direction with `code` and wakes its reader.
@@ -241,14 +248,27 @@ impl StreamRef {
 impl StreamRef {
     /// The peer asks for `priority` (see `peer_priority`).
     pub(super) fn request_priority(&self, priority: Priority) {
-        *self
-            .peer_priority
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(priority);
+        *self.peer_priority() = Some(priority);
+        let waker = self.send_waker().take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 
     fn peer_priority(&self) -> MutexGuard<'_, Option<Priority>> {
         self.peer_priority
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The peer sends no more on the stream: a priority request of this
+    /// side not written yet is moot (SPEC §6.10).
+    fn peer_done_sending(&self) {
+        self.shared.lock().plane.forget_request(self.id);
+    }
+
+    fn send_waker(&self) -> MutexGuard<'_, Option<Waker>> {
+        self.send_waker
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -406,10 +426,7 @@ impl SendHalf {
     /// REFUSED_STREAM if the peer's GOAWAY refused the stream, resetting
     /// the QUIC send side then (harmless when repeated).
     fn refused(&mut self) -> Result<(), StreamError> {
-        let requested = self.handle.peer_priority().take();
-        if let Some(priority) = requested {
-            self.set_priority(priority);
-        }
+        self.apply_peer_priority();
         if !self.handle.refused.load(Ordering::Relaxed) {
             return Ok(());
         }
@@ -503,11 +520,16 @@ impl SendBackend for SendHalf {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Option<ErrorCode>, StreamError>> {
+        // Registered first: a request arriving from here on wakes this
+        // task to apply it to the bytes quinn still holds.
+        *self.handle.send_waker() = Some(cx.waker().clone());
+        self.apply_peer_priority();
         let send = &self.send;
         let delivered = self
             .delivered
             .get_or_insert_with(|| Box::pin(send.stopped()));
         let outcome = ready!(delivered.as_mut().poll(cx));
+        self.handle.send_waker().take();
         self.delivered = None;
         Poll::Ready(match outcome {
             Ok(None) => Ok(None),
@@ -548,22 +570,38 @@ impl SendBackend for SendHalf {
         Some(self.handle.stats())
     }
 
-    /// quinn's stream priority: higher goes first, and every stream
-    /// starts at 0, so the default urgency maps to 0 and urgency `u` to
-    /// `3 - u` (urgency 0 is 3, urgency 7 is -4). quinn shares a level
-    /// round-robin (its `send_fairness`, on), so a stream that is not
-    /// incremental still takes turns with its level.
     fn set_priority(&mut self, priority: Priority) {
-        self.priority = priority;
-        let default = i32::from(Priority::default().urgency());
-        let _ = self
-            .send
-            .set_priority(default - i32::from(priority.urgency()));
+        // The later of this and a request of the peer wins (SPEC §10.2).
+        self.handle.peer_priority().take();
+        self.apply_priority(priority);
     }
 
     /// The peer's request not applied yet, or the latest set.
     fn priority(&self) -> Priority {
         self.handle.peer_priority().unwrap_or(self.priority)
+    }
+}
+
+impl SendHalf {
+    /// Applies the peer's request, if one came since.
+    fn apply_peer_priority(&mut self) {
+        let requested = self.handle.peer_priority().take();
+        if let Some(priority) = requested {
+            self.apply_priority(priority);
+        }
+    }
+
+    /// quinn's stream priority: higher goes first, and every stream
+    /// starts at 0, so the default urgency maps to 0 and urgency `u` to
+    /// `3 - u` (urgency 0 is 3, urgency 7 is -4). quinn shares a level
+    /// round-robin (its `send_fairness`, on), so a stream that is not
+    /// incremental still takes turns with its level.
+    fn apply_priority(&mut self, priority: Priority) {
+        self.priority = priority;
+        let default = i32::from(Priority::default().urgency());
+        let _ = self
+            .send
+            .set_priority(default - i32::from(priority.urgency()));
     }
 }
 
