@@ -458,12 +458,14 @@ pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
         "sessions" => Scenario {
             title: format!(
                 "sessions: memory per idle session, {} concurrent sessions (connections) × \
-                 {SESSION_STREAMS} streams, each stream having echoed {} KiB once, both sides \
+                 {SESSION_STREAMS} streams, each stream having echoed {} KiB once, measured \
+                 after {} ms with no traffic, both sides \
                  together (raw TCP and raw TLS: {SESSION_STREAMS} connections a session). Heap: \
                  the counting allocator; RSS: the process's resident memory (VmRSS, free heap \
                  returned to the system first); kernel socket memory is in neither",
                 sizes.sessions,
                 SESSION_ECHO >> 10,
+                SESSIONS_IDLE.as_millis(),
             ),
             pairs: vec![Pair {
                 metrics: vec![
@@ -923,6 +925,11 @@ const QUIET: Duration = Duration::from_millis(50);
 /// reading again: the last acknowledgements and window updates settle.
 const SETTLE: Duration = Duration::from_millis(100);
 
+/// How long `sessions` waits once every session is idle before reading
+/// again: an idle session, not one just past its last byte (creditmux
+/// gives its connection buffers back after 1 s without traffic).
+const SESSIONS_IDLE: Duration = Duration::from_millis(1500);
+
 /// Opens a stream of `client`, echoes `bytes` on it (so that both sides
 /// know the stream; the server's side is [`Mode::Idle`]) and holds it in
 /// a parked task until that task is aborted.
@@ -1020,7 +1027,7 @@ async fn sessions(
     if let Some(e) = first_error {
         return Err(e);
     }
-    tokio::time::sleep(SETTLE).await;
+    tokio::time::sleep(SESSIONS_IDLE).await;
     let after = Footprint::now()?;
     let per_session = |grown: i64| grown as f64 / 1024.0 / sessions as f64;
     let values = vec![

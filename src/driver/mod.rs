@@ -28,6 +28,8 @@ use std::time::Instant;
 
 use tokio::time::Sleep;
 
+use bytes::BytesMut;
+
 use crate::conn::TransmitBuf;
 use crate::error::ConnectionError;
 
@@ -52,6 +54,11 @@ const TURNS_PER_POLL: usize = 32;
 /// make the transport reset the connection under data still unread on the
 /// other side) may take.
 const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+/// A connection that has moved no byte for this long gives its read
+/// buffer and write packing area back (`Driver::release_if_idle`): an idle
+/// session then holds only its state. Long enough that a busy one never
+/// pays for allocating them again.
+const IDLE_RELEASE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The connection task. Ends when the connection has ended and its last
 /// bytes are written; then the transport is shut down.
@@ -63,6 +70,10 @@ pub(crate) struct Driver {
     close_deadline: Option<Instant>,
     /// The transport's write side was shut down.
     shut_down: bool,
+    /// When the driver last read or wrote something.
+    last_progress: Instant,
+    /// The buffers may hold memory since then (see `release_if_idle`).
+    buffers_held: bool,
 }
 
 impl Driver {
@@ -72,6 +83,8 @@ impl Driver {
             timer: Box::pin(tokio::time::sleep(std::time::Duration::from_secs(3600))),
             close_deadline: None,
             shut_down: false,
+            last_progress: now(),
+            buffers_held: true,
         }
     }
 
@@ -181,12 +194,50 @@ impl Driver {
         }
     }
 
+    /// After [`IDLE_RELEASE`] without progress, drops the read buffer and
+    /// the write packing area if nothing is in them (they are allocated
+    /// again on use). Returns when to look again, if the buffers are
+    /// still held.
+    fn release_if_idle(&mut self, t: Instant) -> Option<Instant> {
+        if !self.buffers_held {
+            return None;
+        }
+        let at = self.last_progress + IDLE_RELEASE;
+        if at > t {
+            return Some(at);
+        }
+        // A task holding either half is using it: not idle.
+        let released = match (self.shared.try_reader(), self.shared.try_writer()) {
+            (Some(mut reader), Some(mut writer)) => {
+                if reader.buf.is_empty() {
+                    reader.buf = BytesMut::new();
+                }
+                if writer.tx.is_empty() {
+                    writer.tx = TransmitBuf::new();
+                }
+                true
+            }
+            _ => false,
+        };
+        if released {
+            self.buffers_held = false;
+            None
+        } else {
+            self.last_progress = t;
+            Some(t + IDLE_RELEASE)
+        }
+    }
+
     /// Runs due timers and arms the sleep for the next deadline. Returns
     /// true if a timer ran.
     fn poll_timers(&mut self, cx: &mut Context<'_>, t: Instant) -> bool {
+        let idle_at = self.release_if_idle(t);
         let mut writer = self.shared.writer();
         let mut inner = self.shared.lock();
         let mut deadline = inner.conn.poll_timeout();
+        if let Some(at) = idle_at {
+            deadline = Some(deadline.map_or(at, |d| d.min(at)));
+        }
         if !writer.tx.is_empty() {
             let write_deadline = writer.progress_at + inner.conn.config().write_timeout();
             if write_deadline <= t {
@@ -314,7 +365,12 @@ impl Future for Driver {
                 };
             }
             let mut progress = this.poll_read_side(cx, t);
-            match this.poll_write_side(cx, t) {
+            let written = this.poll_write_side(cx, t);
+            if progress || matches!(written, Ok(true)) {
+                this.last_progress = t;
+                this.buffers_held = true;
+            }
+            match written {
                 Ok(_) => {}
                 Err(err) => {
                     this.read_pending_input(t);

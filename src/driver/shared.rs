@@ -373,7 +373,9 @@ impl Shared {
             direct_writes,
             reader: Mutex::new(Reader {
                 io: read,
-                buf: BytesMut::with_capacity(super::READ_CHUNK),
+                // Allocated by the first read (and again after an idle
+                // release, see `Driver::release_if_idle`).
+                buf: BytesMut::new(),
                 closed: false,
             }),
             read_waker: Waker::from(read_wake.clone()),
