@@ -257,6 +257,7 @@ fn main() {
     let started = Instant::now();
     let limits = Limits {
         max_streams: (opts.sizes.idle_streams as u32 + 24).max(1024),
+        window_cap: None,
     };
     eprintln!(
         "peers: {} mode, {} run(s), timeout {:?} per measurement{}",

@@ -220,6 +220,10 @@ pub enum Variant {
     Default,
     /// The request/response stream opened with [`Client::open_urgent`].
     RrUrgent,
+    /// As `RrUrgent`, with creditmux's windows fixed: this many bytes for
+    /// the connection, a quarter of it per stream, no tuning. Less in
+    /// flight, so less for the urgent request to wait behind.
+    RrUrgentWindow(u32),
 }
 
 impl Variant {
@@ -228,6 +232,8 @@ impl Variant {
         match self {
             Variant::Default => "default",
             Variant::RrUrgent => "rr-urgent",
+            Variant::RrUrgentWindow(1048576) => "rr-urgent-1mib-window",
+            Variant::RrUrgentWindow(_) => "rr-urgent-256kib-window",
         }
     }
 
@@ -236,6 +242,8 @@ impl Variant {
         match self {
             Variant::Default => "",
             Variant::RrUrgent => " (rr urgent)",
+            Variant::RrUrgentWindow(1048576) => " (rr urgent, 1 MiB window)",
+            Variant::RrUrgentWindow(_) => " (rr urgent, 256 KiB window)",
         }
     }
 }
@@ -245,7 +253,12 @@ impl Variant {
 /// through the delay proxy is skipped, once).
 pub fn variants(name: &str, kind: Kind) -> &'static [Variant] {
     if name == "rr-under-load" && kind.has_priorities() && !kind.only_delayed() {
-        &[Variant::Default, Variant::RrUrgent]
+        &[
+            Variant::Default,
+            Variant::RrUrgent,
+            Variant::RrUrgentWindow(1 << 20),
+            Variant::RrUrgentWindow(256 << 10),
+        ]
     } else {
         &[Variant::Default]
     }
@@ -313,7 +326,9 @@ pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
                  fast as they can (raw TCP: a connection each): after {} ms of load alone, {} \
                  round trips or {} s, whichever ends first; a round trip not done in {} s is \
                  starved. Bulk MiB/s: written by the bulk streams while the round trips ran. \
-                 rr urgent: the request/response stream at urgency 0, not incremental",
+                 rr urgent: the request/response stream at urgency 0, not incremental; \
+                 1 MiB / 256 KiB window: creditmux's connection window fixed at that (a \
+                 quarter of it per stream, no tuning) instead of the tuned default",
                 sizes.rr_load.rounds,
                 LOAD_POINTS
                     .iter()
@@ -329,7 +344,11 @@ pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
                 metrics: rr_load_metrics(),
                 run: Box::new(move || {
                     let limits = sizes.rr_load;
-                    let urgent = ctx.variant == Variant::RrUrgent;
+                    let urgent = ctx.variant != Variant::Default;
+                    let mut ctx = ctx;
+                    if let Variant::RrUrgentWindow(window) = ctx.variant {
+                        ctx.limits.window_cap = Some(window);
+                    }
                     measure(ctx, Mode::EchoFirst, move |c| {
                         Box::pin(rr_under_load(c, limits, urgent))
                     })

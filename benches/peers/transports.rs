@@ -60,6 +60,26 @@ pub trait Connector: Send + Sync {
 pub struct Limits {
     /// Concurrent streams the server side allows (idle needs many).
     pub max_streams: u32,
+    /// creditmux only: a fixed connection window of this many bytes
+    /// (stream windows a quarter of it, no tuning) instead of the default
+    /// tuned ones; less in flight, so less for an urgent frame to wait
+    /// behind.
+    pub window_cap: Option<u32>,
+}
+
+impl Limits {
+    /// `builder` with the stream limit and, if set, the window cap.
+    fn apply(self, builder: creditmux::config::ConfigBuilder) -> creditmux::config::ConfigBuilder {
+        let builder = builder.max_incoming_streams(self.max_streams);
+        match self.window_cap {
+            Some(cap) => builder
+                .connection_window(cap)
+                .stream_window(cap / 4)
+                .max_stream_window(0)
+                .max_connection_window(0),
+            None => builder,
+        }
+    }
 }
 
 /// An implementation under comparison.
@@ -153,7 +173,7 @@ impl Kind {
     /// the stream limit every implementation gets, and for
     /// `CreditmuxFixed` no window tuning.
     fn creditmux_config(self, limits: Limits) -> Config {
-        let mut builder = Config::builder().max_incoming_streams(limits.max_streams);
+        let mut builder = limits.apply(Config::builder());
         if self == Kind::CreditmuxFixed {
             builder = builder.max_stream_window(0).max_connection_window(0);
         }
@@ -392,8 +412,8 @@ impl Client for TcpClient {
 /// The default configuration, with the stream limit every implementation
 /// gets.
 fn creditmux_config(limits: Limits) -> Config {
-    Config::builder()
-        .max_incoming_streams(limits.max_streams)
+    limits
+        .apply(Config::builder())
         .build()
         .expect("a valid creditmux config")
 }
