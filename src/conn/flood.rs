@@ -124,6 +124,9 @@ impl SendBudget {
 /// Requests the bucket holds when full, and adds per second: at most twice
 /// this in any 1 s (SPEC §6.10: 500).
 pub(crate) const BURST: u32 = 250;
+// One token per whole number of milliseconds, so that BURST a second is
+// exact (and with the burst, 500 in any second).
+const _: () = assert!(1000 % BURST == 0);
 
 /// The sender's pacing of PRIORITY_UPDATE frames.
 #[derive(Clone, Debug)]
