@@ -268,12 +268,21 @@ fn priority_requests_reach_the_peer_after_both_settings() {
     let mut pair = ControlPair::default_pair();
     pair.drive();
     let now = pair.now;
-    // Coalesced: the newest request for a stream wins.
+    // Coalesced: the newest request for a stream wins; a forgotten one
+    // (its stream gone, or the peer done sending on it) does not go.
     pair.client
         .request_priority(now, id(4), creditmux::Priority::new(6, true))
         .unwrap();
     pair.client.request_priority(now, id(4), urgent()).unwrap();
     pair.client.request_priority(now, id(1), urgent()).unwrap();
+    pair.client.request_priority(now, id(3), urgent()).unwrap();
+    pair.client.forget_request(id(3));
+    // Stream 0 is the connection (found by the control fuzz target).
+    assert_eq!(
+        pair.client
+            .request_priority(now, StreamId::CONNECTION, urgent()),
+        Err(creditmux::PriorityRequestError::Finished)
+    );
     pair.drive();
     assert_eq!(
         pair.prioritized[1],
@@ -355,8 +364,10 @@ fn priority_requests_are_paced_on_the_control_stream_too() {
             .unwrap();
     }
     pair.drive();
-    // The burst first; the rest as the budget refills (SPEC §6.10).
+    // The burst first; the rest as the budget refills (SPEC §6.10), and
+    // meanwhile the plane does not ask to transmit (the driver sleeps).
     assert_eq!(pair.prioritized[1].len(), 250);
+    assert!(!pair.client.wants_transmit());
     pair.run_for(Duration::from_millis(1000));
     let after_a_second = pair.prioritized[1].len();
     assert!(

@@ -4,10 +4,13 @@
 //! application and the clock. Checked after every operation:
 //!
 //! - nothing panics; `poll_action` runs dry;
-//! - what the plane writes is a valid preface followed by whole PING and
-//!   GOAWAY frames only (SPEC §18.3), at most two GOAWAYs, never one with
-//!   a higher last_stream_id than before (§13.2), and nothing after its
-//!   Close action (§18.6);
+//! - what the plane writes is a valid preface, then its SETTINGS (only
+//!   EXTENSIONS, announcing PRIORITY_UPDATES), then whole PING, GOAWAY
+//!   and PRIORITY_UPDATE frames only (SPEC §18.3), at most two GOAWAYs,
+//!   never one with a higher last_stream_id than before (§13.2), a
+//!   PRIORITY_UPDATE only for a stream the application asked for, only to
+//!   a peer that announced them and at most 500 in any second (§6.10),
+//!   and nothing after its Close action (§18.6);
 //! - it asks to close the connection at most once, and to finish its
 //!   control stream at most once, only after a GOAWAY went either way
 //!   (§18.3), and not while stream handles are open unless it is closing;
@@ -18,6 +21,7 @@
 
 #![no_main]
 
+use std::collections::{HashSet, VecDeque};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -28,8 +32,10 @@ use creditmux::conn::Side;
 use creditmux::conn::control::{Action, ControlPlane, TransportEnd};
 use creditmux::error::ConnectionError;
 use creditmux::frame::{
-    Decoded, ErrorCode, Frame, FrameDecoder, GoAway, PREFACE_LEN, Ping, StreamId, encode_preface,
+    Decoded, EXTENSIONS, ErrorCode, Frame, FrameDecoder, GoAway, PREFACE_LEN, PRIORITY_UPDATES,
+    Ping, PriorityUpdate, Settings, SettingsValues, StreamId, encode_preface,
 };
+use creditmux::{Priority, PriorityRequestError};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
@@ -84,7 +90,8 @@ enum Op {
 #[derive(Arbitrary, Debug)]
 struct Input {
     server: bool,
-    /// Send the peer's preface first (else it is left to the ops).
+    /// Send the peer's preface and SETTINGS (announcing PRIORITY_UPDATES)
+    /// first (else it is left to the ops).
     preface: bool,
     ops: Vec<Op>,
 }
@@ -114,6 +121,14 @@ struct Harness {
     /// not know of, so checks that rely on what the peer said are off.
     garbage: bool,
     end: Option<ConnectionError>,
+    /// The plane wrote its SETTINGS (right after the preface).
+    settings_out: bool,
+    /// The peer's SETTINGS announced PRIORITY_UPDATES.
+    peer_priority_updates: bool,
+    /// Streams the application asked the peer about.
+    requested: HashSet<StreamId>,
+    /// When the plane's latest PRIORITY_UPDATEs went out (at most 500).
+    requests_out: VecDeque<Instant>,
 }
 
 impl Harness {
@@ -139,7 +154,45 @@ impl Harness {
         }
         self.out.extend_from_slice(bytes);
         loop {
-            match self.out_decoder.decode_next(&mut self.out) {
+            let decoded = self.out_decoder.decode_next(&mut self.out);
+            if let Ok(Some(_)) = decoded
+                && !self.settings_out
+            {
+                // SPEC §18.3: SETTINGS first, carrying EXTENSIONS only.
+                let Ok(Some(Decoded::Frame(Frame::Settings(s)))) = &decoded else {
+                    panic!("the plane's first frame is {decoded:?}, not SETTINGS");
+                };
+                assert!(!s.ack);
+                let only_extensions = SettingsValues {
+                    extensions: Some(PRIORITY_UPDATES),
+                    ..SettingsValues::default()
+                };
+                assert_eq!(s.values, only_extensions);
+                self.settings_out = true;
+                continue;
+            }
+            match decoded {
+                Ok(Some(Decoded::Frame(Frame::PriorityUpdate(p)))) => {
+                    assert!(
+                        self.garbage || self.peer_priority_updates,
+                        "PRIORITY_UPDATE to a peer that did not announce them"
+                    );
+                    assert!(
+                        self.requested.contains(&p.stream),
+                        "PRIORITY_UPDATE on {} that nobody asked for",
+                        p.stream
+                    );
+                    let now = self.now;
+                    while self
+                        .requests_out
+                        .front()
+                        .is_some_and(|&at| at + Duration::from_secs(1) <= now)
+                    {
+                        self.requests_out.pop_front();
+                    }
+                    assert!(self.requests_out.len() < 500, "over 500 in 1 s");
+                    self.requests_out.push_back(now);
+                }
                 Ok(Some(Decoded::Frame(Frame::Ping(p)))) if p.ack => {
                     assert!(
                         self.garbage || self.peer_pings.contains(&p.payload),
@@ -181,7 +234,7 @@ impl Harness {
                     assert!(self.open == 0, "finished with {} streams open", self.open);
                     self.finished = true;
                 }
-                Some(Action::Refuse { .. }) => {}
+                Some(Action::Refuse { .. }) | Some(Action::Prioritize { .. }) => {}
             }
         }
         panic!("poll_action never runs dry");
@@ -231,10 +284,20 @@ fuzz_target!(|input: Input| {
         peer_goaway: false,
         garbage: false,
         end: None,
+        settings_out: false,
+        peer_priority_updates: false,
+        requested: HashSet::new(),
+        requests_out: VecDeque::new(),
     };
     h.transmit();
     if input.preface {
         h.pending.extend_from_slice(&encode_preface());
+        let values = SettingsValues {
+            extensions: Some(PRIORITY_UPDATES),
+            ..SettingsValues::default()
+        };
+        Frame::Settings(Settings { ack: false, values }).encode(&mut h.pending);
+        h.peer_priority_updates = values.get(EXTENSIONS) & PRIORITY_UPDATES != 0;
     }
     for op in input.ops {
         match op {
@@ -262,6 +325,15 @@ fuzz_target!(|input: Input| {
                                     .unwrap_or(StreamId::CONNECTION),
                                 code: ErrorCode(code % 16),
                                 debug: Bytes::from(vec![b'd'; usize::from(debug_len)]),
+                            })
+                        }
+                        PeerFrame::Other { kind, len } if kind % 12 == 8 && len % 2 == 0 => {
+                            // A well-formed PRIORITY_UPDATE (SPEC §18.3).
+                            Frame::PriorityUpdate(PriorityUpdate {
+                                stream: StreamId::new(u32::from(len) / 2 + 1)
+                                    .unwrap_or(StreamId::CONNECTION),
+                                urgency: len % 8,
+                                incremental: len & 8 != 0,
                             })
                         }
                         PeerFrame::Other { kind, len } => {
@@ -301,6 +373,27 @@ fuzz_target!(|input: Input| {
             Op::Accepted(id) => {
                 if let Some(id) = StreamId::new(u32::from(id)) {
                     h.plane.stream_accepted(id);
+                    // Now and then the application asks the peer for a
+                    // priority on it, or lets go of its request (decided
+                    // from the id, so inputs decode as before).
+                    if id.get() % 3 == 0 {
+                        let asked = h.plane.request_priority(h.now, id, Priority::new(1, false));
+                        if asked.is_ok() {
+                            h.requested.insert(id);
+                        } else if !h.garbage && h.plane.is_established() {
+                            assert!(
+                                asked == Err(PriorityRequestError::Finished)
+                                    || !h.peer_priority_updates,
+                                "a request refused: {asked:?}"
+                            );
+                        }
+                    } else if let Some(asked) = StreamId::new(id.get() - 1)
+                        && id.get() % 3 == 1
+                    {
+                        // Forgotten: it must not go out from now on.
+                        h.plane.forget_request(asked);
+                        h.requested.remove(&asked);
+                    }
                 }
             }
             Op::PeerReset => h.plane.stream_reset_by_peer(h.now),

@@ -547,7 +547,9 @@ impl ControlPlane {
         if !self.peer_priority_updates {
             return Err(PriorityRequestError::Unsupported);
         }
-        if self.phase == Phase::Closed {
+        if self.phase == Phase::Closed || id.is_connection() {
+            // Stream 0 is the connection: no stream to ask about (as in the
+            // byte-stream core, which holds no stream 0).
             return Err(PriorityRequestError::Finished);
         }
         // SPEC §18.3: the peer keeps a request for a stream of this side
