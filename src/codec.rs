@@ -50,7 +50,10 @@ impl tokio_util::codec::Decoder for FrameCodec {
             match self.decoder.decode_next(src)? {
                 Some(Decoded::Frame(frame)) => return Ok(Some(frame)),
                 Some(Decoded::Ignored(_)) => continue,
-                None => return Ok(None),
+                None => {
+                    src.reserve(self.decoder.missing(src.len()));
+                    return Ok(None);
+                }
             }
         }
     }

@@ -8,20 +8,21 @@
 //! The bytes are decoded twice:
 //!
 //! 1. whole: one buffer holding everything, decoded until `None` or an error;
-//! 2. chunked: like a socket reader that only fills the spare capacity the
-//!    decoder left (as `read_buf` does), in chunks whose sizes come from the
-//!    input's trailing bytes, decoding until `None` after each chunk.
+//! 2. chunked: like a socket reader that makes the room the decoder says
+//!    the frame in progress is missing (`FrameDecoder::missing`) and fills
+//!    only spare capacity (as `read_buf` does), in chunks whose sizes come
+//!    from the input's trailing bytes, decoding until `None` after each
+//!    chunk.
 //!
 //! Checked:
 //! - nothing panics;
 //! - both runs yield the same frames, the same final error (or both end
 //!   incomplete with the same number of buffered bytes): splitting the input
 //!   never changes the result;
-//! - in the chunked run, where every allocation beyond the first is one the
-//!   decoder asked for, the capacity after each `decode_next` is at most
-//!   `max(capacity before, 2 * (HEADER_LEN + max_payload))`: a hostile length
-//!   never makes the decoder reserve more than one frame (plus `BytesMut`'s
-//!   doubling);
+//! - in the chunked run, `decode_next` never grows the buffer (the decoder
+//!   allocates nothing), and what it says is missing is at most
+//!   `HEADER_LEN + max_payload`: a hostile length never makes a reader
+//!   reserve more than one frame;
 //! - every decoded frame re-encodes to bytes that a fresh decoder with the
 //!   same maximum decodes to exactly that frame, consuming every byte;
 //! - every skipped (unknown-type) header respects the maximum payload;
@@ -133,7 +134,7 @@ fn chunk_size(input: &[u8], k: usize) -> usize {
 /// Decodes `input` as a reader would deliver it, comparing each item with
 /// the whole-buffer run as it appears.
 fn decode_chunked(input: &[u8], max_payload: u32, expected: &[Decoded], keep_items: bool) -> End {
-    let bound = 2 * (HEADER_LEN + max_payload as usize);
+    let bound = HEADER_LEN + max_payload as usize;
     let mut decoder = FrameDecoder::new(max_payload);
     let mut src = BytesMut::new();
     let mut fed = 0;
@@ -149,10 +150,9 @@ fn decode_chunked(input: &[u8], max_payload: u32, expected: &[Decoded], keep_ite
             let result = decoder.decode_next(&mut src);
             let after = src.capacity();
             assert!(
-                after <= before.max(bound),
+                after <= before,
                 "decode_next grew the buffer from {before} to {after} bytes \
-                 (max_payload {max_payload}, bound {bound}, {} bytes buffered, \
-                 {fed} of {} fed)",
+                 ({} bytes buffered, {fed} of {} fed)",
                 src.len(),
                 input.len()
             );
@@ -182,10 +182,17 @@ fn decode_chunked(input: &[u8], max_payload: u32, expected: &[Decoded], keep_ite
                 buffered: src.len(),
             };
         }
-        // Read into the spare capacity only, like `AsyncReadExt::read_buf`:
-        // any further growth is the decoder's doing.
+        // Make the room the frame is missing once the buffer is full, then
+        // read into the spare capacity only, like `AsyncReadExt::read_buf`.
+        let missing = decoder.missing(src.len());
+        assert!(
+            missing <= bound,
+            "the decoder asks for {missing} bytes (max_payload {max_payload}, \
+             {} bytes buffered)",
+            src.len()
+        );
         if src.capacity() == src.len() {
-            src.reserve(1);
+            src.reserve(missing.max(1));
         }
         let spare = src.capacity() - src.len();
         let n = chunk_size(input, chunks).min(spare).min(input.len() - fed);

@@ -199,6 +199,20 @@ impl Connection {
         delivered && self.error.is_none()
     }
 
+    /// The bytes a reader should make room for before its next read, with
+    /// `buffered` bytes of input not yet taken (see
+    /// [`FrameDecoder::missing`](crate::frame::FrameDecoder::missing)): the
+    /// rest of a frame that is handed on whole. 0 for a DATA payload that
+    /// goes to its stream part by part as it arrives, or is being skipped.
+    pub fn input_missing(&self, buffered: usize) -> usize {
+        if let Some((id, _)) = self.input.decoder.data_in_progress()
+            && self.streams.get(&id).is_some_and(|s| s.takes_data())
+        {
+            return 0;
+        }
+        self.input.decoder.missing(buffered)
+    }
+
     /// The transport reached end of file.
     pub fn handle_eof(&mut self, _now: Instant) {
         if self.phase == Phase::Closed {

@@ -280,6 +280,7 @@ impl Shared {
         };
         let mut inner = self.lock_for("read_payload_direct: commit");
         let delivered = inner.conn.commit_direct_payload(super::now(), id, read);
+        reader.missing = inner.conn.input_missing(reader.buf.len());
         inner.dispatch();
         inner.after_task_change();
         drop(inner);

@@ -28,8 +28,6 @@ use std::time::Instant;
 
 use tokio::time::Sleep;
 
-use bytes::BytesMut;
-
 use crate::conn::TransmitBuf;
 use crate::error::ConnectionError;
 
@@ -209,9 +207,7 @@ impl Driver {
         // A task holding either half is using it: not idle.
         let released = match (self.shared.try_reader(), self.shared.try_writer()) {
             (Some(mut reader), Some(mut writer)) => {
-                if reader.buf.is_empty() {
-                    reader.buf = BytesMut::new();
-                }
+                reader.release_buffers();
                 if writer.tx.is_empty() {
                     writer.tx = TransmitBuf::new();
                 }

@@ -298,9 +298,38 @@ pub(crate) struct Reader {
     pub(crate) io: Pin<Box<dyn AsyncRead + Send>>,
     /// Bytes read and not yet decoded (a partial frame).
     pub(crate) buf: BytesMut,
+    /// Earlier read buffers that payloads handed out still referred to
+    /// when reading moved on from them, to be read into again once those
+    /// are gone (see [`Reader::make_room`]); at most
+    /// [`SPARE_READ_BUFFERS`].
+    pub(crate) spare: Vec<BytesMut>,
+    /// `buf` has memory of its own (it is not the empty buffer a new or
+    /// idle connection starts from), worth keeping as a spare.
+    pub(crate) allocated: bool,
+    /// Room the next read needs beyond `buf`: the rest of a frame the core
+    /// takes whole (`Connection::input_missing`), as of the last input.
+    pub(crate) missing: usize,
     /// The transport reported its end or an error.
     pub(crate) closed: bool,
 }
+
+/// Where [`Reader::make_room`] found room for the next read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Room {
+    /// Left in the buffer.
+    Left,
+    /// The buffer's memory, all its payloads taken.
+    Reclaimed,
+    /// A spare buffer's memory.
+    Spare,
+    /// A new buffer.
+    New,
+}
+
+/// Read buffers a busy connection keeps for reuse besides the one it reads
+/// into, for payloads that wait in their streams while the next reads go
+/// on. At most this many read chunks are kept beyond what payloads hold.
+const SPARE_READ_BUFFERS: usize = 16;
 
 /// The waker registered with the transport's read side, whoever polls it:
 /// readiness wakes the application task that last found its stream empty
@@ -376,6 +405,9 @@ impl Shared {
                 // Allocated by the first read (and again after an idle
                 // release, see `Driver::release_if_idle`).
                 buf: BytesMut::new(),
+                spare: Vec::new(),
+                allocated: false,
+                missing: 0,
                 closed: false,
             }),
             read_waker: Waker::from(read_wake.clone()),
@@ -471,11 +503,61 @@ impl Reader {
     /// Reads what the transport has into the buffer, with `waker` (the
     /// shared read waker) registered if it has nothing.
     pub(crate) fn poll_fill(&mut self, waker: &Waker) -> Poll<io::Result<usize>> {
-        if self.buf.capacity() - self.buf.len() < super::READ_CHUNK / 4 {
-            self.buf.reserve(super::READ_CHUNK);
-        }
+        self.make_room();
         let mut cx = Context::from_waker(waker);
         tokio_util::io::poll_read_buf(self.io.as_mut(), &mut cx, &mut self.buf)
+    }
+
+    /// Makes room in the buffer for the next read: at least a quarter of
+    /// a read chunk, and the rest of a frame the core takes whole.
+    ///
+    /// The core hands frame payloads out as parts of the read buffer (no
+    /// copy), so the buffer is shared until their readers have taken them.
+    /// If it still is when its room runs out, reading goes on in another
+    /// buffer: a spare whose payloads have all been taken since, else a new
+    /// one; the full buffer becomes a spare. Reusing memory already in use
+    /// matters: a new buffer for every 64 KiB read costs a page fault per
+    /// 4 KiB once the allocator has returned the freed ones to the system.
+    fn make_room(&mut self) -> Room {
+        use super::READ_CHUNK;
+        let room = self.missing.max(READ_CHUNK / 4);
+        if self.buf.capacity() - self.buf.len() >= room {
+            return Room::Left;
+        }
+        if self.buf.try_reclaim(self.missing.max(READ_CHUNK)) {
+            return Room::Reclaimed;
+        }
+        let pending = self.buf.len();
+        let (next, found) = match self
+            .spare
+            .iter_mut()
+            .position(|b| b.try_reclaim(pending + room))
+        {
+            Some(i) => (self.spare.swap_remove(i), Room::Spare),
+            None => (
+                BytesMut::with_capacity(pending + self.missing.max(READ_CHUNK)),
+                Room::New,
+            ),
+        };
+        let mut full = std::mem::replace(&mut self.buf, next);
+        // The start of a frame not yet whole.
+        self.buf.extend_from_slice(&full);
+        full.clear();
+        if self.allocated && self.spare.len() < SPARE_READ_BUFFERS {
+            self.spare.push(full);
+        }
+        self.allocated = true;
+        found
+    }
+
+    /// Gives the buffers back (while the connection is idle), keeping a
+    /// partial frame if one waits: the next read allocates again.
+    pub(crate) fn release_buffers(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+            self.allocated = false;
+        }
+        self.spare = Vec::new();
     }
 
     /// Feeds the outcome of a read to the core and wakes whom it concerns.
@@ -485,7 +567,10 @@ impl Reader {
                 self.closed = true;
                 inner.conn.handle_eof(t);
             }
-            Ok(_) => inner.conn.handle_input(t, &mut self.buf),
+            Ok(_) => {
+                inner.conn.handle_input(t, &mut self.buf);
+                self.missing = inner.conn.input_missing(self.buf.len());
+            }
             Err(err) => {
                 self.closed = true;
                 inner.conn.handle_transport_error(ConnectionError::io(&err));
@@ -529,5 +614,92 @@ fn try_lock<T>(mutex: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
         Ok(guard) => Some(guard),
         Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
         Err(TryLockError::WouldBlock) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use tokio::io::ReadBuf;
+
+    use super::*;
+    use crate::driver::READ_CHUNK;
+
+    /// A transport that has `READ_CHUNK` bytes for every read.
+    struct Endless;
+
+    impl AsyncRead for Endless {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let n = READ_CHUNK.min(buf.remaining());
+            buf.put_slice(&[7; READ_CHUNK][..n]);
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn reader() -> Reader {
+        Reader {
+            io: Box::pin(Endless),
+            buf: BytesMut::new(),
+            spare: Vec::new(),
+            allocated: false,
+            missing: 0,
+            closed: false,
+        }
+    }
+
+    /// Makes room, reads, and hands out everything read, as the core
+    /// hands out payloads; returns where the room came from.
+    fn read(reader: &mut Reader, held: &mut Vec<Bytes>) -> Room {
+        let room = reader.make_room();
+        match reader.poll_fill(Waker::noop()) {
+            Poll::Ready(Ok(n)) => assert_eq!(n, READ_CHUNK),
+            other => panic!("read: {other:?}"),
+        }
+        held.push(reader.buf.split().freeze());
+        room
+    }
+
+    #[test]
+    fn read_buffers_are_reused_once_their_payloads_are_taken() {
+        let mut reader = reader();
+        let mut held = Vec::new();
+        let rooms: Vec<Room> = (0..8).map(|_| read(&mut reader, &mut held)).collect();
+        assert_eq!(rooms, [Room::New; 8], "every payload is still held");
+        assert_eq!(reader.spare.len(), 7);
+
+        held.clear();
+        let rooms: Vec<Room> = (0..8).map(|_| read(&mut reader, &mut held)).collect();
+        let mut expected = vec![Room::Spare; 8];
+        expected[0] = Room::Reclaimed;
+        assert_eq!(rooms, expected, "no new memory once the payloads are gone");
+
+        // Held payloads keep their buffers; the spares stay bounded.
+        for _ in 0..3 * SPARE_READ_BUFFERS {
+            read(&mut reader, &mut held);
+        }
+        assert_eq!(reader.spare.len(), SPARE_READ_BUFFERS);
+        assert!(
+            held.iter()
+                .all(|b| b.len() == READ_CHUNK && b.iter().all(|&x| x == 7))
+        );
+
+        held.clear();
+        reader.release_buffers();
+        assert_eq!(reader.buf.capacity(), 0);
+        assert!(reader.spare.is_empty());
+    }
+
+    #[test]
+    fn room_covers_the_rest_of_a_frame_taken_whole() {
+        let mut reader = reader();
+        reader.missing = 3 * READ_CHUNK;
+        reader.buf.extend_from_slice(&[1; 100]);
+        reader.make_room();
+        assert!(reader.buf.capacity() - reader.buf.len() >= 3 * READ_CHUNK);
+        assert_eq!(&reader.buf[..], &[1; 100][..], "the partial frame is kept");
     }
 }

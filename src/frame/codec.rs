@@ -35,9 +35,11 @@ enum State {
 ///
 /// The header is checked as soon as its 9 bytes are present: the length
 /// against the maximum payload, the stream id against the frame type, and
-/// fixed payload sizes. Only then does the decoder reserve room for the
-/// payload, so a hostile length never causes an allocation beyond
-/// `HEADER_LEN + max_payload`. Input may be split at any byte boundary.
+/// fixed payload sizes. Only then does the payload's length count in
+/// [`missing`](FrameDecoder::missing), the room a reader makes for it, so a
+/// hostile length never causes an allocation beyond `HEADER_LEN +
+/// max_payload`. The decoder allocates nothing itself. Input may be split
+/// at any byte boundary.
 #[derive(Clone, Debug)]
 pub struct FrameDecoder {
     max_payload: u32,
@@ -67,8 +69,8 @@ impl FrameDecoder {
     ///
     /// - `Ok(Some(decoded))`: one frame was taken off `src`.
     /// - `Ok(None)`: `src` holds no complete frame yet; the decoder has kept
-    ///   its progress (and consumed any skipped bytes) and has reserved room
-    ///   for at most the rest of the current frame. Call again with more bytes.
+    ///   its progress (and consumed any skipped bytes). Call again with more
+    ///   bytes ([`missing`](Self::missing) says how many the frame needs).
     /// - `Err(e)`: the input is not valid; `e.code()` is the connection error
     ///   to send. The decoder must not be used afterwards.
     pub fn decode_next(&mut self, src: &mut BytesMut) -> Result<Option<Decoded>, FrameError> {
@@ -76,7 +78,6 @@ impl FrameDecoder {
             match self.state {
                 State::Header => {
                     let Some(bytes) = src.get(..HEADER_LEN) else {
-                        src.reserve(HEADER_LEN - src.len());
                         return Ok(None);
                     };
                     let mut raw = [0u8; HEADER_LEN];
@@ -104,7 +105,6 @@ impl FrameDecoder {
                 State::Payload(header, kind) => {
                     let len = header.len as usize;
                     if src.len() < len {
-                        src.reserve(len - src.len());
                         return Ok(None);
                     }
                     let payload = src.split_to(len).freeze();
@@ -123,6 +123,19 @@ impl FrameDecoder {
                     return Ok(Some(Decoded::Ignored(header)));
                 }
             }
+        }
+    }
+
+    /// The bytes the frame in progress still needs beyond the `buffered`
+    /// ones the caller holds, before [`decode_next`](Self::decode_next) can
+    /// return it: at most `HEADER_LEN + max_payload`, a payload's length
+    /// counting only once its header was checked. 0 while a payload is
+    /// being skipped (any bytes make progress).
+    pub fn missing(&self, buffered: usize) -> usize {
+        match self.state {
+            State::Header => HEADER_LEN.saturating_sub(buffered),
+            State::Payload(header, _) => (header.len as usize).saturating_sub(buffered),
+            State::Skip { .. } => 0,
         }
     }
 
@@ -308,6 +321,29 @@ mod tests {
             src.capacity() < 1024,
             "no room reserved for a refused payload"
         );
+    }
+
+    #[test]
+    fn missing_counts_the_rest_of_the_frame_in_progress() {
+        let header = Header {
+            len: 1000,
+            kind: 0,
+            flags: 0,
+            stream: StreamId::new(1).unwrap(),
+        };
+        let encoded = header.encode();
+        let mut decoder = FrameDecoder::new(1024);
+        let mut src = BytesMut::from(&encoded[..4]);
+        assert_eq!(decoder.decode_next(&mut src), Ok(None));
+        assert_eq!(decoder.missing(src.len()), HEADER_LEN - 4);
+        assert_eq!(src.capacity(), 4, "the decoder allocates nothing");
+        src.extend_from_slice(&encoded[4..]);
+        src.extend_from_slice(&[0; 300]);
+        assert_eq!(decoder.decode_next(&mut src), Ok(None));
+        assert_eq!(decoder.missing(src.len()), 700, "the payload's rest");
+        src.extend_from_slice(&[0; 700]);
+        assert!(matches!(decoder.decode_next(&mut src), Ok(Some(_))));
+        assert_eq!(decoder.missing(src.len()), HEADER_LEN);
     }
 
     #[test]
