@@ -47,7 +47,7 @@ mod timer;
 mod transmit;
 mod tuning;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -55,7 +55,7 @@ use bytes::Bytes;
 use crate::config::Config;
 use crate::error::ConnectionError;
 use crate::flow::{RecvCredit, SendCredit};
-use crate::frame::{FrameDecoder, GoAway, Reset, SettingsValues, StreamId};
+use crate::frame::{FrameDecoder, GoAway, Reset, SettingsValues, StreamId, StreamMap};
 use crate::stats::CodeCounts;
 
 use flood::{FloodCounters, SendBudget};
@@ -272,7 +272,7 @@ pub struct Connection {
     input: InputState,
     /// Boxed: a state is a few hundred bytes, and a table of boxes wastes
     /// only pointers on its free slots (less idle memory per stream).
-    streams: HashMap<StreamId, Box<StreamState>>,
+    streams: StreamMap<Box<StreamState>>,
     next_local_index: u64,
     next_peer_index: u64,
     conn_send: SendCredit,
@@ -354,7 +354,7 @@ struct Probes {
     /// The stream-count credit's probe, while an `open` waits on it.
     open: Option<Probe>,
     /// Streams with a running stream-credit probe or half-close deadline.
-    watched: HashMap<StreamId, ()>,
+    watched: StreamMap<()>,
     /// The sender's BLOCKED budget (50 in any second, §11.2).
     budget: SendBudget,
     /// A BLOCKED for the connection credit / stream-count credit went out
@@ -380,7 +380,7 @@ impl Connection {
                 carried: 0,
                 frame_started: None,
             },
-            streams: HashMap::new(),
+            streams: StreamMap::default(),
             next_local_index: 0,
             next_peer_index: 0,
             conn_send: SendCredit::new(0),

@@ -10,12 +10,12 @@
 //! timer when `write` says so, and does not call `write` while it is
 //! armed.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::flood::RequestBudget;
 use super::sched::Priority;
-use crate::frame::{PriorityUpdate, StreamId};
+use crate::frame::{PriorityUpdate, StreamId, StreamMap};
 
 /// A stream's request not written yet.
 #[derive(Copy, Clone, Debug)]
@@ -31,7 +31,7 @@ pub(crate) struct PriorityRequests {
     /// At most one per stream; the engine forgets a stream's entry when
     /// its application or its peer direction lets go of it, so there are
     /// at most as many as the streams the engine holds.
-    pending: HashMap<StreamId, Pending>,
+    pending: StreamMap<Pending>,
     /// Streams whose request may go, oldest first. An id whose entry was
     /// forgotten stays until it reaches the front or the queue is
     /// compacted, so the queue is at most twice the entries (plus a few).

@@ -1,6 +1,5 @@
 //! State shared between the driver task and the handles.
 
-use std::collections::HashMap;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
@@ -12,7 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::conn::{Connection, Event, TransmitBuf};
 use crate::error::ConnectionError;
-use crate::frame::StreamId;
+use crate::frame::{StreamId, StreamMap};
 
 /// Slices per vectored write.
 const MAX_IOVECS: usize = 64;
@@ -44,7 +43,7 @@ impl StreamWakers {
 pub(crate) struct Inner {
     pub(crate) conn: Connection,
     /// Wakers of parked stream halves; an entry lives while one is parked.
-    streams: HashMap<StreamId, StreamWakers>,
+    streams: StreamMap<StreamWakers>,
     /// Tasks waiting on connection-level state (open, accept, ping, close).
     /// One entry per waiting call, so the length is bounded by the
     /// application's own concurrency, not by the peer.
@@ -421,7 +420,7 @@ impl Shared {
             }),
             inner: Mutex::new(Inner {
                 conn,
-                streams: HashMap::new(),
+                streams: StreamMap::default(),
                 conn_waiters: Vec::new(),
                 driver_waker: None,
                 driver_done: false,

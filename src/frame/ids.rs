@@ -9,6 +9,12 @@ use std::fmt;
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct StreamId(u32);
 
+/// A map keyed by stream id. Ids come from the peer, so the hasher is
+/// seeded randomly per map (no crafted ids pile into one bucket), and it
+/// is foldhash rather than std's SipHash: lookups by id are on the path
+/// of every frame and every stream operation.
+pub(crate) type StreamMap<V> = std::collections::HashMap<StreamId, V, foldhash::fast::RandomState>;
+
 impl StreamId {
     /// The connection-level id, carried by frames that are about the whole connection.
     pub const CONNECTION: StreamId = StreamId(0);

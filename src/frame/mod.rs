@@ -25,6 +25,7 @@ pub use credit::{Blocked, BlockedOn, MAX_CREDIT, MaxStreams, WindowUpdate};
 pub use data::Data;
 pub use error::FrameError;
 pub use header::{FrameKind, HEADER_LEN, Header, MAX_PAYLOAD_LIMIT};
+pub(crate) use ids::StreamMap;
 pub use ids::{ErrorCode, StreamId};
 pub use preface::{MAGIC, PREFACE_LEN, PrefaceError, VERSION, decode_preface, encode_preface};
 pub use priority::{MAX_URGENCY, PriorityUpdate};

@@ -14,7 +14,6 @@
 //! (the plane and the handle bookkeeping) is never held across an await
 //! or a quinn call that could wait.
 
-use std::collections::HashMap;
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -36,7 +35,7 @@ use crate::stats::SessionStats;
 mod stream;
 
 use crate::error::{ConnectionError, OpenError, StreamError};
-use crate::frame::{ErrorCode, StreamId};
+use crate::frame::{ErrorCode, StreamId, StreamMap};
 use crate::session::CloseReport;
 use crate::stream::Stream;
 pub(crate) use stream::{NativeRecv, SendHalf};
@@ -66,14 +65,14 @@ struct State {
     /// Streams this side opened and still holds, for a GOAWAY to refuse
     /// (SPEC §13.1) and the peer's priority requests. Entries leave with
     /// their handles.
-    local_streams: HashMap<StreamId, Weak<StreamRef>>,
+    local_streams: StreamMap<Weak<StreamRef>>,
     /// Streams the peer opened that the application holds, for the peer's
     /// priority requests. Entries leave with their handles.
-    peer_streams: HashMap<StreamId, Weak<StreamRef>>,
+    peer_streams: StreamMap<Weak<StreamRef>>,
     /// The peer's priority requests for its streams not accepted yet (the
     /// control stream is not ordered with them, SPEC §18.3): at most one
     /// per id and `max_incoming_streams` in all.
-    early_requests: HashMap<StreamId, Priority>,
+    early_requests: StreamMap<Priority>,
     /// The QUIC connection has closed and the plane knows why.
     done: bool,
 }
@@ -317,9 +316,9 @@ pub(crate) async fn start(
             plane: ControlPlane::new(side, config, now()),
             session_handles: 1,
             open_streams: 0,
-            local_streams: HashMap::new(),
-            peer_streams: HashMap::new(),
-            early_requests: HashMap::new(),
+            local_streams: StreamMap::default(),
+            peer_streams: StreamMap::default(),
+            early_requests: StreamMap::default(),
             done: false,
         }),
         connection,
