@@ -201,6 +201,18 @@ impl Shared {
             Poll::Ready(read) => {
                 let mut inner = self.lock_for("read_direct: feed");
                 reader.feed(&mut inner, super::now(), read);
+                if !reader.closed {
+                    drop(inner);
+                    // Once more, until the transport is empty (after a short
+                    // read that costs no system call): the shared waker is
+                    // then registered again, and the driver's turn for this
+                    // readiness finds nothing to do (`Driver::idle_wake`).
+                    let again = reader.poll_fill(&self.read_waker);
+                    inner = self.lock_for("read_direct: feed again");
+                    if let Poll::Ready(read) = again {
+                        reader.feed(&mut inner, super::now(), read);
+                    }
+                }
                 // The driver writes what the input made owed, and re-arms
                 // its timer if the input set an earlier deadline.
                 if reader.closed {
@@ -266,7 +278,11 @@ impl Shared {
         // Zeroes the caller's bytes only where they were never
         // initialised (`read` into a slice: never).
         let mut dst = ReadBuf::new(buf.initialize_unfilled_to(want));
-        let read = match reader.io.as_mut().poll_read(&mut cx, &mut dst) {
+        let poll = reader.io.as_mut().poll_read(&mut cx, &mut dst);
+        if poll.is_ready() {
+            reader.read_around();
+        }
+        let read = match poll {
             Poll::Pending => return None,
             Poll::Ready(Ok(())) if !dst.filled().is_empty() => dst.filled().len(),
             Poll::Ready(end) => {

@@ -105,6 +105,40 @@ impl Driver {
         }
     }
 
+    /// True if this wake brought the driver nothing to do, so the poll can
+    /// end at once: the readiness that woke it was read (and the read side
+    /// registered again) by an application task (`Shared::read_direct`),
+    /// nothing waits to be written or flushed, no timer is due, and nothing
+    /// woke the driver for work since it last parked (its waker is still
+    /// in place). Every one of those is what a turn would look at first;
+    /// most wakes on a request/response stream are of this kind.
+    fn idle_wake(&mut self, cx: &Context<'_>) -> bool {
+        if self.close_deadline.is_some() || self.timer.is_elapsed() {
+            return false;
+        }
+        let Some(reader) = self.shared.try_reader() else {
+            return false;
+        };
+        if !reader.up_to_date() {
+            return false;
+        }
+        let Some(writer) = self.shared.try_writer() else {
+            return false;
+        };
+        if !writer.tx.is_empty() || writer.flush_pending {
+            return false;
+        }
+        let inner = self.shared.lock_for("driver: idle wake");
+        inner
+            .driver_waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+            && !inner.driver_turn_owed
+            && !inner.driver_done
+            && !inner.conn.wants_transmit()
+            && !inner.conn.is_finished()
+    }
+
     /// Writes pending bytes, refilling from the core, until the transport
     /// would block or nothing is left (`Shared::write_turn`).
     fn poll_write_side(
@@ -343,6 +377,9 @@ impl Future for Driver {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
+        if this.idle_wake(cx) {
+            return Poll::Pending;
+        }
         for _ in 0..TURNS_PER_POLL {
             // One clock read per turn: every step of a turn happens "now".
             let t = now();

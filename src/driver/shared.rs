@@ -2,6 +2,7 @@
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
@@ -310,6 +311,12 @@ pub(crate) struct Reader {
     pub(crate) missing: usize,
     /// The transport reported its end or an error.
     pub(crate) closed: bool,
+    /// The count of readiness events when a read last found the transport
+    /// empty (the shared waker then registered); `None` after a read that
+    /// returned something. See [`Reader::up_to_date`].
+    registered: Option<u64>,
+    /// The shared read waker's state, for its readiness count.
+    wake: Arc<ReadWake>,
 }
 
 /// Where [`Reader::make_room`] found room for the next read.
@@ -338,6 +345,8 @@ const SPARE_READ_BUFFERS: usize = 16;
 pub(crate) struct ReadWake {
     driver: Mutex<Option<Waker>>,
     app: Mutex<Option<Waker>>,
+    /// Readiness events so far (see [`Reader::up_to_date`]).
+    readiness: AtomicU64,
 }
 
 impl ReadWake {
@@ -349,6 +358,11 @@ impl ReadWake {
     /// An application task's waker: woken once, at the next readiness.
     pub(crate) fn set_app(&self, waker: &Waker) {
         Self::store(&self.app, waker);
+    }
+
+    /// Readiness events so far.
+    pub(crate) fn readiness(&self) -> u64 {
+        self.readiness.load(Ordering::Acquire)
     }
 
     fn store(slot: &Mutex<Option<Waker>>, waker: &Waker) {
@@ -365,6 +379,7 @@ impl Wake for ReadWake {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
+        self.readiness.fetch_add(1, Ordering::AcqRel);
         // The application task first: on a single-threaded runtime it then
         // runs first, and the driver's turn after it finds nothing to read.
         let app = lock(&self.app).take();
@@ -408,6 +423,8 @@ impl Shared {
                 allocated: false,
                 missing: 0,
                 closed: false,
+                registered: None,
+                wake: read_wake.clone(),
             }),
             read_waker: Waker::from(read_wake.clone()),
             read_wake,
@@ -503,8 +520,27 @@ impl Reader {
     /// shared read waker) registered if it has nothing.
     pub(crate) fn poll_fill(&mut self, waker: &Waker) -> Poll<io::Result<usize>> {
         self.make_room();
+        // Counted before the read: a readiness event during it makes the
+        // reader look out of date, never up to date.
+        let seen = self.wake.readiness();
         let mut cx = Context::from_waker(waker);
-        tokio_util::io::poll_read_buf(self.io.as_mut(), &mut cx, &mut self.buf)
+        let read = tokio_util::io::poll_read_buf(self.io.as_mut(), &mut cx, &mut self.buf);
+        self.registered = read.is_pending().then_some(seen);
+        read
+    }
+
+    /// True if the last read found the transport empty and no readiness
+    /// event has come since: the shared waker is registered with the
+    /// transport, and no input waits that nobody has read. A driver turn
+    /// would find nothing to read.
+    pub(crate) fn up_to_date(&self) -> bool {
+        !self.closed && self.registered == Some(self.wake.readiness())
+    }
+
+    /// A read made around [`poll_fill`](Self::poll_fill) (straight into a
+    /// caller's buffer) returned something.
+    pub(crate) fn read_around(&mut self) {
+        self.registered = None;
     }
 
     /// Makes room in the buffer for the next read: at least a quarter of
@@ -647,6 +683,8 @@ mod tests {
             allocated: false,
             missing: 0,
             closed: false,
+            registered: None,
+            wake: Arc::new(ReadWake::default()),
         }
     }
 
