@@ -67,6 +67,10 @@ impl PriorityRequests {
     /// `id` may be named to the peer from now on: a request held for it
     /// joins the queue.
     pub(crate) fn ready(&mut self, id: StreamId) {
+        // Called for every stream that opens; requests are rare.
+        if self.pending.is_empty() {
+            return;
+        }
         if let Some(entry) = self.pending.get_mut(&id)
             && !entry.queued
         {
