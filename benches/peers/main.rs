@@ -59,7 +59,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use harness::Failure;
-use report::{Row, ScenarioResult, Series};
+use report::{Row, ScenarioResult, Series, Table};
 use scenarios::{Ctx, Sizes, Variant};
 use transports::{Kind, Limits};
 
@@ -288,11 +288,16 @@ fn main() {
          timeout {:?} per measurement; total {:.1} s. ↑ higher is better, ↓ lower is better. \
          Raw TCP and raw TLS use one connection per stream. Memory is the growth of the process's heap \
          (counting allocator; sessions also resident memory), both sides together, each stream \
-         held in a parked task per side; kernel socket buffers are not included.\n",
+         held in a parked task per side; kernel socket buffers are not included.{}\n",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         cpu_model(),
         opts.timeout,
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        if opts.runs > 1 {
+            " Swing: (max − min) ÷ median of a metric's runs."
+        } else {
+            ""
+        }
     );
     for result in &results {
         print!("{}", report::markdown(result));
@@ -401,6 +406,9 @@ fn run_scenario(
             }
         }
     }
+    let tables = entries
+        .first()
+        .map_or_else(Vec::new, |entry| tables(&entry.scenario));
     let mut title = String::new();
     let rows = entries
         .into_iter()
@@ -429,5 +437,38 @@ fn run_scenario(
             }
         })
         .collect();
-    ScenarioResult { name, title, rows }
+    ScenarioResult {
+        name,
+        title,
+        rows,
+        tables,
+    }
+}
+
+/// The markdown tables of `scenario`: first one of the metrics of every
+/// pair without a table of its own, and the derived metric, if there are
+/// any; then one per pair with a heading of its own.
+fn tables(scenario: &scenarios::Scenario) -> Vec<Table> {
+    let mut main = Vec::new();
+    let mut own = Vec::new();
+    let mut index = 0;
+    for pair in &scenario.pairs {
+        let indexes: Vec<usize> = (index..index + pair.metrics.len()).collect();
+        index += pair.metrics.len();
+        match &pair.table {
+            Some(heading) => own.push(Table {
+                heading: Some(heading.clone()),
+                metrics: indexes,
+            }),
+            None => main.extend(indexes),
+        }
+    }
+    if scenario.derived.is_some() {
+        main.push(index);
+    }
+    let main = (!main.is_empty()).then_some(Table {
+        heading: None,
+        metrics: main,
+    });
+    main.into_iter().chain(own).collect()
 }

@@ -157,6 +157,8 @@ pub struct Metric {
     pub higher_is_better: bool,
     /// Decimals shown in the table.
     pub decimals: usize,
+    /// The table shows its swing across runs: (max − min) ÷ median.
+    pub swing: bool,
 }
 
 const fn metric(
@@ -170,12 +172,26 @@ const fn metric(
         label,
         higher_is_better,
         decimals,
+        swing: false,
+    }
+}
+
+impl Metric {
+    /// The same metric, with its swing across runs in the table.
+    const fn with_swing(self) -> Metric {
+        Metric {
+            swing: true,
+            ..self
+        }
     }
 }
 
 /// One measurement: a connection, a server side and a client side.
 pub struct Pair {
     pub metrics: Vec<Metric>,
+    /// The heading of a table of its own for its metrics; `None`: the
+    /// metrics are columns of the scenario's one table.
+    pub table: Option<String>,
     /// Per metric its value or why it has none; or why the measurement
     /// has none at all.
     pub run: Box<dyn Fn() -> Outcome<Vec<Outcome<f64>>>>,
@@ -306,6 +322,7 @@ pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
                 sizes.rr_rounds
             ),
             pairs: vec![Pair {
+                table: None,
                 metrics: vec![
                     metric("p50_us", "p50 µs", false, 1),
                     metric("p99_us", "p99 µs", false, 1),
@@ -341,6 +358,7 @@ pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
                 sizes.rr_load.stall.as_secs(),
             ),
             pairs: vec![Pair {
+                table: None,
                 metrics: rr_load_metrics(),
                 run: Box::new(move || {
                     let limits = sizes.rr_load;
@@ -360,6 +378,7 @@ pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
             let count = sizes.open_count;
             let in_flight = sizes.open_in_flight;
             let open_pair = move |key, label, concurrency: usize| Pair {
+                table: None,
                 metrics: vec![metric(key, label, true, 0)],
                 run: Box::new(move || {
                     measure(ctx, Mode::Sink, move |c| {
@@ -385,6 +404,7 @@ pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
                 sizes.idle_streams
             ),
             pairs: vec![Pair {
+                table: None,
                 metrics: vec![metric("heap_bytes_per_stream", "heap B/stream", false, 0)],
                 run: Box::new(move || {
                     let n = sizes.idle_streams;
@@ -406,6 +426,7 @@ pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
                 ),
                 pairs: vec![
                     Pair {
+                        table: None,
                         metrics: vec![metric("b_mib_per_s", "B MiB/s", true, 0)],
                         run: Box::new(move || {
                             measure(ctx, Mode::HolFirstParked, move |c| {
@@ -487,6 +508,7 @@ pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
                 SESSIONS_IDLE.as_millis(),
             ),
             pairs: vec![Pair {
+                table: None,
                 metrics: vec![
                     metric("heap_kib_per_session", "heap KiB/session", false, 1),
                     metric("rss_kib_per_session", "RSS KiB/session", false, 1),
@@ -509,11 +531,12 @@ pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
 /// `streams` streams × `bytes` client to server: MiB/s, and with `cpu`
 /// the CPU time of both sides per GiB moved.
 fn transfer_pair(ctx: Ctx, streams: usize, bytes: usize, cpu: bool) -> Pair {
-    let mut metrics = vec![metric("mib_per_s", "MiB/s", true, 0)];
+    let mut metrics = vec![metric("mib_per_s", "MiB/s", true, 0).with_swing()];
     if cpu {
         metrics.push(metric("cpu_ms_per_gib", "CPU ms/GiB", false, 0));
     }
     Pair {
+        table: None,
         metrics,
         run: Box::new(move || {
             measure(ctx, Mode::Sink, move |c| {
@@ -535,6 +558,7 @@ fn delayed_pair(
     cap: Duration,
 ) -> Pair {
     Pair {
+        table: None,
         metrics: vec![metric],
         run: Box::new(move || {
             if ctx.kind.over_udp() {
