@@ -18,21 +18,25 @@ use crate::harness::{BoxFut, Failure, Outcome, Res, run_pair};
 use crate::path::PathThread;
 use crate::transports::{BoxStream, Client, Connector, Kind, Limits, Listener, Server, s};
 
+mod many;
 mod rr_load;
 mod streams;
 
 pub use rr_load::RrLoad;
 use rr_load::{LOAD_POINTS, RAMP, rr_load_metrics, rr_under_load};
 use streams::{
-    CHUNK, PAYLOAD, echo, finish_and_ack, join_all, mib_per_s, sink, sink_yielding, write_bytes,
+    CHUNK, PAYLOAD, echo, finish_and_ack, join_all, join_each, mib_per_s, sink, sink_yielding,
+    write_bytes,
 };
 
 /// Sizes and counts of one bench mode.
 #[derive(Clone, Copy, Debug)]
 pub struct Sizes {
     pub bulk_bytes: usize,
-    pub many_streams: usize,
-    pub many_bytes: usize,
+    /// many: each stream's bytes with 100 streams.
+    pub many_100_bytes: usize,
+    /// many: each stream's bytes with 1,000 streams.
+    pub many_1000_bytes: usize,
     pub rr_rounds: usize,
     pub rr_load: RrLoad,
     pub open_count: usize,
@@ -58,8 +62,8 @@ pub struct Sizes {
 impl Sizes {
     pub const FULL: Sizes = Sizes {
         bulk_bytes: 512 << 20,
-        many_streams: 100,
-        many_bytes: 8 << 20,
+        many_100_bytes: 8 << 20,
+        many_1000_bytes: 1 << 20,
         rr_rounds: 100_000,
         rr_load: RrLoad {
             rounds: 2000,
@@ -80,8 +84,8 @@ impl Sizes {
 
     pub const QUICK: Sizes = Sizes {
         bulk_bytes: 32 << 20,
-        many_streams: 100,
-        many_bytes: 256 << 10,
+        many_100_bytes: 256 << 10,
+        many_1000_bytes: 32 << 10,
         rr_rounds: 2000,
         rr_load: RrLoad {
             rounds: 500,
@@ -297,24 +301,20 @@ pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
                 "bulk: 1 stream, {} MiB client to server; CPU: both sides' threads per GiB",
                 mib(sizes.bulk_bytes)
             ),
-            pairs: vec![transfer_pair(ctx, 1, sizes.bulk_bytes, true)],
-            derived: None,
-        },
-        "many" => Scenario {
-            title: format!(
-                "many: {} concurrent streams × {} MiB client to server; CPU: both sides' \
-                 threads per GiB",
-                sizes.many_streams,
-                mib(sizes.many_bytes)
-            ),
             pairs: vec![transfer_pair(
                 ctx,
-                sizes.many_streams,
-                sizes.many_bytes,
-                true,
+                Transfer {
+                    cpu: true,
+                    ..Transfer::new(1, sizes.bulk_bytes)
+                },
+                vec![
+                    metric("mib_per_s", "MiB/s", true, 0).with_swing(),
+                    metric("cpu_ms_per_gib", "CPU ms/GiB", false, 0),
+                ],
             )],
             derived: None,
         },
+        "many" => many::scenario(ctx, sizes),
         "rr" => Scenario {
             title: format!(
                 "rr: 64-byte request/response on one stream, {} round trips; CPU: both \
@@ -416,8 +416,11 @@ pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
         "hol" => {
             let bytes = sizes.hol_bytes;
             let blocked = sizes.hol_blocked_bytes;
-            let mut alone = transfer_pair(ctx, 1, bytes, false);
-            alone.metrics = vec![metric("alone_mib_per_s", "alone MiB/s", true, 0)];
+            let alone = transfer_pair(
+                ctx,
+                Transfer::new(1, bytes),
+                vec![metric("alone_mib_per_s", "alone MiB/s", true, 0)],
+            );
             Scenario {
                 title: format!(
                     "hol: stream A gets {} MiB written and is never read; stream B moves {} MiB",
@@ -515,7 +518,7 @@ pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
                 ],
                 run: Box::new(move || {
                     let n = sizes.sessions;
-                    enough_fds(ctx.kind, n)?;
+                    enough_fds(ctx.kind, n, SESSION_STREAMS)?;
                     measure_sessions(ctx, Mode::Idle(SESSION_ECHO), move |c| {
                         Box::pin(sessions(c, n, SESSION_STREAMS, SESSION_ECHO))
                     })
@@ -528,19 +531,15 @@ pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
     }
 }
 
-/// `streams` streams × `bytes` client to server: MiB/s, and with `cpu`
-/// the CPU time of both sides per GiB moved.
-fn transfer_pair(ctx: Ctx, streams: usize, bytes: usize, cpu: bool) -> Pair {
-    let mut metrics = vec![metric("mib_per_s", "MiB/s", true, 0).with_swing()];
-    if cpu {
-        metrics.push(metric("cpu_ms_per_gib", "CPU ms/GiB", false, 0));
-    }
+/// A measurement of `transfer`, with `metrics` in the order of the values
+/// [`transfer`] returns.
+fn transfer_pair(ctx: Ctx, transfer: Transfer, metrics: Vec<Metric>) -> Pair {
     Pair {
-        table: None,
         metrics,
+        table: None,
         run: Box::new(move || {
             measure(ctx, Mode::Sink, move |c| {
-                Box::pin(transfer(c, streams, bytes, cpu))
+                Box::pin(self::transfer(c, transfer))
             })
             .map(each)
         }),
@@ -733,11 +732,12 @@ async fn serve_many(listener: Arc<dyn Listener>, mode: Mode) -> Res<()> {
 }
 
 /// Fails as skipped if the process may not open the file descriptors
-/// `sessions` sessions of `kind` take (both sides, plus a margin); raw
-/// TCP and raw TLS take one per stream and side.
-fn enough_fds(kind: Kind, sessions: usize) -> Outcome<()> {
+/// `sessions` sessions of `kind` with `streams` streams each take (both
+/// sides, plus a margin); raw TCP and raw TLS take one per stream and
+/// side.
+fn enough_fds(kind: Kind, sessions: usize, streams: usize) -> Outcome<()> {
     let per_session = match kind {
-        Kind::Tcp | Kind::Tls => 2 * SESSION_STREAMS,
+        Kind::Tcp | Kind::Tls => 2 * streams,
         _ if kind.over_udp() => 0,
         _ => 2,
     };
@@ -768,36 +768,75 @@ fn fd_limit() -> Option<usize> {
 
 // ----- client sides ------------------------------------------------------------
 
-/// `streams` concurrent streams each send `bytes` and wait for the ack;
-/// MiB/s over all of them, and with `cpu` the CPU time of both sides in
-/// ms per GiB.
-async fn transfer(
-    client: Arc<dyn Client>,
+/// A client-to-server transfer: `streams` concurrent streams, each
+/// writing `bytes` in writes of `write` bytes, then finishing and waiting
+/// for the server's ack.
+#[derive(Clone, Copy, Debug)]
+struct Transfer {
     streams: usize,
     bytes: usize,
+    write: usize,
+    /// Also measure both sides' CPU time.
     cpu: bool,
-) -> Res<Vec<f64>> {
-    let meter = if cpu {
+    /// Also report the spread of the streams' times.
+    spread: bool,
+}
+
+impl Transfer {
+    /// `streams` × `bytes` in [`CHUNK`]-sized writes, MiB/s only.
+    fn new(streams: usize, bytes: usize) -> Transfer {
+        Transfer {
+            streams,
+            bytes,
+            write: CHUNK,
+            cpu: false,
+            spread: false,
+        }
+    }
+}
+
+/// Runs `transfer`: MiB/s over all its streams; with `cpu` the CPU time
+/// of both sides in ms per GiB; with `spread` the slowest stream's time
+/// ÷ the fastest's, each stream timed from the start of its task (its
+/// open included) to its ack.
+async fn transfer(client: Arc<dyn Client>, transfer: Transfer) -> Res<Vec<f64>> {
+    let Transfer {
+        streams,
+        bytes,
+        write,
+        ..
+    } = transfer;
+    let meter = if transfer.cpu {
         Some(CpuMeter::start().await?)
     } else {
         None
     };
     let start = Instant::now();
-    let tasks = (0..streams)
+    let tasks: Vec<JoinHandle<Res<Duration>>> = (0..streams)
         .map(|_| {
             let client = client.clone();
             tokio::spawn(async move {
+                let began = Instant::now();
                 let mut stream = client.open().await?;
-                write_bytes(&mut stream, bytes).await?;
-                finish_and_ack(&mut stream).await
+                write_bytes(&mut stream, bytes, write).await?;
+                finish_and_ack(&mut stream).await?;
+                Ok(began.elapsed())
             })
         })
         .collect();
-    join_all(tasks).await?;
+    let times = join_each(tasks).await?;
     let mut values = vec![mib_per_s(streams * bytes, start.elapsed())];
     if let Some(meter) = meter {
         let gib = (streams * bytes) as f64 / (1u64 << 30) as f64;
         values.push(meter.stop().await?.as_secs_f64() * 1e3 / gib);
+    }
+    if transfer.spread {
+        let (fastest, slowest) = times
+            .iter()
+            .fold((Duration::MAX, Duration::ZERO), |(lo, hi), &t| {
+                (lo.min(t), hi.max(t))
+            });
+        values.push(slowest.as_secs_f64() / fastest.as_secs_f64());
     }
     Ok(values)
 }
@@ -1092,7 +1131,7 @@ async fn hol(client: Arc<dyn Client>, bytes: usize, blocked: usize) -> Res<f64> 
     let mut a = client.open().await?;
     let a_task = tokio::spawn(async move {
         // Blocks once A's credit is used up; that is the point.
-        let _ = write_bytes(&mut a, blocked).await;
+        let _ = write_bytes(&mut a, blocked, CHUNK).await;
         std::future::pending::<()>().await;
     });
     // A's bytes go out first.
@@ -1102,7 +1141,7 @@ async fn hol(client: Arc<dyn Client>, bytes: usize, blocked: usize) -> Res<f64> 
     // figure) does, so the two differ only in A.
     let b_task = tokio::spawn(async move {
         let mut b = client.open().await?;
-        write_bytes(&mut b, bytes).await?;
+        write_bytes(&mut b, bytes, CHUNK).await?;
         finish_and_ack(&mut b).await
     });
     b_task.await.map_err(s)??;
