@@ -284,7 +284,8 @@ fn main() {
         opts.runs
     );
     println!(
-        "Machine: {} cores, {}. Each side on its own thread and current-thread runtime; \
+        "Machine: {} cores, {}. Each side on its own thread and current-thread runtime (mt: \
+         the server side on a multi-thread runtime); \
          timeout {:?} per measurement; total {:.1} s. ↑ higher is better, ↓ lower is better. \
          Raw TCP and raw TLS use one connection per stream. Memory is the growth of the process's heap \
          (counting allocator; sessions also resident memory), both sides together, each stream \

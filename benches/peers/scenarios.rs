@@ -14,19 +14,21 @@ use tokio::task::JoinHandle;
 
 use crate::cpu::CpuMeter;
 use crate::delay::Link;
-use crate::harness::{BoxFut, Failure, Outcome, Res, run_pair};
+use crate::harness::{BoxFut, Failure, Outcome, Res, ServerRuntime, run_pair, run_pair_on};
 use crate::path::PathThread;
 use crate::transports::{BoxStream, Client, Connector, Kind, Limits, Listener, Server, s};
 
 mod many;
+mod mt;
 mod rr_load;
 mod streams;
 
+pub use mt::MtLoad;
 pub use rr_load::RrLoad;
 use rr_load::{LOAD_POINTS, RAMP, rr_load_metrics, rr_under_load};
 use streams::{
-    CHUNK, PAYLOAD, echo, finish_and_ack, join_all, join_each, mib_per_s, sink, sink_yielding,
-    write_bytes,
+    CHUNK, PAYLOAD, REQUEST_BYTE, echo, echo_or_sink, finish_and_ack, join_all, join_each,
+    mib_per_s, sink, sink_yielding, write_bytes,
 };
 
 /// Sizes and counts of one bench mode.
@@ -57,6 +59,8 @@ pub struct Sizes {
     pub delay_cap: Duration,
     /// delay: the one-way delays.
     pub delays: &'static [DelayPoint],
+    /// mt: how long the load runs before and while it is measured.
+    pub mt: MtLoad,
 }
 
 impl Sizes {
@@ -80,6 +84,11 @@ impl Sizes {
         delay_many_bytes: 4 << 20,
         delay_cap: Duration::from_secs(8),
         delays: &[DELAY_25MS, DELAY_5MS],
+        mt: MtLoad {
+            warmup: Duration::from_millis(500),
+            measured: Duration::from_secs(3),
+            stall: Duration::from_secs(5),
+        },
     };
 
     pub const QUICK: Sizes = Sizes {
@@ -102,6 +111,11 @@ impl Sizes {
         delay_many_bytes: 128 << 10,
         delay_cap: Duration::from_secs(2),
         delays: &[DELAY_25MS],
+        mt: MtLoad {
+            warmup: Duration::from_millis(200),
+            measured: Duration::from_millis(500),
+            stall: Duration::from_secs(1),
+        },
     };
 }
 
@@ -220,9 +234,10 @@ pub struct Scenario {
     pub derived: Option<Derived>,
 }
 
-pub const NAMES: [&str; 9] = [
+pub const NAMES: [&str; 10] = [
     "bulk",
     "many",
+    "mt",
     "rr",
     "rr-under-load",
     "open",
@@ -315,6 +330,7 @@ pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
             derived: None,
         },
         "many" => many::scenario(ctx, sizes),
+        "mt" => mt::scenario(ctx, sizes),
         "rr" => Scenario {
             title: format!(
                 "rr: 64-byte request/response on one stream, {} round trips; CPU: both \
@@ -586,6 +602,9 @@ enum Mode {
     Idle(usize),
     /// Hold the first stream unread in a parked task; sink the others.
     HolFirstParked,
+    /// Echo a stream whose first byte is [`REQUEST_BYTE`]; sink the
+    /// others, yielding after each read.
+    EchoOrSink,
 }
 
 /// Runs one measurement of `ctx.kind`: the server side serves streams in
@@ -661,6 +680,7 @@ async fn serve(server: Arc<dyn Server>, mode: Mode) -> Res<()> {
             let result = match mode {
                 _ if echoes => echo(&mut stream).await,
                 Mode::EchoFirst => sink_yielding(&mut stream).await,
+                Mode::EchoOrSink => echo_or_sink(&mut stream).await,
                 _ if park && mode == Mode::HolFirstParked => Ok(()),
                 Mode::Idle(bytes) => {
                     let mut buf = vec![0u8; bytes];
@@ -695,8 +715,24 @@ where
     T: Send + 'static,
     F: FnOnce(Arc<dyn Connector>) -> BoxFut<'static, Res<T>> + Send + 'static,
 {
+    measure_sessions_on(ServerRuntime::CurrentThread, ctx, mode, client)
+}
+
+/// [`measure_sessions`], with the server side on a runtime of kind
+/// `server_runtime`.
+fn measure_sessions_on<T, F>(
+    server_runtime: ServerRuntime,
+    ctx: Ctx,
+    mode: Mode,
+    client: F,
+) -> Outcome<T>
+where
+    T: Send + 'static,
+    F: FnOnce(Arc<dyn Connector>) -> BoxFut<'static, Res<T>> + Send + 'static,
+{
     on_loopback(ctx.kind)?;
-    run_pair(
+    run_pair_on(
+        server_runtime,
         ctx.timeout,
         move |addr_tx| {
             Box::pin(async move {
@@ -902,7 +938,7 @@ fn record(hist: &mut Histogram<u64>, start: Instant) -> Res<()> {
 
 /// One 64-byte round trip on `stream` (the server echoes).
 async fn round_trip(stream: &mut BoxStream) -> Res<()> {
-    let request = [0x5au8; 64];
+    let request = [REQUEST_BYTE; 64];
     let mut response = [0u8; 64];
     stream.write_all(&request).await.map_err(s)?;
     stream.flush().await.map_err(s)?;

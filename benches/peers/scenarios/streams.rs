@@ -13,6 +13,9 @@ use crate::transports::{BoxStream, s};
 pub(super) const CHUNK: usize = 256 * 1024;
 /// What bulk streams write: any prefix of it.
 pub(super) static PAYLOAD: [u8; CHUNK] = [0xab; CHUNK];
+/// The byte every request/response request is made of: a server in
+/// [`echo_or_sink`] tells a request stream from a bulk one by it.
+pub(super) const REQUEST_BYTE: u8 = 0x5a;
 
 /// Writes `total` bytes in writes of `write` bytes (at most [`CHUNK`]),
 /// then flushes.
@@ -44,6 +47,22 @@ pub(super) async fn sink(stream: &mut BoxStream) -> Res<()> {
 pub(super) async fn sink_yielding(stream: &mut BoxStream) -> Res<()> {
     let mut buf = vec![0u8; CHUNK];
     while stream.read(&mut buf).await.map_err(s)? != 0 {
+        tokio::task::yield_now().await;
+    }
+    ack(stream).await
+}
+
+/// Echoes a stream whose first byte is [`REQUEST_BYTE`]; [`sink_yielding`]
+/// any other.
+pub(super) async fn echo_or_sink(stream: &mut BoxStream) -> Res<()> {
+    let mut buf = vec![0u8; CHUNK];
+    let n = stream.read(&mut buf).await.map_err(s)?;
+    if n > 0 && buf[0] == REQUEST_BYTE {
+        stream.write_all(&buf[..n]).await.map_err(s)?;
+        stream.flush().await.map_err(s)?;
+        return echo(stream).await;
+    }
+    while n != 0 && stream.read(&mut buf).await.map_err(s)? != 0 {
         tokio::task::yield_now().await;
     }
     ack(stream).await
