@@ -25,7 +25,7 @@ mod streams;
 
 pub use mt::MtLoad;
 pub use rr_load::RrLoad;
-use rr_load::{LOAD_POINTS, RAMP, rr_load_metrics, rr_under_load};
+use rr_load::{LOAD_POINTS, rr_load_metrics, rr_under_load};
 use streams::{
     CHUNK, PAYLOAD, REQUEST_BYTE, echo, echo_or_sink, finish_and_ack, join_all, join_each,
     mib_per_s, sink, sink_yielding, write_bytes,
@@ -49,6 +49,11 @@ pub struct Sizes {
     pub sessions: usize,
     pub hol_bytes: usize,
     pub hol_blocked_bytes: usize,
+    /// hol: a shorter timeout for stream B than the measurements' own,
+    /// if any: B's bytes take well under a second, the close after them
+    /// up to 1 s (creditmux native QUIC waits for the parked stream A),
+    /// and h2 with its default windows never moves them.
+    pub hol_timeout: Option<Duration>,
     /// delay: the single stream's bytes.
     pub delay_bytes: usize,
     /// delay: each of the 16 streams' bytes.
@@ -71,6 +76,7 @@ impl Sizes {
         rr_rounds: 100_000,
         rr_load: RrLoad {
             rounds: 2000,
+            ramp: Duration::from_millis(100),
             cap: Duration::from_secs(5),
             stall: Duration::from_secs(2),
         },
@@ -80,6 +86,7 @@ impl Sizes {
         sessions: 2000,
         hol_bytes: 64 << 20,
         hol_blocked_bytes: 1 << 20,
+        hol_timeout: None,
         delay_bytes: 64 << 20,
         delay_many_bytes: 4 << 20,
         delay_cap: Duration::from_secs(8),
@@ -93,13 +100,16 @@ impl Sizes {
 
     pub const QUICK: Sizes = Sizes {
         bulk_bytes: 32 << 20,
-        many_100_bytes: 256 << 10,
-        many_1000_bytes: 32 << 10,
+        many_100_bytes: 128 << 10,
+        many_1000_bytes: 16 << 10,
         rr_rounds: 2000,
+        // With creditmux's window variants 22 measurements: short, so
+        // that the smoke fits its budget.
         rr_load: RrLoad {
-            rounds: 500,
-            cap: Duration::from_secs(1),
-            stall: Duration::from_secs(1),
+            rounds: 100,
+            ramp: Duration::from_millis(50),
+            cap: Duration::from_millis(250),
+            stall: Duration::from_millis(500),
         },
         open_count: 1000,
         open_in_flight: 64,
@@ -107,14 +117,15 @@ impl Sizes {
         sessions: 200,
         hol_bytes: 8 << 20,
         hol_blocked_bytes: 1 << 20,
+        hol_timeout: Some(Duration::from_secs(2)),
         delay_bytes: 2 << 20,
         delay_many_bytes: 128 << 10,
-        delay_cap: Duration::from_secs(2),
+        delay_cap: Duration::from_secs(1),
         delays: &[DELAY_25MS],
         mt: MtLoad {
-            warmup: Duration::from_millis(200),
-            measured: Duration::from_millis(500),
-            stall: Duration::from_secs(1),
+            warmup: Duration::from_millis(100),
+            measured: Duration::from_millis(300),
+            stall: Duration::from_millis(500),
         },
     };
 }
@@ -368,10 +379,10 @@ pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
                     .map(|p| p.streams.to_string())
                     .collect::<Vec<_>>()
                     .join(", then "),
-                RAMP.as_millis(),
+                sizes.rr_load.ramp.as_millis(),
                 sizes.rr_load.rounds,
-                sizes.rr_load.cap.as_secs(),
-                sizes.rr_load.stall.as_secs(),
+                sizes.rr_load.cap.as_secs_f64(),
+                sizes.rr_load.stall.as_secs_f64(),
             ),
             pairs: vec![Pair {
                 table: None,
@@ -448,6 +459,10 @@ pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
                         table: None,
                         metrics: vec![metric("b_mib_per_s", "B MiB/s", true, 0)],
                         run: Box::new(move || {
+                            let mut ctx = ctx;
+                            if let Some(timeout) = sizes.hol_timeout {
+                                ctx.timeout = ctx.timeout.min(timeout);
+                            }
                             measure(ctx, Mode::HolFirstParked, move |c| {
                                 Box::pin(hol(c, bytes, blocked))
                             })

@@ -438,6 +438,14 @@ fn creditmux_config(limits: Limits) -> Config {
         .expect("a valid creditmux config")
 }
 
+/// How long a creditmux client's close waits for the session to close,
+/// and then for its QUIC endpoint to go idle (the close is not measured,
+/// but counts toward the measurement's timeout). It returns at once over
+/// TCP and TLS; over native QUIC, with streams the server holds open
+/// (idle) or never reads (hol), it did not return within a second (its
+/// drain deadline is 5 s).
+const CLOSE_WAIT: Duration = Duration::from_millis(500);
+
 /// The priority of [`Client::open_urgent`]'s streams.
 const URGENT: Priority = Priority::new(Priority::MOST_URGENT, false);
 
@@ -480,9 +488,9 @@ impl Client for CreditmuxClient {
     fn close(&self) -> BoxFut<'_, ()> {
         Box::pin(async move {
             let close = self.session.close(ErrorCode::NO_ERROR);
-            let _ = tokio::time::timeout(Duration::from_secs(1), close).await;
+            let _ = tokio::time::timeout(CLOSE_WAIT, close).await;
             if let Some(endpoint) = &self.endpoint {
-                let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+                let _ = tokio::time::timeout(CLOSE_WAIT, endpoint.wait_idle()).await;
             }
         })
     }
