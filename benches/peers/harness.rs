@@ -110,8 +110,9 @@ where
 
 /// Runs `server` on a thread of its own with a runtime of kind
 /// `server_runtime`, and `client` on a thread of its own with a
-/// current-thread runtime. `server` binds, sends its address through the channel it is
-/// given, and serves until the client side is done (it is then dropped).
+/// current-thread runtime. `server` binds, sends its address through the
+/// channel it is given, and serves until the client side is done (it is
+/// then dropped).
 /// Returns the client's value, `Timeout` if the client did not finish
 /// within `timeout`, or the client's error (with the server's, if the
 /// server side failed too).

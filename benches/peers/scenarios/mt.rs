@@ -94,8 +94,8 @@ struct Session {
 }
 
 /// Connects a session, opens its request/response stream and does one
-/// round trip on it (so that the server echoes it), then opens its bulk
-/// streams.
+/// round trip on it (the server knows it by its first byte and echoes
+/// it), then opens its bulk streams.
 async fn set_up(connector: &Arc<dyn Connector>) -> Res<Session> {
     let client = connector.connect().await?;
     let mut rr = client.open().await?;
