@@ -1,7 +1,7 @@
 //! Runs one measurement: a server side and a client side, each on its own
-//! thread with its own current-thread tokio runtime, under a timeout that
-//! is enforced from outside both runtimes so that nothing can hang the
-//! bench.
+//! thread with its own tokio runtime (current-thread, or for the server
+//! side optionally multi-thread), under a timeout that is enforced from
+//! outside both runtimes so that nothing can hang the bench.
 
 use std::any::Any;
 use std::future::Future;
@@ -70,19 +70,66 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .expect("a current-thread tokio runtime")
 }
 
+/// The runtime a measurement's server side runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerRuntime {
+    /// A current-thread runtime on the server side's own thread.
+    CurrentThread,
+    /// A multi-thread runtime with one worker thread per available core
+    /// ([`worker_threads`]); the server future runs on a worker, spawned,
+    /// not on the thread that started the runtime.
+    MultiThread,
+}
+
+/// The worker threads of a [`ServerRuntime::MultiThread`] runtime: the
+/// machine's available parallelism.
+pub fn worker_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// A multi-thread runtime with I/O and timers, [`worker_threads`] workers.
+fn multi_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(worker_threads())
+        .thread_name("peers-server-worker")
+        .enable_all()
+        .build()
+        .expect("a multi-thread tokio runtime")
+}
+
 /// Runs `server` and `client`, each on its own thread and current-thread
-/// runtime. `server` binds, sends its address through the channel it is
-/// given, and serves until the client side is done (it is then dropped).
+/// runtime: [`run_pair_on`] with [`ServerRuntime::CurrentThread`].
+pub fn run_pair<T, S, C>(timeout: Duration, server: S, client: C) -> Outcome<T>
+where
+    T: Send + 'static,
+    S: FnOnce(mpsc::SyncSender<SocketAddr>) -> BoxFut<'static, Res<()>> + Send + 'static,
+    C: FnOnce(SocketAddr) -> BoxFut<'static, Res<T>> + Send + 'static,
+{
+    run_pair_on(ServerRuntime::CurrentThread, timeout, server, client)
+}
+
+/// Runs `server` on a thread of its own with a runtime of kind
+/// `server_runtime`, and `client` on a thread of its own with a
+/// current-thread runtime. `server` binds, sends its address through the
+/// channel it is given, and serves until the client side is done (it is
+/// then dropped).
 /// Returns the client's value, `Timeout` if the client did not finish
 /// within `timeout`, or the client's error (with the server's, if the
 /// server side failed too).
 ///
-/// The client side can measure both threads' CPU time with
-/// [`CpuMeter`](crate::cpu::CpuMeter).
+/// With a current-thread server runtime, the client side can measure both
+/// threads' CPU time with [`CpuMeter`](crate::cpu::CpuMeter); with a
+/// multi-thread one, the process's with
+/// [`ProcessCpuMeter`](crate::cpu::ProcessCpuMeter).
 ///
 /// Threads that do not finish (a blocked thread, not just a pending
 /// future) are left behind rather than joined, so the bench still ends.
-pub fn run_pair<T, S, C>(timeout: Duration, server: S, client: C) -> Outcome<T>
+pub fn run_pair_on<T, S, C>(
+    server_runtime: ServerRuntime,
+    timeout: Duration,
+    server: S,
+    client: C,
+) -> Outcome<T>
 where
     T: Send + 'static,
     S: FnOnce(mpsc::SyncSender<SocketAddr>) -> BoxFut<'static, Res<()>> + Send + 'static,
@@ -102,10 +149,23 @@ where
                 let _ = tid.set(id);
             }
             let outcome = catch_unwind(AssertUnwindSafe(|| {
-                let rt = runtime();
+                let rt = match server_runtime {
+                    ServerRuntime::CurrentThread => runtime(),
+                    ServerRuntime::MultiThread => multi_thread_runtime(),
+                };
                 let result = rt.block_on(async move {
+                    let served = server(addr_tx);
+                    let served = match server_runtime {
+                        ServerRuntime::CurrentThread => served,
+                        // On a worker, as every task it spawns; a panic
+                        // there comes back as the task's error.
+                        ServerRuntime::MultiThread => {
+                            let task = tokio::spawn(served);
+                            Box::pin(async move { task.await.map_err(|e| e.to_string())? })
+                        }
+                    };
                     tokio::select! {
-                        r = tokio::time::timeout(timeout + GRACE, server(addr_tx)) => {
+                        r = tokio::time::timeout(timeout + GRACE, served) => {
                             r.unwrap_or(Ok(()))
                         }
                         _ = done_rx => Ok(()),

@@ -3,14 +3,15 @@
 //! multiplexers a user would pick instead (yamux 0.13, h2 0.4 with default
 //! and with large windows, quinn 0.11), through the same scenarios, in one
 //! process and one run. Each side of every measurement runs on its own
-//! thread with a current-thread tokio runtime, under a timeout that records
-//! "timeout" instead of hanging.
+//! thread with a current-thread tokio runtime (mt: the server side on a
+//! multi-thread one), under a timeout that records "timeout" instead of
+//! hanging.
 //!
 //! ```text
 //! cargo bench --bench peers                 # full: 3 runs, full sizes, 60 s timeouts
 //! cargo bench --bench peers -- --quick      # smoke: 1 run, small sizes, 5 s timeouts, every scenario within a 60 s budget
-//!   --scenario bulk,rr   only these scenarios (bulk many rr rr-under-load open idle
-//!                        sessions hol delay)
+//!   --scenario bulk,rr   only these scenarios (bulk many mt rr rr-under-load open
+//!                        idle sessions hol delay)
 //!   --impl creditmux,tcp only these implementations (tcp creditmux creditmux-fixed
 //!                        yamux h2 h2-large quinn tls creditmux-tls creditmux-quic
 //!                        creditmux-quic-framed)
@@ -19,18 +20,34 @@
 //!   --budget SECS        skip what is left once this much time has passed
 //! ```
 //!
+//! Scenarios: bulk (1 stream client to server); many (100 streams × 8 MiB
+//! and 1,000 streams × 1 MiB, each in 64 KiB and in 256 KiB writes, a
+//! table each, with the spread between the slowest and the fastest
+//! stream); mt (the server side on a multi-thread runtime serving 64
+//! sessions × 16 streams at once, 1 request/response and 15 bulk streams
+//! each, for a fixed time); rr (64-byte request/response on one stream);
+//! rr-under-load (the same while bulk streams load the session); open
+//! (stream open rate); idle and sessions (memory per idle stream and per
+//! idle session); hol (a stream never read next to one that moves bytes);
+//! delay (through a userspace delay path).
+//!
 //! Output: one JSON line per scenario × implementation × variant (medians
 //! and every run's value; rr-under-load runs creditmux with and without an
 //! urgent request/response stream) as each scenario finishes, then a
-//! markdown table per scenario with ratios against raw TCP, of creditmux
-//! over TLS against raw TLS, and of creditmux against each peer. Progress
-//! goes to stderr. Raw TCP and raw TLS (tokio-rustls with the rustls
-//! configs of creditmux over TLS) use one connection per stream.
+//! markdown table per scenario (many: per configuration) with ratios
+//! against raw TCP, of creditmux over TLS against raw TLS, and of
+//! creditmux against each peer; with more than one run, the throughput
+//! columns (bulk, many, mt) also show their swing across runs, (max −
+//! min) ÷ median. Progress goes to stderr. Raw TCP and raw TLS
+//! (tokio-rustls with the rustls configs of creditmux over TLS) use one
+//! connection per stream.
 //!
-//! CPU figures (rr: µs per round trip; bulk and many: ms per GiB moved)
-//! are the CPU time of both sides' threads together over the measured
-//! part, from the kernel's per-thread scheduler statistics (cpu.rs); the
-//! loopback kernel work done in their system calls is included.
+//! CPU figures (rr: µs per round trip; bulk, many and mt: ms per GiB
+//! moved) are the CPU time of both sides' threads together over the
+//! measured part, from the kernel's per-thread scheduler statistics
+//! (cpu.rs; mt: every thread of the process, since a multi-thread
+//! runtime's workers are not known threads); the loopback kernel work done
+//! in their system calls is included.
 //!
 //! Memory figures (idle: bytes per stream; sessions: KiB per session) are
 //! the growth of the process's heap, counted by the global allocator below,
@@ -38,8 +55,10 @@
 //! memory (VmRSS, after glibc's `malloc_trim` has returned free heap pages,
 //! so that what earlier measurements freed does not hide it). sessions
 //! holds 2,000 sessions (quick: 200) of 4 streams each at once: raw TCP and
-//! raw TLS need 8 file descriptors a session (16,000 for the full run), and
-//! are skipped, saying so, if `ulimit -n` is lower.
+//! raw TLS need 8 file descriptors a session (16,000 for the full run).
+//! many's 1,000 streams are 1,000 connections for them (2,000
+//! descriptors), mt's 1,024 streams 1,024 connections (2,048). Where `ulimit
+//! -n` is lower they are skipped, saying so.
 
 mod cpu;
 // The delay proxy, shared with the tests.
@@ -59,7 +78,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use harness::Failure;
-use report::{Row, ScenarioResult, Series};
+use report::{Row, ScenarioResult, Series, Table};
 use scenarios::{Ctx, Sizes, Variant};
 use transports::{Kind, Limits};
 
@@ -284,15 +303,21 @@ fn main() {
         opts.runs
     );
     println!(
-        "Machine: {} cores, {}. Each side on its own thread and current-thread runtime; \
+        "Machine: {} cores, {}. Each side on its own thread and current-thread runtime (mt: \
+         the server side on a multi-thread runtime); \
          timeout {:?} per measurement; total {:.1} s. ↑ higher is better, ↓ lower is better. \
          Raw TCP and raw TLS use one connection per stream. Memory is the growth of the process's heap \
          (counting allocator; sessions also resident memory), both sides together, each stream \
-         held in a parked task per side; kernel socket buffers are not included.\n",
+         held in a parked task per side; kernel socket buffers are not included.{}\n",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         cpu_model(),
         opts.timeout,
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        if opts.runs > 1 {
+            " Swing: (max − min) ÷ median of a metric's runs."
+        } else {
+            ""
+        }
     );
     for result in &results {
         print!("{}", report::markdown(result));
@@ -401,6 +426,9 @@ fn run_scenario(
             }
         }
     }
+    let tables = entries
+        .first()
+        .map_or_else(Vec::new, |entry| tables(&entry.scenario));
     let mut title = String::new();
     let rows = entries
         .into_iter()
@@ -429,5 +457,38 @@ fn run_scenario(
             }
         })
         .collect();
-    ScenarioResult { name, title, rows }
+    ScenarioResult {
+        name,
+        title,
+        rows,
+        tables,
+    }
+}
+
+/// The markdown tables of `scenario`: first one of the metrics of every
+/// pair without a table of its own, and the derived metric, if there are
+/// any; then one per pair with a heading of its own.
+fn tables(scenario: &scenarios::Scenario) -> Vec<Table> {
+    let mut main = Vec::new();
+    let mut own = Vec::new();
+    let mut index = 0;
+    for pair in &scenario.pairs {
+        let indexes: Vec<usize> = (index..index + pair.metrics.len()).collect();
+        index += pair.metrics.len();
+        match &pair.table {
+            Some(heading) => own.push(Table {
+                heading: Some(heading.clone()),
+                metrics: indexes,
+            }),
+            None => main.extend(indexes),
+        }
+    }
+    if scenario.derived.is_some() {
+        main.push(index);
+    }
+    let main = (!main.is_empty()).then_some(Table {
+        heading: None,
+        metrics: main,
+    });
+    main.into_iter().chain(own).collect()
 }

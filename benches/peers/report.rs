@@ -32,6 +32,23 @@ impl Series {
         })
     }
 
+    /// (max − min) ÷ median of the runs that have a value, in percent;
+    /// `None` with fewer than two such runs.
+    pub fn swing(&self) -> Option<f64> {
+        let values: Vec<f64> = self
+            .runs
+            .iter()
+            .filter_map(|r| r.as_ref().ok().copied())
+            .collect();
+        if values.len() < 2 {
+            return None;
+        }
+        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let median = self.median()?;
+        (median != 0.0).then(|| (max - min) / median * 100.0)
+    }
+
     /// The first failure that is not a skip (skips follow failures).
     fn failure(&self) -> Option<&Failure> {
         let mut failures = self.runs.iter().filter_map(|r| r.as_ref().err());
@@ -87,6 +104,17 @@ pub struct ScenarioResult {
     pub name: &'static str,
     pub title: String,
     pub rows: Vec<Row>,
+    /// How the metrics are split into tables; every row's series are in
+    /// the same order.
+    pub tables: Vec<Table>,
+}
+
+/// One markdown table of a scenario: its own heading (none for the
+/// scenario's main table) and its metrics, as indexes into each row's
+/// series.
+pub struct Table {
+    pub heading: Option<String>,
+    pub metrics: Vec<usize>,
 }
 
 fn fmt(v: f64, decimals: usize) -> String {
@@ -153,36 +181,92 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
-/// The scenario's markdown: one row per implementation and variant with
-/// each metric's median and its ratio to raw TCP, then creditmux over TLS's
-/// ratio to raw TLS, then, per variant of creditmux, its ratio to each peer
-/// and to the best peer per metric.
+/// The scenario's markdown: its title, then per table (see [`Table`])
+/// one row per implementation and variant with each metric's median and
+/// its ratio to raw TCP (and, for a metric that asks for it, its swing
+/// across runs if there is more than one), then creditmux over TLS's
+/// ratio to raw TLS, then, per variant of creditmux, its ratio to each
+/// peer and to the best peer per metric.
 pub fn markdown(result: &ScenarioResult) -> String {
     let mut out = String::new();
-    let Some(first) = result.rows.first() else {
+    if result.rows.is_empty() {
+        return out;
+    }
+    out.push_str(&format!(
+        "### {}
+
+",
+        result.title
+    ));
+    for table in &result.tables {
+        if let Some(heading) = &table.heading {
+            out.push_str(&format!(
+                "#### {heading}
+
+"
+            ));
+        }
+        let rows: Vec<Row> = result
+            .rows
+            .iter()
+            .map(|row| row.only(&table.metrics))
+            .collect();
+        out.push_str(&markdown_table(&rows));
+    }
+    out
+}
+
+impl Row {
+    /// The same row with only the series at `indexes`.
+    fn only(&self, indexes: &[usize]) -> Row {
+        Row {
+            kind: self.kind,
+            variant: self.variant,
+            series: indexes
+                .iter()
+                .map(|&i| Series {
+                    metric: self.series[i].metric,
+                    runs: self.series[i].runs.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One table of [`markdown`], with what follows it.
+fn markdown_table(rows: &[Row]) -> String {
+    let mut out = String::new();
+    let Some(first) = rows.first() else {
         return out;
     };
     let metrics: Vec<Metric> = first.series.iter().map(|s| s.metric).collect();
+    // A swing needs runs to swing across.
+    let swings: Vec<bool> = first
+        .series
+        .iter()
+        .map(|s| s.metric.swing && s.runs.len() > 1)
+        .collect();
     let medians = |kind: Kind| -> Vec<Option<f64>> {
-        result
-            .rows
-            .iter()
+        rows.iter()
             .find(|r| r.kind == kind && r.variant == Variant::Default)
             .map(|r| r.series.iter().map(Series::median).collect())
             .unwrap_or_else(|| vec![None; metrics.len()])
     };
     let tcp = medians(Kind::Tcp);
 
-    out.push_str(&format!("### {}\n\n", result.title));
     let mut header = String::from("| impl |");
     let mut rule = String::from("|---|");
-    for m in &metrics {
+    for (m, &swing) in metrics.iter().zip(&swings) {
         let better = if m.higher_is_better { "↑" } else { "↓" };
         header.push_str(&format!(" {} {better} | vs TCP |", m.label));
         rule.push_str("---:|---:|");
+        if swing {
+            header.push_str(" swing |");
+            rule.push_str("---:|");
+        }
     }
     out.push_str(&format!("{header}\n{rule}\n"));
-    for row in &result.rows {
+    for row in rows {
         out.push_str(&format!("| {} |", row.label()));
         for (i, series) in row.series.iter().enumerate() {
             out.push_str(&format!(
@@ -190,15 +274,20 @@ pub fn markdown(result: &ScenarioResult) -> String {
                 series.cell(),
                 ratio(series.median(), tcp[i])
             ));
+            if swings[i] {
+                match series.swing() {
+                    Some(swing) if swing < 10.0 => out.push_str(&format!(" {swing:.1}% |")),
+                    Some(swing) => out.push_str(&format!(" {swing:.0}% |")),
+                    None => out.push_str(" - |"),
+                }
+            }
         }
         out.push('\n');
     }
 
     for (ours, base) in BASELINES {
         let row = |kind| {
-            result
-                .rows
-                .iter()
+            rows.iter()
                 .find(|r| r.kind == kind && r.variant == Variant::Default)
         };
         if let (Some(ours), Some(base)) = (row(ours), row(base)) {
@@ -206,9 +295,9 @@ pub fn markdown(result: &ScenarioResult) -> String {
         }
     }
 
-    let peers: Vec<&Row> = result.rows.iter().filter(|r| r.kind.is_peer()).collect();
+    let peers: Vec<&Row> = rows.iter().filter(|r| r.kind.is_peer()).collect();
     if !peers.is_empty() {
-        for row in result.rows.iter().filter(|r| r.kind == Kind::Creditmux) {
+        for row in rows.iter().filter(|r| r.kind == Kind::Creditmux) {
             out.push_str(&versus_peers(row, &peers, &metrics));
         }
     }

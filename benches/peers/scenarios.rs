@@ -14,25 +14,31 @@ use tokio::task::JoinHandle;
 
 use crate::cpu::CpuMeter;
 use crate::delay::Link;
-use crate::harness::{BoxFut, Failure, Outcome, Res, run_pair};
+use crate::harness::{BoxFut, Failure, Outcome, Res, ServerRuntime, run_pair, run_pair_on};
 use crate::path::PathThread;
 use crate::transports::{BoxStream, Client, Connector, Kind, Limits, Listener, Server, s};
 
+mod many;
+mod mt;
 mod rr_load;
 mod streams;
 
+pub use mt::MtLoad;
 pub use rr_load::RrLoad;
-use rr_load::{LOAD_POINTS, RAMP, rr_load_metrics, rr_under_load};
+use rr_load::{LOAD_POINTS, rr_load_metrics, rr_under_load};
 use streams::{
-    CHUNK, PAYLOAD, echo, finish_and_ack, join_all, mib_per_s, sink, sink_yielding, write_bytes,
+    CHUNK, PAYLOAD, REQUEST_BYTE, echo, echo_or_sink, finish_and_ack, join_all, join_each,
+    mib_per_s, sink, sink_yielding, write_bytes,
 };
 
 /// Sizes and counts of one bench mode.
 #[derive(Clone, Copy, Debug)]
 pub struct Sizes {
     pub bulk_bytes: usize,
-    pub many_streams: usize,
-    pub many_bytes: usize,
+    /// many: each stream's bytes with 100 streams.
+    pub many_100_bytes: usize,
+    /// many: each stream's bytes with 1,000 streams.
+    pub many_1000_bytes: usize,
     pub rr_rounds: usize,
     pub rr_load: RrLoad,
     pub open_count: usize,
@@ -43,6 +49,11 @@ pub struct Sizes {
     pub sessions: usize,
     pub hol_bytes: usize,
     pub hol_blocked_bytes: usize,
+    /// hol: a shorter timeout for stream B than the measurements' own,
+    /// if any: B's bytes take well under a second, the close after them
+    /// up to 1 s (creditmux native QUIC waits for the parked stream A),
+    /// and h2 with its default windows never moves them.
+    pub hol_timeout: Option<Duration>,
     /// delay: the single stream's bytes.
     pub delay_bytes: usize,
     /// delay: each of the 16 streams' bytes.
@@ -53,16 +64,19 @@ pub struct Sizes {
     pub delay_cap: Duration,
     /// delay: the one-way delays.
     pub delays: &'static [DelayPoint],
+    /// mt: how long the load runs before and while it is measured.
+    pub mt: MtLoad,
 }
 
 impl Sizes {
     pub const FULL: Sizes = Sizes {
         bulk_bytes: 512 << 20,
-        many_streams: 100,
-        many_bytes: 8 << 20,
+        many_100_bytes: 8 << 20,
+        many_1000_bytes: 1 << 20,
         rr_rounds: 100_000,
         rr_load: RrLoad {
             rounds: 2000,
+            ramp: Duration::from_millis(100),
             cap: Duration::from_secs(5),
             stall: Duration::from_secs(2),
         },
@@ -72,21 +86,30 @@ impl Sizes {
         sessions: 2000,
         hol_bytes: 64 << 20,
         hol_blocked_bytes: 1 << 20,
+        hol_timeout: None,
         delay_bytes: 64 << 20,
         delay_many_bytes: 4 << 20,
         delay_cap: Duration::from_secs(8),
         delays: &[DELAY_25MS, DELAY_5MS],
+        mt: MtLoad {
+            warmup: Duration::from_millis(500),
+            measured: Duration::from_secs(3),
+            stall: Duration::from_secs(5),
+        },
     };
 
     pub const QUICK: Sizes = Sizes {
         bulk_bytes: 32 << 20,
-        many_streams: 100,
-        many_bytes: 256 << 10,
+        many_100_bytes: 128 << 10,
+        many_1000_bytes: 16 << 10,
         rr_rounds: 2000,
+        // With creditmux's window variants 22 measurements: short, so
+        // that the smoke fits its budget.
         rr_load: RrLoad {
-            rounds: 500,
-            cap: Duration::from_secs(1),
-            stall: Duration::from_secs(1),
+            rounds: 100,
+            ramp: Duration::from_millis(50),
+            cap: Duration::from_millis(250),
+            stall: Duration::from_millis(500),
         },
         open_count: 1000,
         open_in_flight: 64,
@@ -94,10 +117,16 @@ impl Sizes {
         sessions: 200,
         hol_bytes: 8 << 20,
         hol_blocked_bytes: 1 << 20,
+        hol_timeout: Some(Duration::from_secs(2)),
         delay_bytes: 2 << 20,
         delay_many_bytes: 128 << 10,
-        delay_cap: Duration::from_secs(2),
+        delay_cap: Duration::from_secs(1),
         delays: &[DELAY_25MS],
+        mt: MtLoad {
+            warmup: Duration::from_millis(100),
+            measured: Duration::from_millis(300),
+            stall: Duration::from_millis(500),
+        },
     };
 }
 
@@ -157,6 +186,8 @@ pub struct Metric {
     pub higher_is_better: bool,
     /// Decimals shown in the table.
     pub decimals: usize,
+    /// The table shows its swing across runs: (max − min) ÷ median.
+    pub swing: bool,
 }
 
 const fn metric(
@@ -170,12 +201,26 @@ const fn metric(
         label,
         higher_is_better,
         decimals,
+        swing: false,
+    }
+}
+
+impl Metric {
+    /// The same metric, with its swing across runs in the table.
+    const fn with_swing(self) -> Metric {
+        Metric {
+            swing: true,
+            ..self
+        }
     }
 }
 
 /// One measurement: a connection, a server side and a client side.
 pub struct Pair {
     pub metrics: Vec<Metric>,
+    /// The heading of a table of its own for its metrics; `None`: the
+    /// metrics are columns of the scenario's one table.
+    pub table: Option<String>,
     /// Per metric its value or why it has none; or why the measurement
     /// has none at all.
     pub run: Box<dyn Fn() -> Outcome<Vec<Outcome<f64>>>>,
@@ -200,9 +245,10 @@ pub struct Scenario {
     pub derived: Option<Derived>,
 }
 
-pub const NAMES: [&str; 9] = [
+pub const NAMES: [&str; 10] = [
     "bulk",
     "many",
+    "mt",
     "rr",
     "rr-under-load",
     "open",
@@ -281,24 +327,21 @@ pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
                 "bulk: 1 stream, {} MiB client to server; CPU: both sides' threads per GiB",
                 mib(sizes.bulk_bytes)
             ),
-            pairs: vec![transfer_pair(ctx, 1, sizes.bulk_bytes, true)],
-            derived: None,
-        },
-        "many" => Scenario {
-            title: format!(
-                "many: {} concurrent streams × {} MiB client to server; CPU: both sides' \
-                 threads per GiB",
-                sizes.many_streams,
-                mib(sizes.many_bytes)
-            ),
             pairs: vec![transfer_pair(
                 ctx,
-                sizes.many_streams,
-                sizes.many_bytes,
-                true,
+                Transfer {
+                    cpu: true,
+                    ..Transfer::new(1, sizes.bulk_bytes)
+                },
+                vec![
+                    metric("mib_per_s", "MiB/s", true, 0).with_swing(),
+                    metric("cpu_ms_per_gib", "CPU ms/GiB", false, 0),
+                ],
             )],
             derived: None,
         },
+        "many" => many::scenario(ctx, sizes),
+        "mt" => mt::scenario(ctx, sizes),
         "rr" => Scenario {
             title: format!(
                 "rr: 64-byte request/response on one stream, {} round trips; CPU: both \
@@ -306,6 +349,7 @@ pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
                 sizes.rr_rounds
             ),
             pairs: vec![Pair {
+                table: None,
                 metrics: vec![
                     metric("p50_us", "p50 µs", false, 1),
                     metric("p99_us", "p99 µs", false, 1),
@@ -335,12 +379,13 @@ pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
                     .map(|p| p.streams.to_string())
                     .collect::<Vec<_>>()
                     .join(", then "),
-                RAMP.as_millis(),
+                sizes.rr_load.ramp.as_millis(),
                 sizes.rr_load.rounds,
-                sizes.rr_load.cap.as_secs(),
-                sizes.rr_load.stall.as_secs(),
+                sizes.rr_load.cap.as_secs_f64(),
+                sizes.rr_load.stall.as_secs_f64(),
             ),
             pairs: vec![Pair {
+                table: None,
                 metrics: rr_load_metrics(),
                 run: Box::new(move || {
                     let limits = sizes.rr_load;
@@ -360,6 +405,7 @@ pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
             let count = sizes.open_count;
             let in_flight = sizes.open_in_flight;
             let open_pair = move |key, label, concurrency: usize| Pair {
+                table: None,
                 metrics: vec![metric(key, label, true, 0)],
                 run: Box::new(move || {
                     measure(ctx, Mode::Sink, move |c| {
@@ -385,6 +431,7 @@ pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
                 sizes.idle_streams
             ),
             pairs: vec![Pair {
+                table: None,
                 metrics: vec![metric("heap_bytes_per_stream", "heap B/stream", false, 0)],
                 run: Box::new(move || {
                     let n = sizes.idle_streams;
@@ -396,8 +443,11 @@ pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
         "hol" => {
             let bytes = sizes.hol_bytes;
             let blocked = sizes.hol_blocked_bytes;
-            let mut alone = transfer_pair(ctx, 1, bytes, false);
-            alone.metrics = vec![metric("alone_mib_per_s", "alone MiB/s", true, 0)];
+            let alone = transfer_pair(
+                ctx,
+                Transfer::new(1, bytes),
+                vec![metric("alone_mib_per_s", "alone MiB/s", true, 0)],
+            );
             Scenario {
                 title: format!(
                     "hol: stream A gets {} MiB written and is never read; stream B moves {} MiB",
@@ -406,8 +456,13 @@ pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
                 ),
                 pairs: vec![
                     Pair {
+                        table: None,
                         metrics: vec![metric("b_mib_per_s", "B MiB/s", true, 0)],
                         run: Box::new(move || {
+                            let mut ctx = ctx;
+                            if let Some(timeout) = sizes.hol_timeout {
+                                ctx.timeout = ctx.timeout.min(timeout);
+                            }
                             measure(ctx, Mode::HolFirstParked, move |c| {
                                 Box::pin(hol(c, bytes, blocked))
                             })
@@ -487,13 +542,14 @@ pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
                 SESSIONS_IDLE.as_millis(),
             ),
             pairs: vec![Pair {
+                table: None,
                 metrics: vec![
                     metric("heap_kib_per_session", "heap KiB/session", false, 1),
                     metric("rss_kib_per_session", "RSS KiB/session", false, 1),
                 ],
                 run: Box::new(move || {
                     let n = sizes.sessions;
-                    enough_fds(ctx.kind, n)?;
+                    enough_fds(ctx.kind, n, SESSION_STREAMS)?;
                     measure_sessions(ctx, Mode::Idle(SESSION_ECHO), move |c| {
                         Box::pin(sessions(c, n, SESSION_STREAMS, SESSION_ECHO))
                     })
@@ -506,18 +562,15 @@ pub fn scenario(name: &str, ctx: Ctx, sizes: Sizes) -> Scenario {
     }
 }
 
-/// `streams` streams × `bytes` client to server: MiB/s, and with `cpu`
-/// the CPU time of both sides per GiB moved.
-fn transfer_pair(ctx: Ctx, streams: usize, bytes: usize, cpu: bool) -> Pair {
-    let mut metrics = vec![metric("mib_per_s", "MiB/s", true, 0)];
-    if cpu {
-        metrics.push(metric("cpu_ms_per_gib", "CPU ms/GiB", false, 0));
-    }
+/// A measurement of `transfer`, with `metrics` in the order of the values
+/// [`transfer`] returns.
+fn transfer_pair(ctx: Ctx, transfer: Transfer, metrics: Vec<Metric>) -> Pair {
     Pair {
         metrics,
+        table: None,
         run: Box::new(move || {
             measure(ctx, Mode::Sink, move |c| {
-                Box::pin(transfer(c, streams, bytes, cpu))
+                Box::pin(self::transfer(c, transfer))
             })
             .map(each)
         }),
@@ -535,6 +588,7 @@ fn delayed_pair(
     cap: Duration,
 ) -> Pair {
     Pair {
+        table: None,
         metrics: vec![metric],
         run: Box::new(move || {
             if ctx.kind.over_udp() {
@@ -563,6 +617,9 @@ enum Mode {
     Idle(usize),
     /// Hold the first stream unread in a parked task; sink the others.
     HolFirstParked,
+    /// Echo a stream whose first byte is [`REQUEST_BYTE`]; sink the
+    /// others, yielding after each read.
+    EchoOrSink,
 }
 
 /// Runs one measurement of `ctx.kind`: the server side serves streams in
@@ -638,6 +695,7 @@ async fn serve(server: Arc<dyn Server>, mode: Mode) -> Res<()> {
             let result = match mode {
                 _ if echoes => echo(&mut stream).await,
                 Mode::EchoFirst => sink_yielding(&mut stream).await,
+                Mode::EchoOrSink => echo_or_sink(&mut stream).await,
                 _ if park && mode == Mode::HolFirstParked => Ok(()),
                 Mode::Idle(bytes) => {
                     let mut buf = vec![0u8; bytes];
@@ -672,8 +730,24 @@ where
     T: Send + 'static,
     F: FnOnce(Arc<dyn Connector>) -> BoxFut<'static, Res<T>> + Send + 'static,
 {
+    measure_sessions_on(ServerRuntime::CurrentThread, ctx, mode, client)
+}
+
+/// [`measure_sessions`], with the server side on a runtime of kind
+/// `server_runtime`.
+fn measure_sessions_on<T, F>(
+    server_runtime: ServerRuntime,
+    ctx: Ctx,
+    mode: Mode,
+    client: F,
+) -> Outcome<T>
+where
+    T: Send + 'static,
+    F: FnOnce(Arc<dyn Connector>) -> BoxFut<'static, Res<T>> + Send + 'static,
+{
     on_loopback(ctx.kind)?;
-    run_pair(
+    run_pair_on(
+        server_runtime,
         ctx.timeout,
         move |addr_tx| {
             Box::pin(async move {
@@ -709,11 +783,12 @@ async fn serve_many(listener: Arc<dyn Listener>, mode: Mode) -> Res<()> {
 }
 
 /// Fails as skipped if the process may not open the file descriptors
-/// `sessions` sessions of `kind` take (both sides, plus a margin); raw
-/// TCP and raw TLS take one per stream and side.
-fn enough_fds(kind: Kind, sessions: usize) -> Outcome<()> {
+/// `sessions` sessions of `kind` with `streams` streams each take (both
+/// sides, plus a margin); raw TCP and raw TLS take one per stream and
+/// side.
+fn enough_fds(kind: Kind, sessions: usize, streams: usize) -> Outcome<()> {
     let per_session = match kind {
-        Kind::Tcp | Kind::Tls => 2 * SESSION_STREAMS,
+        Kind::Tcp | Kind::Tls => 2 * streams,
         _ if kind.over_udp() => 0,
         _ => 2,
     };
@@ -744,36 +819,75 @@ fn fd_limit() -> Option<usize> {
 
 // ----- client sides ------------------------------------------------------------
 
-/// `streams` concurrent streams each send `bytes` and wait for the ack;
-/// MiB/s over all of them, and with `cpu` the CPU time of both sides in
-/// ms per GiB.
-async fn transfer(
-    client: Arc<dyn Client>,
+/// A client-to-server transfer: `streams` concurrent streams, each
+/// writing `bytes` in writes of `write` bytes, then finishing and waiting
+/// for the server's ack.
+#[derive(Clone, Copy, Debug)]
+struct Transfer {
     streams: usize,
     bytes: usize,
+    write: usize,
+    /// Also measure both sides' CPU time.
     cpu: bool,
-) -> Res<Vec<f64>> {
-    let meter = if cpu {
+    /// Also report the spread of the streams' times.
+    spread: bool,
+}
+
+impl Transfer {
+    /// `streams` × `bytes` in [`CHUNK`]-sized writes, MiB/s only.
+    fn new(streams: usize, bytes: usize) -> Transfer {
+        Transfer {
+            streams,
+            bytes,
+            write: CHUNK,
+            cpu: false,
+            spread: false,
+        }
+    }
+}
+
+/// Runs `transfer`: MiB/s over all its streams; with `cpu` the CPU time
+/// of both sides in ms per GiB; with `spread` the slowest stream's time
+/// ÷ the fastest's, each stream timed from the start of its task (its
+/// open included) to its ack.
+async fn transfer(client: Arc<dyn Client>, transfer: Transfer) -> Res<Vec<f64>> {
+    let Transfer {
+        streams,
+        bytes,
+        write,
+        ..
+    } = transfer;
+    let meter = if transfer.cpu {
         Some(CpuMeter::start().await?)
     } else {
         None
     };
     let start = Instant::now();
-    let tasks = (0..streams)
+    let tasks: Vec<JoinHandle<Res<Duration>>> = (0..streams)
         .map(|_| {
             let client = client.clone();
             tokio::spawn(async move {
+                let began = Instant::now();
                 let mut stream = client.open().await?;
-                write_bytes(&mut stream, bytes).await?;
-                finish_and_ack(&mut stream).await
+                write_bytes(&mut stream, bytes, write).await?;
+                finish_and_ack(&mut stream).await?;
+                Ok(began.elapsed())
             })
         })
         .collect();
-    join_all(tasks).await?;
+    let times = join_each(tasks).await?;
     let mut values = vec![mib_per_s(streams * bytes, start.elapsed())];
     if let Some(meter) = meter {
         let gib = (streams * bytes) as f64 / (1u64 << 30) as f64;
         values.push(meter.stop().await?.as_secs_f64() * 1e3 / gib);
+    }
+    if transfer.spread {
+        let (fastest, slowest) = times
+            .iter()
+            .fold((Duration::MAX, Duration::ZERO), |(lo, hi), &t| {
+                (lo.min(t), hi.max(t))
+            });
+        values.push(slowest.as_secs_f64() / fastest.as_secs_f64());
     }
     Ok(values)
 }
@@ -839,7 +953,7 @@ fn record(hist: &mut Histogram<u64>, start: Instant) -> Res<()> {
 
 /// One 64-byte round trip on `stream` (the server echoes).
 async fn round_trip(stream: &mut BoxStream) -> Res<()> {
-    let request = [0x5au8; 64];
+    let request = [REQUEST_BYTE; 64];
     let mut response = [0u8; 64];
     stream.write_all(&request).await.map_err(s)?;
     stream.flush().await.map_err(s)?;
@@ -1068,7 +1182,7 @@ async fn hol(client: Arc<dyn Client>, bytes: usize, blocked: usize) -> Res<f64> 
     let mut a = client.open().await?;
     let a_task = tokio::spawn(async move {
         // Blocks once A's credit is used up; that is the point.
-        let _ = write_bytes(&mut a, blocked).await;
+        let _ = write_bytes(&mut a, blocked, CHUNK).await;
         std::future::pending::<()>().await;
     });
     // A's bytes go out first.
@@ -1078,7 +1192,7 @@ async fn hol(client: Arc<dyn Client>, bytes: usize, blocked: usize) -> Res<f64> 
     // figure) does, so the two differ only in A.
     let b_task = tokio::spawn(async move {
         let mut b = client.open().await?;
-        write_bytes(&mut b, bytes).await?;
+        write_bytes(&mut b, bytes, CHUNK).await?;
         finish_and_ack(&mut b).await
     });
     b_task.await.map_err(s)??;

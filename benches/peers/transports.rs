@@ -58,7 +58,10 @@ pub trait Connector: Send + Sync {
 /// Settings every implementation gets alike.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    /// Concurrent streams the server side allows (idle needs many).
+    /// Concurrent streams the server side allows (idle and many need
+    /// many); creditmux also lets that many wait for `accept()`, as the
+    /// peers do (their accept queues are bounded by the stream limit
+    /// alone), rather than refuse those beyond its default backlog of 256.
     pub max_streams: u32,
     /// creditmux only: a fixed connection window of this many bytes
     /// (stream windows a quarter of it, no tuning) instead of the default
@@ -70,7 +73,9 @@ pub struct Limits {
 impl Limits {
     /// `builder` with the stream limit and, if set, the window cap.
     fn apply(self, builder: creditmux::config::ConfigBuilder) -> creditmux::config::ConfigBuilder {
-        let builder = builder.max_incoming_streams(self.max_streams);
+        let builder = builder
+            .max_incoming_streams(self.max_streams)
+            .accept_backlog(self.max_streams);
         match self.window_cap {
             Some(cap) => builder
                 .connection_window(cap)
@@ -236,7 +241,7 @@ impl Kind {
             }
             _ => {}
         }
-        let listener = TcpListener::bind("127.0.0.1:0").await.map_err(s)?;
+        let listener = bind_loopback()?;
         addr_tx.send(listener.local_addr().map_err(s)?).map_err(s)?;
         Ok(match self {
             Kind::Tcp => Single::listener(Arc::new(TcpServer { listener })),
@@ -267,6 +272,21 @@ impl Kind {
             }),
         })
     }
+}
+
+/// The accept queue of the bench's TCP listeners (the kernel caps it at
+/// `net.core.somaxconn`): many's 1,000 raw TCP streams connect at once,
+/// and with tokio's default of 1,024 some found the queue full and waited
+/// for a SYN retransmit or were reset.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A TCP listener on a free loopback port, with [`LISTEN_BACKLOG`].
+fn bind_loopback() -> Res<TcpListener> {
+    let socket = tokio::net::TcpSocket::new_v4().map_err(s)?;
+    socket
+        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .map_err(s)?;
+    socket.listen(LISTEN_BACKLOG).map_err(s)
 }
 
 /// The listener of an implementation whose streams are connections of
@@ -418,6 +438,14 @@ fn creditmux_config(limits: Limits) -> Config {
         .expect("a valid creditmux config")
 }
 
+/// How long a creditmux client's close waits for the session to close,
+/// and then for its QUIC endpoint to go idle (the close is not measured,
+/// but counts toward the measurement's timeout). It returns at once over
+/// TCP and TLS; over native QUIC, with streams the server holds open
+/// (idle) or never reads (hol), it did not return within a second (its
+/// drain deadline is 5 s).
+const CLOSE_WAIT: Duration = Duration::from_millis(500);
+
 /// The priority of [`Client::open_urgent`]'s streams.
 const URGENT: Priority = Priority::new(Priority::MOST_URGENT, false);
 
@@ -460,9 +488,9 @@ impl Client for CreditmuxClient {
     fn close(&self) -> BoxFut<'_, ()> {
         Box::pin(async move {
             let close = self.session.close(ErrorCode::NO_ERROR);
-            let _ = tokio::time::timeout(Duration::from_secs(1), close).await;
+            let _ = tokio::time::timeout(CLOSE_WAIT, close).await;
             if let Some(endpoint) = &self.endpoint {
-                let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+                let _ = tokio::time::timeout(CLOSE_WAIT, endpoint.wait_idle()).await;
             }
         })
     }

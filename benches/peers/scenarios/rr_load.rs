@@ -24,6 +24,10 @@ use crate::transports::{BoxStream, Client, s};
 pub struct RrLoad {
     /// Round trips measured (alone: after a warm-up).
     pub rounds: usize,
+    /// How long the bulk streams write before the round trips under load
+    /// start (the request/response stream is warm from the round trips
+    /// alone).
+    pub ramp: Duration,
     /// Under load, the round trips stop once this much time has passed,
     /// even if fewer than `rounds`.
     pub cap: Duration,
@@ -70,11 +74,6 @@ pub(super) const LOAD_POINTS: [LoadPoint; 2] = [
     },
 ];
 
-/// How long the bulk streams of rr-under-load write before its round
-/// trips under load start (the request/response stream is warm from the
-/// round trips alone).
-pub(super) const RAMP: Duration = Duration::from_millis(100);
-
 /// rr-under-load's metrics, in the order [`rr_under_load`] returns them.
 pub(super) fn rr_load_metrics() -> Vec<Metric> {
     let mut metrics = vec![
@@ -120,7 +119,7 @@ async fn round_trips_loaded(
         let Ok(done) = tokio::time::timeout(limits.stall, &mut trip).await else {
             load.stop().await?;
             trip.await?;
-            let why = format!("a round trip took over {} s", limits.stall.as_secs());
+            let why = format!("a round trip took over {} s", limits.stall.as_secs_f64());
             return Ok(Err(Failure::Starved(why)));
         };
         done?;
@@ -156,7 +155,7 @@ pub(super) async fn rr_under_load(
     let mut values = vec![Ok(us(&idle, 0.50)), Ok(idle_p99)];
     for point in &LOAD_POINTS {
         let load = BulkLoad::start(&client, point.streams);
-        tokio::time::sleep(RAMP).await;
+        tokio::time::sleep(limits.ramp).await;
         let loaded = round_trips_loaded(&mut stream, load, limits).await?;
         values.extend(load_values(loaded, idle_p99));
     }

@@ -9,13 +9,21 @@ use tokio::task::JoinHandle;
 use crate::harness::Res;
 use crate::transports::{BoxStream, s};
 
+/// The largest write, and the size of the sinks' read buffers.
 pub(super) const CHUNK: usize = 256 * 1024;
+/// What bulk streams write: any prefix of it.
 pub(super) static PAYLOAD: [u8; CHUNK] = [0xab; CHUNK];
+/// The byte every request/response request is made of: a server in
+/// [`echo_or_sink`] tells a request stream from a bulk one by it.
+pub(super) const REQUEST_BYTE: u8 = 0x5a;
 
-pub(super) async fn write_bytes(stream: &mut BoxStream, total: usize) -> Res<()> {
+/// Writes `total` bytes in writes of `write` bytes (at most [`CHUNK`]),
+/// then flushes.
+pub(super) async fn write_bytes(stream: &mut BoxStream, total: usize, write: usize) -> Res<()> {
+    let write = write.clamp(1, CHUNK);
     let mut sent = 0;
     while sent < total {
-        let n = CHUNK.min(total - sent);
+        let n = write.min(total - sent);
         stream.write_all(&PAYLOAD[..n]).await.map_err(s)?;
         sent += n;
     }
@@ -39,6 +47,22 @@ pub(super) async fn sink(stream: &mut BoxStream) -> Res<()> {
 pub(super) async fn sink_yielding(stream: &mut BoxStream) -> Res<()> {
     let mut buf = vec![0u8; CHUNK];
     while stream.read(&mut buf).await.map_err(s)? != 0 {
+        tokio::task::yield_now().await;
+    }
+    ack(stream).await
+}
+
+/// Echoes a stream whose first byte is [`REQUEST_BYTE`]; [`sink_yielding`]
+/// any other.
+pub(super) async fn echo_or_sink(stream: &mut BoxStream) -> Res<()> {
+    let mut buf = vec![0u8; CHUNK];
+    let n = stream.read(&mut buf).await.map_err(s)?;
+    if n > 0 && buf[0] == REQUEST_BYTE {
+        stream.write_all(&buf[..n]).await.map_err(s)?;
+        stream.flush().await.map_err(s)?;
+        return echo(stream).await;
+    }
+    while n != 0 && stream.read(&mut buf).await.map_err(s)? != 0 {
         tokio::task::yield_now().await;
     }
     ack(stream).await
@@ -75,14 +99,22 @@ pub(super) async fn finish_and_ack(stream: &mut BoxStream) -> Res<()> {
 }
 
 pub(super) async fn join_all(tasks: Vec<JoinHandle<Res<()>>>) -> Res<()> {
+    join_each(tasks).await.map(drop)
+}
+
+/// Waits for every task; their values in order, or the first error.
+pub(super) async fn join_each<T>(tasks: Vec<JoinHandle<Res<T>>>) -> Res<Vec<T>> {
+    let mut values = Vec::with_capacity(tasks.len());
     let mut first_error = None;
     for task in tasks {
-        let result = task.await.map_err(s).and_then(|r| r);
-        if let Err(e) = result {
-            first_error.get_or_insert(e);
+        match task.await.map_err(s).and_then(|r| r) {
+            Ok(value) => values.push(value),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
         }
     }
-    first_error.map_or(Ok(()), Err)
+    first_error.map_or(Ok(values), Err)
 }
 
 pub(super) fn mib_per_s(bytes: usize, elapsed: Duration) -> f64 {
