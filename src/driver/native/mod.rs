@@ -61,7 +61,8 @@ pub(crate) struct Shared {
 struct State {
     plane: ControlPlane,
     session_handles: usize,
-    /// Stream handles alive (a stream counts until both halves are gone).
+    /// Streams open: a stream counts until both halves are gone and what
+    /// its write side finished is delivered (`SendHalf::hold_until_delivered`).
     open_streams: u64,
     /// Streams this side opened and still holds, for a GOAWAY to refuse
     /// (SPEC §13.1) and the peer's priority requests. Entries leave with
