@@ -355,3 +355,127 @@ async fn a_never_read_stream_holds_only_its_window_and_does_not_stall_another() 
     })
     .await;
 }
+
+/// Done means delivered (SPEC §18.4, §18.6): a stream whose writer's
+/// `shutdown()` returned (the peer's QUIC acknowledged every byte and the
+/// FIN) and who then closed gracefully is still handed to the peer's
+/// application, whole, after the connection has ended, as the backlog of
+/// a byte-stream session is after its transport closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_delivered_before_a_graceful_close_is_accepted_and_read_after_the_end() {
+    bounded(async {
+        let (client, server, _c, _s) = native_pair(Config::default()).await;
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let mut stream = client.open().await.unwrap();
+        stream.write_all(&data).await.unwrap();
+        stream.shutdown().await.unwrap();
+        drop(stream);
+        client.close(ErrorCode::NO_ERROR).await.expect("graceful");
+        drop(client);
+        // The server's application looks only once its side has ended.
+        let end = server.closed().await;
+        assert!(end.is_graceful(), "{end:?}");
+        let mut peer = server
+            .accept()
+            .await
+            .expect("a graceful end")
+            .expect("the stream delivered before the close");
+        let mut got = Vec::new();
+        peer.read_to_end(&mut got).await.unwrap();
+        assert!(
+            got == data,
+            "{} of {} bytes, or other bytes",
+            got.len(),
+            data.len()
+        );
+        assert!(server.accept().await.unwrap().is_none());
+    })
+    .await;
+}
+
+/// The native handshake completed (the peer's preface and SETTINGS were
+/// read) before the peer wrote a stream, saw it delivered and closed
+/// gracefully, all while the accepting application had not yet looked:
+/// the server still gets its session, already ended, and the stream on
+/// it. One runtime thread: the yields let the control task see the end
+/// before the accepting future looks again.
+#[tokio::test]
+async fn a_handshake_that_completed_before_the_peer_closed_still_yields_the_session() {
+    bounded(async {
+        let config = Config::default();
+        let identity = Identity::self_signed();
+        let server_ep = quic::server_endpoint(
+            loopback(),
+            identity.server_config().unwrap(),
+            quic::Mode::Native,
+            &config,
+        )
+        .unwrap();
+        let addr = server_ep.local_addr().unwrap();
+        let client_ep = quic::client_endpoint(
+            loopback(),
+            identity.client_config(),
+            quic::Mode::Native,
+            &config,
+        )
+        .unwrap();
+        let data: Vec<u8> = (0..70_000u32).map(|i| (i % 253) as u8).collect();
+        let sent = data.clone();
+        let client_config = config.clone();
+        let writer = tokio::spawn(async move {
+            let client = quic::connect(
+                &client_ep,
+                addr,
+                "localhost",
+                quic::Mode::Native,
+                client_config,
+            )
+            .await
+            .unwrap();
+            let mut stream = client.open().await.unwrap();
+            stream.write_all(&sent).await.unwrap();
+            stream.shutdown().await.unwrap();
+            drop(stream);
+            client.close(ErrorCode::NO_ERROR).await.expect("graceful");
+        });
+        let connection = server_ep.accept().await.unwrap().await.unwrap();
+        let watch = connection.clone();
+        let mut accepting = Box::pin(quic::server(connection, quic::Mode::Native, config));
+        // The first poll starts the control task; the session is not
+        // returned until the peer's preface and SETTINGS have been read.
+        let first = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(accepting.as_mut().poll(cx).is_pending())
+        })
+        .await;
+        assert!(
+            first,
+            "the handshake cannot be complete before the first poll"
+        );
+        // The peer's whole session runs meanwhile, close included, and the
+        // QUIC connection ends; then the control task takes its turn.
+        writer.await.unwrap();
+        watch.closed().await;
+        for _ in 0..16 {
+            tokio::task::yield_now().await;
+        }
+        let session = accepting.await.expect("the handshake had completed");
+        let end = session
+            .error()
+            .expect("the session ended before it was returned");
+        assert!(end.is_graceful(), "{end:?}");
+        let mut stream = session
+            .accept()
+            .await
+            .expect("a graceful end")
+            .expect("the stream delivered before the close");
+        let mut got = Vec::new();
+        stream.read_to_end(&mut got).await.unwrap();
+        assert!(
+            got == data,
+            "{} of {} bytes, or other bytes",
+            got.len(),
+            data.len()
+        );
+    })
+    .await;
+}

@@ -244,11 +244,23 @@ mod quic {
         "127.0.0.1:0".parse().unwrap()
     }
 
+    /// How the writing side ends its stream before `close()`.
+    #[derive(Copy, Clone, Debug)]
+    enum Finish {
+        /// `shutdown().await`: in native mode it returns once the peer's
+        /// QUIC acknowledged every byte and the FIN.
+        Shutdown,
+        /// `finish()` and drop at once: `close()` has to wait for the
+        /// bytes instead.
+        NoWait,
+    }
+
     fn write_then_exit(
         addr: SocketAddr,
         identity: Arc<Identity>,
         mode: quic::Mode,
         data: Vec<u8>,
+        finish: Finish,
     ) -> std::thread::JoinHandle<()> {
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -267,7 +279,10 @@ mod quic {
                 for chunk in data.chunks(50_000) {
                     stream.write_all(chunk).await.unwrap();
                 }
-                stream.shutdown().await.unwrap();
+                match finish {
+                    Finish::Shutdown => stream.shutdown().await.unwrap(),
+                    Finish::NoWait => stream.finish().unwrap(),
+                }
                 drop(stream);
                 let _ = session.close(ErrorCode::NO_ERROR).await;
                 drop(session);
@@ -277,7 +292,7 @@ mod quic {
         })
     }
 
-    async fn quic_loop(mode: quic::Mode) {
+    async fn quic_loop(mode: quic::Mode, finish: Finish) {
         let _burner = Burner::start();
         let identity = Arc::new(Identity::self_signed());
         let config = Config::default();
@@ -287,7 +302,7 @@ mod quic {
         // QUIC handshakes cost more than TCP's: a quarter of the rounds.
         for round in 0..loops().div_ceil(4) {
             let data = pattern(round, 64 * 1024 + round * 997);
-            let writer = write_then_exit(addr, identity.clone(), mode, data.clone());
+            let writer = write_then_exit(addr, identity.clone(), mode, data.clone(), finish);
             let check = async {
                 let accepted = quic::accept(&endpoint, mode, config.clone()).await;
                 let (session, _) = accepted.unwrap().expect("a connection");
@@ -315,11 +330,25 @@ mod quic {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_framed_quic_writer_that_closes_and_exits_loses_nothing() {
-        quic_loop(quic::Mode::Framed).await;
+        quic_loop(quic::Mode::Framed, Finish::Shutdown).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_native_quic_writer_that_closes_and_exits_loses_nothing() {
-        quic_loop(quic::Mode::Native).await;
+        quic_loop(quic::Mode::Native, Finish::Shutdown).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_framed_quic_writer_that_finishes_without_waiting_then_closes_and_exits_loses_nothing()
+     {
+        quic_loop(quic::Mode::Framed, Finish::NoWait).await;
+    }
+
+    /// SPEC §18.6: the drain holds the connection open until the peer's
+    /// QUIC acknowledged what the dropped stream still had to deliver.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_native_quic_writer_that_finishes_without_waiting_then_closes_and_exits_loses_nothing()
+     {
+        quic_loop(quic::Mode::Native, Finish::NoWait).await;
     }
 }

@@ -60,7 +60,8 @@ pub(crate) struct Shared {
 struct State {
     plane: ControlPlane,
     session_handles: usize,
-    /// Stream handles alive (a stream counts until both halves are gone).
+    /// Streams open: a stream counts until both halves are gone and what
+    /// its write side finished is delivered (`SendHalf::hold_until_delivered`).
     open_streams: u64,
     /// Streams this side opened and still holds, for a GOAWAY to refuse
     /// (SPEC §13.1) and the peer's priority requests. Entries leave with
@@ -340,13 +341,21 @@ pub(crate) async fn start(
     ));
     shared
         .wait_changed(|state| {
+            // Established first, as over a byte stream (SPEC §18.6): a
+            // quick peer may have opened streams, written, and closed by
+            // the time this runs; QUIC keeps its streams for `accept`,
+            // which tells how the connection ended.
+            if state.plane.is_established() {
+                return Some(Ok(()));
+            }
             if let Some(err) = state.plane.error() {
                 return Some(Err(err.clone()));
             }
-            if let Some(cause) = state.plane.cause().filter(|c| !c.is_graceful()) {
-                return Some(Err(cause.clone()));
-            }
-            state.plane.is_established().then_some(Ok(()))
+            state
+                .plane
+                .cause()
+                .filter(|cause| !cause.is_graceful())
+                .map(|cause| Err(cause.clone()))
         })
         .await?;
     Ok(shared)
@@ -654,20 +663,20 @@ impl Shared {
             notified.as_mut().enable();
             {
                 let state = self.lock();
-                let end = state
+                let failed = state
                     .plane
                     .error()
-                    .or(state.plane.cause().filter(|cause| !cause.is_graceful()));
-                if let Some(err) = end {
-                    return if err.is_graceful() {
-                        Ok(None)
-                    } else {
-                        Err(err.clone())
-                    };
+                    .or(state.plane.cause())
+                    .filter(|end| !end.is_graceful());
+                if let Some(err) = failed {
+                    return Err(err.clone());
                 }
                 if state.plane.goaway_sent() {
                     return Ok(None);
                 }
+                // SPEC §18.6: after a graceful end the streams QUIC received
+                // before it are still handed out (quinn's accept returns them
+                // ahead of the connection's end), then `None`.
             }
             tokio::select! {
                 accepted = self.connection.accept_bi() => {

@@ -396,7 +396,8 @@ impl Drop for RecvHalf {
     }
 }
 
-/// The write half of a native stream. Dropped alone, quinn finishes it.
+/// The write half of a native stream. Dropped alone, it finishes the
+/// stream, which stays open until its bytes are delivered.
 pub(crate) struct SendHalf {
     pub(super) handle: Arc<StreamRef>,
     pub(super) send: quinn::SendStream,
@@ -608,8 +609,9 @@ impl SendHalf {
 impl Drop for SendHalf {
     /// A whole `Stream` dropped (SPEC §18.4): if the peer may still send,
     /// the stream is reset with CANCEL both ways, since nobody would read
-    /// what it sends; otherwise quinn finishes the write side after the
-    /// bytes already written, as it does for a write half dropped alone.
+    /// what it sends; otherwise the write side is finished after the bytes
+    /// already written, as for a write half dropped alone, and the stream
+    /// stays open until they are delivered.
     fn drop(&mut self) {
         if self.refused().is_err() {
             return;
@@ -623,5 +625,34 @@ impl Drop for SendHalf {
                 self.reset(ErrorCode::CANCEL);
             }
         }
+        if self.handle.local_reset().is_none() {
+            self.hold_until_delivered();
+        }
+    }
+}
+
+impl SendHalf {
+    /// Finishes the write side and, until the peer's QUIC has acknowledged
+    /// every byte and the FIN (or stopped the stream), keeps the stream
+    /// counted as open on a task of its own: a graceful close must not
+    /// close the connection over them, since QUIC discards unacknowledged
+    /// data then (SPEC §18.6). The connection's end, at the latest the
+    /// drain timeout's, ends the wait. Without a runtime, or with nothing
+    /// left to deliver, nothing is held.
+    fn hold_until_delivered(&mut self) {
+        let _ = self.send.finish();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut delivered = Box::pin(self.send.stopped());
+        let mut cx = Context::from_waker(Waker::noop());
+        if delivered.as_mut().poll(&mut cx).is_ready() {
+            return;
+        }
+        let handle = self.handle.clone();
+        runtime.spawn(async move {
+            let _ = delivered.await;
+            drop(handle);
+        });
     }
 }
