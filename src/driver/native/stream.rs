@@ -637,8 +637,10 @@ impl SendHalf {
     /// counted as open on a task of its own: a graceful close must not
     /// close the connection over them, since QUIC discards unacknowledged
     /// data then (SPEC §18.6). The connection's end, at the latest the
-    /// drain timeout's, ends the wait. Without a runtime, or with nothing
-    /// left to deliver, nothing is held.
+    /// drain timeout's, ends the wait, and so does the half-close timeout
+    /// (a peer that neither reads nor stops the stream holds nothing for
+    /// longer; QUIC goes on sending it until the connection ends). Without
+    /// a runtime, or with nothing left to deliver, nothing is held.
     fn hold_until_delivered(&mut self) {
         let _ = self.send.finish();
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -650,8 +652,16 @@ impl SendHalf {
             return;
         }
         let handle = self.handle.clone();
+        let limit = handle.shared.lock().plane.config().half_close_timeout();
         runtime.spawn(async move {
-            let _ = delivered.await;
+            match limit {
+                Some(limit) => {
+                    let _ = tokio::time::timeout(limit, delivered).await;
+                }
+                None => {
+                    let _ = delivered.await;
+                }
+            }
             drop(handle);
         });
     }
