@@ -15,7 +15,10 @@ use crate::frame::{Decoded, ErrorCode, PREFACE_LEN, PrefaceError, StreamId, deco
 
 impl Connection {
     /// Feeds bytes read from the transport. Consumes every complete frame
-    /// from `buf`; a partial frame stays for the next call.
+    /// from `buf`; a partial frame stays for the next call. Nothing is
+    /// reserved in `buf`: before the next read the caller makes room for
+    /// [`input_missing`](Connection::input_missing) bytes (and whatever
+    /// more it wants to read at once).
     pub fn handle_input(&mut self, now: Instant, buf: &mut BytesMut) {
         if self.phase == Phase::Closed {
             buf.clear();

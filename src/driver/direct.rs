@@ -214,8 +214,9 @@ impl Shared {
                     }
                 }
                 // The driver writes what the input made owed, and re-arms
-                // its timer if the input set an earlier deadline.
-                if reader.closed {
+                // its timer if the input set an earlier deadline (or learns
+                // that the read buffer is in use again).
+                if reader.closed || std::mem::take(&mut reader.reallocated) {
                     inner.owe_driver_turn();
                 } else {
                     inner.after_task_change();

@@ -92,17 +92,28 @@ impl Driver {
     fn poll_read_side(&mut self, cx: &mut Context<'_>, t: Instant) -> bool {
         self.shared.read_wake.set_driver(cx.waker());
         let mut reader = self.shared.reader();
+        if std::mem::take(&mut reader.reallocated) {
+            // A task's read allocated the buffer again after an idle
+            // release: it is given back after the next idle second.
+            self.buffers_held = true;
+            self.last_progress = t;
+        }
         if reader.closed {
             return false;
         }
-        match reader.poll_fill(&self.shared.read_waker) {
+        let progress = match reader.poll_fill(&self.shared.read_waker) {
             Poll::Pending => false,
             Poll::Ready(read) => {
                 let mut inner = self.shared.lock();
                 reader.feed(&mut inner, t, read);
                 true
             }
+        };
+        if std::mem::take(&mut reader.reallocated) {
+            self.buffers_held = true;
+            self.last_progress = t;
         }
+        progress
     }
 
     /// True if this wake brought the driver nothing to do, so the poll can
@@ -112,8 +123,13 @@ impl Driver {
     /// woke the driver for work since it last parked (its waker is still
     /// in place). Every one of those is what a turn would look at first;
     /// most wakes on a request/response stream are of this kind.
-    fn idle_wake(&mut self, cx: &Context<'_>) -> bool {
-        if self.close_deadline.is_some() || self.timer.is_elapsed() {
+    ///
+    /// The timer is polled, not just asked whether it has fired: the last
+    /// turn may have armed it without registering (a poll refused by the
+    /// runtime's cooperative budget registers nothing), and this poll,
+    /// with a fresh budget, registers the driver for it.
+    fn idle_wake(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.close_deadline.is_some() || self.timer.as_mut().poll(cx).is_ready() {
             return false;
         }
         let Some(reader) = self.shared.try_reader() else {

@@ -241,7 +241,10 @@ impl Inner {
 ///   writer, and takes the core again to record the flush or hand the
 ///   rest to the driver (`Shared::transmit_direct`);
 /// - nobody takes the writer or the reader while holding the core, and
-///   nobody holds the writer and the reader at once.
+///   nobody waits for one transport half while holding the other: the
+///   driver holds both only after `try_lock`ing them (its idle release
+///   and its idle-wake check, `Driver::idle_wake`), and then takes the
+///   core.
 ///
 /// So no cycle of waits exists; and no transport I/O (a syscall, TLS
 /// encryption or decryption) happens while the core is locked, so other
@@ -303,9 +306,13 @@ pub(crate) struct Reader {
     /// are gone (see [`Reader::make_room`]); at most
     /// [`SPARE_READ_BUFFERS`].
     pub(crate) spare: Vec<BytesMut>,
-    /// `buf` has memory of its own (it is not the empty buffer a new or
-    /// idle connection starts from), worth keeping as a spare.
-    pub(crate) allocated: bool,
+    /// The size of `buf`'s allocation; 0 for the empty buffer a new or
+    /// idle connection starts from.
+    buf_size: usize,
+    /// A read allocated a buffer after the connection had none (new, or
+    /// idle and released): the driver must learn of it to give it back
+    /// when the connection is idle again (`Driver::release_if_idle`).
+    pub(crate) reallocated: bool,
     /// Room the next read needs beyond `buf`: the rest of a frame the core
     /// takes whole (`Connection::input_missing`), as of the last input.
     pub(crate) missing: usize,
@@ -334,8 +341,13 @@ enum Room {
 
 /// Read buffers a busy connection keeps for reuse besides the one it reads
 /// into, for payloads that wait in their streams while the next reads go
-/// on. At most this many read chunks are kept beyond what payloads hold.
+/// on. At most this many, of at most [`SPARE_MAX_SIZE`] each, are kept
+/// beyond what payloads hold: 2 MiB per connection.
 const SPARE_READ_BUFFERS: usize = 16;
+
+/// The largest read buffer kept as a spare. A buffer grown to gather a
+/// whole large frame is dropped once read past, not kept.
+const SPARE_MAX_SIZE: usize = 2 * super::READ_CHUNK;
 
 /// The waker registered with the transport's read side, whoever polls it:
 /// readiness wakes the application task that last found its stream empty
@@ -420,7 +432,8 @@ impl Shared {
                 // release, see `Driver::release_if_idle`).
                 buf: BytesMut::new(),
                 spare: Vec::new(),
-                allocated: false,
+                buf_size: 0,
+                reallocated: false,
                 missing: 0,
                 closed: false,
                 registered: None,
@@ -574,14 +587,17 @@ impl Reader {
                 Room::New,
             ),
         };
+        // A reclaimed spare's capacity is its whole allocation.
+        let full_size = std::mem::replace(&mut self.buf_size, next.capacity());
         let mut full = std::mem::replace(&mut self.buf, next);
         // The start of a frame not yet whole.
         self.buf.extend_from_slice(&full);
         full.clear();
-        if self.allocated && self.spare.len() < SPARE_READ_BUFFERS {
+        if full_size == 0 {
+            self.reallocated = true;
+        } else if full_size <= SPARE_MAX_SIZE && self.spare.len() < SPARE_READ_BUFFERS {
             self.spare.push(full);
         }
-        self.allocated = true;
         found
     }
 
@@ -590,7 +606,7 @@ impl Reader {
     pub(crate) fn release_buffers(&mut self) {
         if self.buf.is_empty() {
             self.buf = BytesMut::new();
-            self.allocated = false;
+            self.buf_size = 0;
         }
         self.spare = Vec::new();
     }
@@ -680,7 +696,8 @@ mod tests {
             io: Box::pin(Endless),
             buf: BytesMut::new(),
             spare: Vec::new(),
-            allocated: false,
+            buf_size: 0,
+            reallocated: false,
             missing: 0,
             closed: false,
             registered: None,
@@ -728,6 +745,30 @@ mod tests {
         reader.release_buffers();
         assert_eq!(reader.buf.capacity(), 0);
         assert!(reader.spare.is_empty());
+    }
+
+    #[test]
+    fn large_buffers_are_not_kept_and_the_driver_learns_of_new_ones() {
+        let mut reader = reader();
+        let mut held = Vec::new();
+        read(&mut reader, &mut held);
+        assert!(std::mem::take(&mut reader.reallocated), "first allocation");
+        // A buffer grown for a large frame taken whole is not kept.
+        reader.missing = 3 * READ_CHUNK;
+        assert_eq!(reader.make_room(), Room::New);
+        assert_eq!(reader.spare.len(), 1, "the 64 KiB one is kept");
+        reader.missing = 0;
+        while reader.buf.capacity() - reader.buf.len() >= READ_CHUNK / 4 {
+            read(&mut reader, &mut held);
+        }
+        read(&mut reader, &mut held);
+        assert_eq!(reader.spare.len(), 1, "the large one is dropped");
+        assert!(!reader.reallocated);
+
+        held.clear();
+        reader.release_buffers();
+        read(&mut reader, &mut held);
+        assert!(reader.reallocated, "allocated again after a release");
     }
 
     #[test]
