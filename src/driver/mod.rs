@@ -92,24 +92,18 @@ impl Driver {
     fn poll_read_side(&mut self, cx: &mut Context<'_>, t: Instant) -> bool {
         self.shared.read_wake.set_driver(cx.waker());
         let mut reader = self.shared.reader();
+        let progress = !reader.closed
+            && match reader.poll_fill(&self.shared.read_waker) {
+                Poll::Pending => false,
+                Poll::Ready(read) => {
+                    let mut inner = self.shared.lock();
+                    reader.feed(&mut inner, t, read);
+                    true
+                }
+            };
         if std::mem::take(&mut reader.reallocated) {
-            // A task's read allocated the buffer again after an idle
+            // This read, or a task's, allocated the buffer after an idle
             // release: it is given back after the next idle second.
-            self.buffers_held = true;
-            self.last_progress = t;
-        }
-        if reader.closed {
-            return false;
-        }
-        let progress = match reader.poll_fill(&self.shared.read_waker) {
-            Poll::Pending => false,
-            Poll::Ready(read) => {
-                let mut inner = self.shared.lock();
-                reader.feed(&mut inner, t, read);
-                true
-            }
-        };
-        if std::mem::take(&mut reader.reallocated) {
             self.buffers_held = true;
             self.last_progress = t;
         }

@@ -426,19 +426,7 @@ impl Shared {
         let direct_writes = write.is_write_vectored();
         Shared {
             direct_writes,
-            reader: Mutex::new(Reader {
-                io: read,
-                // Allocated by the first read (and again after an idle
-                // release, see `Driver::release_if_idle`).
-                buf: BytesMut::new(),
-                spare: Vec::new(),
-                buf_size: 0,
-                reallocated: false,
-                missing: 0,
-                closed: false,
-                registered: None,
-                wake: read_wake.clone(),
-            }),
+            reader: Mutex::new(Reader::new(read, read_wake.clone())),
             read_waker: Waker::from(read_wake.clone()),
             read_wake,
             writer: Mutex::new(Writer {
@@ -529,6 +517,23 @@ impl Drop for CoreGuard<'_> {
 }
 
 impl Reader {
+    /// A reader of `io` whose reads register `wake`. No buffer yet: the
+    /// first read allocates it (and again after an idle release, see
+    /// `Driver::release_if_idle`).
+    fn new(io: Pin<Box<dyn AsyncRead + Send>>, wake: Arc<ReadWake>) -> Reader {
+        Reader {
+            io,
+            buf: BytesMut::new(),
+            spare: Vec::new(),
+            buf_size: 0,
+            reallocated: false,
+            missing: 0,
+            closed: false,
+            registered: None,
+            wake,
+        }
+    }
+
     /// Reads what the transport has into the buffer, with `waker` (the
     /// shared read waker) registered if it has nothing.
     pub(crate) fn poll_fill(&mut self, waker: &Waker) -> Poll<io::Result<usize>> {
@@ -692,17 +697,7 @@ mod tests {
     }
 
     fn reader() -> Reader {
-        Reader {
-            io: Box::pin(Endless),
-            buf: BytesMut::new(),
-            spare: Vec::new(),
-            buf_size: 0,
-            reallocated: false,
-            missing: 0,
-            closed: false,
-            registered: None,
-            wake: Arc::new(ReadWake::default()),
-        }
+        Reader::new(Box::pin(Endless), Arc::new(ReadWake::default()))
     }
 
     /// Makes room, reads, and hands out everything read, as the core
